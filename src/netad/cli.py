@@ -1,0 +1,114 @@
+"""Command-line entry points. Bad input: one line on stderr, exit code 2, no traceback."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import os
+import sys
+from typing import Callable, Optional, Sequence
+
+from netad.errors import UserError
+
+
+def user_errors(func: Callable[..., int]) -> Callable[..., int]:
+    """Turn UserError (and Ctrl-C) into one line and an exit code instead of a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs) -> int:
+        try:
+            return func(*args, **kwargs)
+        except UserError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            print("interrupted: resume with --resume <run folder>", file=sys.stderr)
+            return 130
+
+    return wrapper
+
+
+def _setup_logging(quiet: bool) -> None:
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s")
+    os.environ.setdefault("WANDB_SILENT", "true")
+    if quiet:
+        import warnings
+
+        warnings.filterwarnings("ignore")
+
+
+def train_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="train.py",
+        description="Train the anomaly classifier: one train/validation split, or stratified k-fold CV.",
+    )
+    p.add_argument("--config", default="config.yaml", help="YAML config (default: config.yaml)")
+    p.add_argument("--use-cv", action="store_true", help="stratified k-fold cross-validation, then a final model")
+    p.add_argument("--resume", metavar="PATH", help="run folder (or a checkpoint in it) of an interrupted run")
+    p.add_argument("--fold", type=int, metavar="K", help="run fold K only (0-based), e.g. for job arrays")
+    p.add_argument("--run-name", metavar="NAME", help="run folder name under checkpoint.save_dir")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, value parsed as YAML (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or progress lines")
+    return p
+
+
+@user_errors
+def train_main(argv: Optional[Sequence[str]] = None) -> int:
+    args = train_parser().parse_args(argv)
+    _setup_logging(args.quiet)
+    from netad.config import load_config
+
+    if args.resume and args.overrides:
+        raise UserError("--resume uses the run's saved config; --set cannot change it")
+    cfg = load_config(args.config, args.overrides)
+    if args.fold is not None and not args.use_cv:
+        raise UserError("--fold needs --use-cv")
+
+    from netad.training.cv import format_table, run_cv, run_single
+
+    say = (lambda _m: None) if args.quiet else (lambda m: print(m, flush=True))
+    if args.use_cv or (args.resume and _is_cv_run(args.resume)):
+        result = run_cv(cfg, run_name=args.run_name, resume=args.resume, only_fold=args.fold,
+                        quiet=args.quiet, say=say)
+        if result is None:
+            return 0
+        print()
+        print(f"Cross-validation ({len(result.folds)} folds), metrics on each fold's held-out rows:")
+        print(format_table(result))
+        print()
+        print(result.verdict["message"])
+        print(f"Results: {result.files['cv_results_json']} and {result.files['cv_results_csv']}")
+        if result.final_checkpoint:
+            print(f"Final model: {result.final_checkpoint}")
+        return 0
+    fit = run_single(cfg, run_name=args.run_name, resume=args.resume, quiet=args.quiet, say=say)
+    m = fit.val_metrics
+    print()
+    print(f"Validation (threshold {fit.threshold:.3f}, chosen on these rows): "
+          + ", ".join(f"{k} {v:.3f}" for k, v in m.items()))
+    print(f"Best checkpoint (epoch {fit.best_epoch}) copied to the default path: "
+          f"{cfg.checkpoint.save_dir}/best_model.ckpt")
+    return 0
+
+
+def _is_cv_run(path: str) -> bool:
+    from netad.training.cv import find_run
+
+    run, _ = find_run(path)
+    return not (run.path / "single").exists()
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``netad <command> ...``: the package's CLI."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = {"train": train_main}
+    if not argv or argv[0] not in commands:
+        print(f"usage: netad {{{','.join(commands)}}} [options]", file=sys.stderr)
+        return 2
+    return commands[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

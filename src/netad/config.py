@@ -1,0 +1,285 @@
+"""Typed configuration, validated when it is loaded.
+
+``load_config(path, overrides)`` reads a YAML file, applies ``--set key=value`` overrides
+(values parsed as YAML) and returns a :class:`Config`. Every problem becomes a
+:class:`~netad.errors.UserError` with one line that names the key: unknown keys get the
+nearest valid name, bad values get the allowed range or choices.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from netad.errors import UserError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Section):
+    hidden_dims: list[int] = Field(default_factory=lambda: [128, 64, 32], min_length=1)
+    dropout: float = Field(0.3, ge=0.0, lt=1.0)
+    activation: Literal["relu", "leaky_relu", "gelu", "tanh", "elu", "silu"] = "relu"
+
+    @field_validator("hidden_dims")
+    @classmethod
+    def _positive_dims(cls, dims: list[int]) -> list[int]:
+        if any(d < 1 for d in dims):
+            raise ValueError("every hidden dimension must be >= 1")
+        return dims
+
+
+class TrainingConfig(_Section):
+    batch_size: int = Field(64, ge=1)
+    learning_rate: float = Field(1e-3, gt=0.0, le=10.0)
+    num_epochs: int = Field(50, ge=1)
+    early_stopping_patience: Optional[int] = Field(10, ge=1)
+    weight_decay: float = Field(0.0, ge=0.0)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    scheduler: Literal["none", "step", "cosine", "plateau"] = "none"
+    class_weight: Union[Literal["balanced", "none"], float, dict[int, float]] = "balanced"
+    seed: int = Field(42, ge=0)
+
+    @field_validator("class_weight")
+    @classmethod
+    def _check_weights(cls, value: Any) -> Any:
+        if isinstance(value, float) and value <= 0:
+            raise ValueError("a numeric class_weight (weight of the anomaly class) must be > 0")
+        if isinstance(value, dict):
+            if set(value) != {0, 1} or any(w <= 0 for w in value.values()):
+                raise ValueError("explicit class_weight must be {0: w_normal, 1: w_anomaly} with weights > 0")
+        return value
+
+
+class ThresholdConfig(_Section):
+    method: Literal["max_f1", "target_fpr"] = "max_f1"
+    target_fpr: float = Field(0.01, gt=0.0, lt=1.0)
+
+
+class CrossValidationConfig(_Section):
+    n_splits: int = Field(5, ge=2, le=100)
+    shuffle: bool = True
+    random_state: int = Field(42, ge=0)
+    stratify: bool = True
+    permutation_baseline: bool = True
+    train_final_model: bool = True
+
+
+class DataConfig(_Section):
+    data_path: str = "data/raw/embedded_system_network_security_dataset.csv"
+    label_column: str = "label"
+    normal_value: Optional[Union[str, int, float, bool]] = None
+    column_names: Optional[list[str]] = None
+    drop_columns: list[str] = Field(default_factory=list)
+    nan_policy: Literal["error", "drop", "median", "zero"] = "error"
+    test_size: float = Field(0.2, gt=0.0, lt=1.0)
+    val_size: float = Field(0.2, gt=0.0, lt=1.0)
+    scaler: Literal["standard", "minmax", "none"] = "standard"
+    log_transform: Union[Literal["none", "auto"], list[str]] = "none"
+    max_categories: int = Field(50, ge=1)
+
+    @field_validator("column_names")
+    @classmethod
+    def _unique_names(cls, names: Optional[list[str]]) -> Optional[list[str]]:
+        if names is not None and len(set(names)) != len(names):
+            raise ValueError("column_names must be unique")
+        return names
+
+
+class CheckpointConfig(_Section):
+    save_dir: str = "checkpoints"
+    monitor: str = "val/loss"
+    mode: Literal["auto", "min", "max"] = "auto"
+    save_every_n_epochs: Optional[int] = Field(None, ge=1)
+
+    @field_validator("monitor")
+    @classmethod
+    def _known_monitor(cls, value: str) -> str:
+        from netad.evaluation.metrics import MONITORABLE
+
+        if value not in MONITORABLE:
+            raise ValueError(f"must be one of {', '.join(MONITORABLE)}")
+        return value
+
+    @property
+    def resolved_mode(self) -> str:
+        if self.mode != "auto":
+            return self.mode
+        return "min" if self.monitor.endswith("loss") else "max"
+
+
+class LoggingConfig(_Section):
+    tensorboard_dir: str = "logs/tensorboard"
+    use_wandb: bool = False
+    wandb_mode: Literal["online", "offline", "disabled"] = "offline"
+    wandb_project: str = "netad"
+    wandb_entity: Optional[str] = None
+    wandb_dir: str = "logs"
+
+
+class HuggingFaceConfig(_Section):
+    repo_id: Optional[str] = None
+    private: bool = False
+
+
+class TrainerConfig(_Section):
+    accelerator: str = "auto"
+    devices: Union[int, str, list[int]] = "auto"
+    precision: Literal["32", "32-true", "16-mixed", "bf16-mixed", "64", "64-true"] = "32-true"
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_to_str(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) else value
+
+
+class Config(_Section):
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    threshold: ThresholdConfig = Field(default_factory=ThresholdConfig)
+    cross_validation: CrossValidationConfig = Field(default_factory=CrossValidationConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    huggingface: HuggingFaceConfig = Field(default_factory=HuggingFaceConfig)
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+
+    @model_validator(mode="after")
+    def _label_not_dropped(self) -> "Config":
+        if self.data.label_column in self.data.drop_columns:
+            raise ValueError("data.drop_columns must not contain data.label_column")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _valid_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    keys = []
+    for name, field in model.model_fields.items():
+        dotted = f"{prefix}{name}"
+        keys.append(dotted)
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            keys.extend(_valid_keys(ann, dotted + "."))
+    return keys
+
+
+VALID_KEYS = _valid_keys(Config)
+
+
+def _suggest(key: str) -> str:
+    """' (did you mean 'x'?)' for the nearest valid key, or ''."""
+    section = key.rsplit(".", 1)[0] + "." if "." in key else ""
+    same_level = [k for k in VALID_KEYS if k.startswith(section) and k.count(".") == key.count(".")]
+    match = difflib.get_close_matches(key, same_level, n=1, cutoff=0.5) or difflib.get_close_matches(
+        key, VALID_KEYS, n=1, cutoff=0.5
+    )
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def _field_for(loc: tuple) -> Any:
+    model: Any = Config
+    field = None
+    for part in loc:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)) or part not in model.model_fields:
+            return field
+        field = model.model_fields[part]
+        model = field.annotation
+    return field
+
+
+def _allowed(field: Any) -> str:
+    """Human description of a field's allowed values from its constraints."""
+    if field is None:
+        return ""
+    bounds = []
+    for meta in field.metadata:
+        for attr, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            value = getattr(meta, attr, None)
+            if value is not None:
+                bounds.append(f"{sym} {value}")
+    if bounds:
+        return "allowed: " + " and ".join(bounds)
+    return ""
+
+
+def _format_error(err: dict[str, Any]) -> str:
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p in {"function-after"})))
+    # union branches add their type names to loc; keep only real config keys
+    keys = [p for p in loc if isinstance(p, str) and p in {k.rsplit(".", 1)[-1] for k in VALID_KEYS}]
+    key = ".".join(keys) if keys else ".".join(str(p) for p in loc)
+    if err["type"] == "extra_forbidden":
+        return f"unknown config key '{key}'{_suggest(key)}"
+    got = err.get("input")
+    msg = err["msg"].removeprefix("Value error, ")
+    allowed = _allowed(_field_for(tuple(keys)))
+    extra = f"; {allowed}" if allowed and allowed not in msg else ""
+    return f"invalid value for config key '{key}': {msg}{extra} (got {got!r})"
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'training.num_epochs=3' -> ('training.num_epochs', 3); the value is parsed as YAML."""
+    if "=" not in text:
+        raise UserError(f"--set expects KEY=VALUE, got '{text}'")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if key not in VALID_KEYS:
+        raise UserError(f"unknown config key '{key}' in --set{_suggest(key)}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise UserError(f"--set {key}: value '{raw}' is not valid YAML ({exc.problem})") from None
+    return key, value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for text in overrides:
+        key, value = parse_override(text)
+        node = raw
+        parts = key.split(".")
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[parts[-1]] = value
+    return raw
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise UserError(f"{source}: {_format_error(first)}") from None
+
+
+def load_config(path: str | Path | None = "config.yaml", overrides: Optional[list[str]] = None) -> Config:
+    """Load, override and validate a YAML config. ``path=None`` starts from the defaults."""
+    raw: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise UserError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise UserError(f"{path}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise UserError(f"{path}: the top level must be a mapping of sections (model, training, ...)")
+        raw = loaded
+    raw = apply_overrides(raw, list(overrides or []))
+    return config_from_dict(raw, source)

@@ -1,0 +1,125 @@
+"""LightningDataModule over in-memory tensors, with batch-level shuffling."""
+
+from __future__ import annotations
+
+from typing import Iterator, Optional
+
+import lightning as L
+import numpy as np
+import torch
+
+from netad.config import Config
+from netad.data.loading import LabelledTable, load_table
+from netad.data.preprocessing import TabularPreprocessor
+
+
+class EpochPermutation:
+    """Shuffle order for one epoch, a pure function of (seed, epoch).
+
+    Lightning calls ``set_epoch`` through ``loader.sampler`` at each epoch start, so a run
+    resumed at epoch N sees exactly the batches an uninterrupted run would have seen.
+    """
+
+    def __init__(self, n: int, shuffle: bool, seed: int) -> None:
+        self.n, self.shuffle, self.seed, self.epoch = n, shuffle, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def order(self) -> torch.Tensor:
+        if not self.shuffle:
+            return torch.arange(self.n)
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return torch.randperm(self.n, generator=gen)
+
+
+class TensorBatchLoader:
+    """Yields ``(x, y)`` slices of whole tensors: one index operation per batch, no collate."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = False, seed: int = 0):
+        self.x, self.y, self.batch_size = x, y, batch_size
+        self.sampler = EpochPermutation(len(y), shuffle, seed)
+        self.batch_sampler = None  # Lightning looks for it; batching is done here, whole slices at a time
+
+    def __len__(self) -> int:
+        return (len(self.y) + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = self.sampler.order()
+        if self.sampler.shuffle:
+            x, y = self.x[order], self.y[order]
+        else:
+            x, y = self.x, self.y
+        for start in range(0, len(y), self.batch_size):
+            yield x[start : start + self.batch_size], y[start : start + self.batch_size]
+
+
+class NetworkDataModule(L.LightningDataModule):
+    """One split of one table: fits the preprocessor on the ``train`` rows in ``setup``.
+
+    Pass the row indices of each part; ``eval_idx`` (a fold's held-out rows, or the test
+    hold-out) becomes the test dataloader. A fresh instance is made for every fold.
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        train_idx: np.ndarray,
+        val_idx: np.ndarray,
+        eval_idx: Optional[np.ndarray] = None,
+        table: Optional[LabelledTable] = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.table = table
+        self.train_idx, self.val_idx = np.asarray(train_idx), np.asarray(val_idx)
+        self.eval_idx = None if eval_idx is None else np.asarray(eval_idx)
+        self.seed = seed
+        self.preprocessor: Optional[TabularPreprocessor] = None
+        self.tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def prepare_data(self) -> None:  # reading a local CSV needs no download
+        pass
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        if self.preprocessor is not None:
+            return
+        if self.table is None:
+            self.table = load_table(self.cfg.data)
+        features, labels = self.table.features, self.table.labels
+        self.preprocessor = TabularPreprocessor.from_config(self.cfg.data).fit(
+            features.iloc[self.train_idx]
+        )
+        parts = {"train": self.train_idx, "val": self.val_idx}
+        if self.eval_idx is not None:
+            parts["eval"] = self.eval_idx
+        for name, idx in parts.items():
+            x = torch.from_numpy(self.preprocessor.transform(features.iloc[idx]))
+            y = torch.from_numpy(labels[idx].astype(np.float32))
+            self.tensors[name] = (x, y)
+
+    @property
+    def input_dim(self) -> int:
+        assert self.preprocessor is not None, "call setup() first"
+        return self.preprocessor.output_dim
+
+    def train_labels(self) -> np.ndarray:
+        return self.table.labels[self.train_idx]
+
+    def _loader(self, part: str, shuffle: bool = False) -> TensorBatchLoader:
+        x, y = self.tensors[part]
+        batch = self.cfg.training.batch_size if part == "train" else max(self.cfg.training.batch_size, 4096)
+        return TensorBatchLoader(x, y, batch, shuffle=shuffle, seed=self.seed)
+
+    def train_dataloader(self) -> TensorBatchLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> TensorBatchLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> TensorBatchLoader:
+        return self._loader("eval")
+
+    def predict_dataloader(self) -> TensorBatchLoader:
+        return self._loader("eval")

@@ -1,0 +1,143 @@
+"""Read a labelled CSV into features and 0/1 labels, with clear errors for bad input."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+
+from netad.config import DataConfig
+from netad.errors import UserError
+
+_TRUE = {"true", "t", "yes"}
+_FALSE = {"false", "f", "no"}
+
+
+@dataclass
+class LabelledTable:
+    """Raw feature columns (not yet encoded or scaled) and 0/1 labels (1 = anomaly)."""
+
+    features: pd.DataFrame
+    labels: np.ndarray
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def read_csv(path: str | Path, column_names: Optional[list[str]] = None) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"data file not found: {path}")
+    if path.stat().st_size == 0:
+        raise UserError(f"data file is empty: {path}")
+    try:
+        if column_names:
+            frame = pd.read_csv(path, header=None, low_memory=False)
+            if frame.shape[1] != len(column_names):
+                raise UserError(
+                    f"{path}: has {frame.shape[1]} columns but data.column_names lists {len(column_names)}"
+                )
+            frame.columns = column_names
+        else:
+            frame = pd.read_csv(path, low_memory=False)
+    except pd.errors.EmptyDataError:
+        raise UserError(f"data file is empty: {path}") from None
+    except pd.errors.ParserError as exc:
+        raise UserError(f"{path}: cannot be parsed as CSV ({str(exc).splitlines()[0]})") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: is not a text CSV file") from None
+    if frame.empty:
+        raise UserError(f"data file has no rows: {path}")
+    return frame
+
+
+def _as_bool(series: pd.Series) -> Optional[pd.Series]:
+    """Map True/False-like values to 0/1, or None if the column is not boolean."""
+    if series.dtype == bool:
+        return series.astype(np.int8)
+    if series.dtype == object:
+        lowered = series.astype(str).str.strip().str.lower()
+        if set(lowered.unique()) <= (_TRUE | _FALSE):
+            return lowered.isin(_TRUE).astype(np.int8)
+    return None
+
+
+def encode_labels(raw: pd.Series, column: str, normal_value: Any) -> np.ndarray:
+    """0 = normal, 1 = anomaly. Strings need ``normal_value``; numbers must be 0/1 unless it is set."""
+    if raw.isna().any():
+        raise UserError(f"label column '{column}' has {int(raw.isna().sum())} empty values")
+    if normal_value is not None:
+        normal = raw.astype(str).str.strip() == str(normal_value).strip()
+        if pd.api.types.is_numeric_dtype(raw) and not isinstance(normal_value, str):
+            normal = raw == normal_value
+        labels = (~normal).to_numpy().astype(np.int64)
+    else:
+        as_bool = _as_bool(raw)
+        if as_bool is not None:
+            labels = as_bool.to_numpy().astype(np.int64)
+        elif pd.api.types.is_numeric_dtype(raw) and set(np.unique(raw.to_numpy())) <= {0, 1}:
+            labels = raw.to_numpy().astype(np.int64)
+        else:
+            examples = ", ".join(repr(v) for v in list(pd.unique(raw))[:4])
+            raise UserError(
+                f"label column '{column}' holds values other than 0/1 ({examples}, ...): "
+                f"set data.normal_value to the value that means normal"
+            )
+    classes = np.unique(labels)
+    if classes.size < 2:
+        which = "normal" if classes[0] == 0 else "anomalous"
+        raise UserError(f"label column '{column}' has only one class (all rows are {which}); need both")
+    return labels
+
+
+def load_table(cfg: DataConfig, path: Optional[str | Path] = None, require_labels: bool = True) -> LabelledTable:
+    """Read ``path`` (default ``cfg.data_path``), drop configured columns, split off the label."""
+    path = Path(path or cfg.data_path)
+    frame = read_csv(path, cfg.column_names)
+    missing_drop = [c for c in cfg.drop_columns if c not in frame.columns]
+    if missing_drop:
+        raise UserError(f"data.drop_columns names columns not in {path}: {', '.join(missing_drop)}")
+    frame = frame.drop(columns=cfg.drop_columns)
+    if cfg.label_column not in frame.columns:
+        if require_labels:
+            raise UserError(
+                f"label column '{cfg.label_column}' not found in {path} "
+                f"(columns: {', '.join(map(str, frame.columns[:8]))}{', ...' if frame.shape[1] > 8 else ''})"
+            )
+        return LabelledTable(frame, np.full(len(frame), -1, dtype=np.int64), str(path))
+    labels = encode_labels(frame[cfg.label_column], cfg.label_column, cfg.normal_value)
+    features = frame.drop(columns=[cfg.label_column])
+    if features.shape[1] == 0:
+        raise UserError(f"{path}: no feature columns besides the label")
+    features, labels = apply_nan_policy(features, labels, cfg.nan_policy, path)
+    return LabelledTable(features.reset_index(drop=True), labels, str(path))
+
+
+def apply_nan_policy(features: pd.DataFrame, labels: np.ndarray, policy: str, path: Path) -> tuple[pd.DataFrame, np.ndarray]:
+    """Report or drop rows with NaN/inf features; 'median' and 'zero' are imputed by the preprocessor."""
+    numeric = features.select_dtypes(include=[np.number])
+    bad_numeric = numeric.isna() | np.isinf(numeric.to_numpy(dtype=np.float64, na_value=np.nan))
+    bad = features.isna()
+    bad[numeric.columns] = bad_numeric
+    if not bad.to_numpy().any():
+        return features, labels
+    if policy == "error":
+        counts = bad.sum()
+        counts = counts[counts > 0]
+        detail = ", ".join(f"'{c}' ({n} rows)" for c, n in counts.items())
+        raise UserError(
+            f"{path}: NaN or infinite values in {detail}; set data.nan_policy to drop, median or zero"
+        )
+    if policy == "drop":
+        keep = ~bad.any(axis=1).to_numpy()
+        if not keep.any():
+            raise UserError(f"{path}: every row has a NaN or infinite value (data.nan_policy=drop)")
+        return features.loc[keep], labels[keep]
+    # median/zero: non-finite numerics become NaN here and are filled with training-fold statistics
+    features = features.copy()
+    features[numeric.columns] = numeric.where(~bad_numeric)
+    return features, labels

@@ -1,0 +1,214 @@
+"""Fitted preprocessing: column kinds, imputation, log transform, scaling, one-hot encoding.
+
+``TabularPreprocessor.fit`` sees training rows only. Its whole fitted state is plain JSON
+(lists, numbers, strings), so it is saved in the checkpoint and in an exported model
+without pickling, and ``transform`` reuses it at validation, test and inference time.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+from sklearn.preprocessing import MinMaxScaler, StandardScaler
+
+from netad.errors import UserError
+
+UNKNOWN = "__unknown__"
+_TRUE = {"true", "t", "yes", "1"}
+_BOOL_VALUES = _TRUE | {"false", "f", "no", "0"}
+STATE_VERSION = 1
+
+
+def _is_bool_column(series: pd.Series) -> bool:
+    if series.dtype == bool:
+        return True
+    if series.dtype == object:
+        values = set(series.dropna().astype(str).str.strip().str.lower().unique())
+        return bool(values) and values <= _BOOL_VALUES and bool(values - {"0", "1"})
+    return False
+
+
+def _bool_to_float(series: pd.Series) -> np.ndarray:
+    if series.dtype == bool:
+        return series.to_numpy(dtype=np.float32)
+    return series.astype(str).str.strip().str.lower().isin(_TRUE).to_numpy(dtype=np.float32)
+
+
+def infer_kinds(frame: pd.DataFrame) -> dict[str, str]:
+    """'boolean', 'numeric' or 'categorical' for each column."""
+    kinds = {}
+    for col in frame.columns:
+        series = frame[col]
+        if _is_bool_column(series):
+            kinds[col] = "boolean"
+        elif pd.api.types.is_numeric_dtype(series):
+            kinds[col] = "numeric"
+        else:
+            kinds[col] = "categorical"
+    return kinds
+
+
+class TabularPreprocessor:
+    """Turns raw feature columns into a float32 matrix; fitted on training rows only."""
+
+    def __init__(
+        self,
+        scaler: str = "standard",
+        log_transform: str | list[str] = "none",
+        nan_policy: str = "error",
+        max_categories: int = 50,
+    ) -> None:
+        self.scaler = scaler
+        self.log_transform = log_transform
+        self.nan_policy = nan_policy
+        self.max_categories = max_categories
+        self.state: Optional[dict[str, Any]] = None
+
+    @classmethod
+    def from_config(cls, data_cfg: Any) -> "TabularPreprocessor":
+        return cls(data_cfg.scaler, data_cfg.log_transform, data_cfg.nan_policy, data_cfg.max_categories)
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, frame: pd.DataFrame) -> "TabularPreprocessor":
+        kinds = infer_kinds(frame)
+        constant = [c for c in frame.columns if frame[c].nunique(dropna=False) <= 1]
+        if constant:
+            warnings.warn(
+                f"dropping columns that are constant in the training rows: {', '.join(map(str, constant))}",
+                stacklevel=2,
+            )
+        if isinstance(self.log_transform, list):
+            unknown = [c for c in self.log_transform if c not in frame.columns]
+            if unknown:
+                raise UserError(f"data.log_transform names columns not in the data: {', '.join(unknown)}")
+        numeric = [c for c, k in kinds.items() if k == "numeric" and c not in constant]
+        boolean = [c for c, k in kinds.items() if k == "boolean" and c not in constant]
+        categorical = [c for c, k in kinds.items() if k == "categorical" and c not in constant]
+
+        num = frame[numeric].to_numpy(dtype=np.float64) if numeric else np.zeros((len(frame), 0))
+        impute = self._impute_values(num)
+        num = np.where(np.isnan(num), impute, num)
+        log_mask = self._log_mask(numeric, num)
+        num = np.where(log_mask, np.log1p(np.maximum(num, 0.0)), num)
+        center, scale = self._fit_scaler(num)
+
+        categories = []
+        for col in categorical:
+            counts = frame[col].astype(str).value_counts(sort=True)
+            # most frequent first, ties broken by name so the encoding is deterministic
+            ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+            categories.append([name for name, _ in ordered[: self.max_categories]])
+
+        feature_names = list(map(str, numeric)) + list(map(str, boolean))
+        for col, cats in zip(categorical, categories):
+            feature_names += [f"{col}={c}" for c in cats] + [f"{col}={UNKNOWN}"]
+        self.state = {
+            "version": STATE_VERSION,
+            "input_columns": list(map(str, frame.columns)),
+            "kinds": {str(k): v for k, v in kinds.items()},
+            "dropped_constant": list(map(str, constant)),
+            "numeric": {
+                "columns": list(map(str, numeric)),
+                "impute": impute.tolist(),
+                "log": log_mask.tolist(),
+                "center": center.tolist(),
+                "scale": scale.tolist(),
+            },
+            "boolean": {"columns": list(map(str, boolean))},
+            "categorical": {"columns": list(map(str, categorical)), "categories": categories},
+            "feature_names": feature_names,
+            "scaler": self.scaler,
+        }
+        return self
+
+    def _impute_values(self, num: np.ndarray) -> np.ndarray:
+        if num.shape[1] == 0:
+            return np.zeros(0)
+        if self.nan_policy == "median":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                med = np.nanmedian(num, axis=0)
+            return np.nan_to_num(med, nan=0.0)
+        return np.zeros(num.shape[1])
+
+    def _log_mask(self, numeric: list[str], num: np.ndarray) -> np.ndarray:
+        if self.log_transform == "none" or num.shape[1] == 0:
+            return np.zeros(len(numeric), dtype=bool)
+        if isinstance(self.log_transform, list):
+            return np.array([c in self.log_transform for c in numeric], dtype=bool)
+        # auto: non-negative counts whose tail is heavy (max far above the 99th percentile scale)
+        nonneg = num.min(axis=0) >= 0
+        q99 = np.percentile(num, 99, axis=0)
+        heavy = num.max(axis=0) > 10 * np.maximum(q99, 1.0)
+        spread = num.max(axis=0) > 100
+        return nonneg & (heavy | spread)
+
+    def _fit_scaler(self, num: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        width = num.shape[1]
+        if self.scaler == "none" or width == 0:
+            return np.zeros(width), np.ones(width)
+        if self.scaler == "standard":
+            sk = StandardScaler().fit(num)
+            return sk.mean_, sk.scale_
+        sk = MinMaxScaler().fit(num)
+        rng = sk.data_max_ - sk.data_min_
+        return sk.data_min_, np.where(rng > 0, rng, 1.0)
+
+    # ------------------------------------------------------------ transform
+    @property
+    def output_dim(self) -> int:
+        self._check_fitted()
+        return len(self.state["feature_names"])
+
+    def _check_fitted(self) -> None:
+        if self.state is None:
+            raise RuntimeError("TabularPreprocessor is not fitted: call fit() on training rows first")
+
+    def check_schema(self, frame: pd.DataFrame) -> None:
+        self._check_fitted()
+        missing = [c for c in self.state["input_columns"] if c not in frame.columns]
+        if missing:
+            raise UserError(f"data is missing columns the model was trained on: {', '.join(missing)}")
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        self.check_schema(frame)
+        st = self.state
+        parts = []
+        ncfg = st["numeric"]
+        if ncfg["columns"]:
+            num = frame[ncfg["columns"]].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+            num[~np.isfinite(num)] = np.nan
+            num = np.where(np.isnan(num), np.asarray(ncfg["impute"]), num)
+            log_mask = np.asarray(ncfg["log"], dtype=bool)
+            num = np.where(log_mask, np.log1p(np.maximum(num, 0.0)), num)
+            parts.append((num - np.asarray(ncfg["center"])) / np.asarray(ncfg["scale"]))
+        for col in st["boolean"]["columns"]:
+            parts.append(_bool_to_float(frame[col])[:, None])
+        for col, cats in zip(st["categorical"]["columns"], st["categorical"]["categories"]):
+            index = {c: i for i, c in enumerate(cats)}
+            codes = frame[col].astype(str).map(index).fillna(len(cats)).to_numpy(dtype=np.int64)
+            onehot = np.zeros((len(frame), len(cats) + 1), dtype=np.float32)
+            onehot[np.arange(len(frame)), codes] = 1.0
+            parts.append(onehot)
+        if not parts:
+            return np.zeros((len(frame), 0), dtype=np.float32)
+        return np.hstack(parts).astype(np.float32)
+
+    def fit_transform(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.fit(frame).transform(frame)
+
+    # --------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        self._check_fitted()
+        return self.state
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> "TabularPreprocessor":
+        if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+            raise UserError("preprocessing state is missing or from an unknown version")
+        pre = cls(scaler=state.get("scaler", "standard"))
+        pre.state = state
+        return pre

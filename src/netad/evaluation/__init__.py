@@ -1,0 +1,21 @@
+"""Metrics and thresholds: the one place they are computed."""
+
+from netad.evaluation.metrics import (
+    METRIC_NAMES,
+    choose_threshold,
+    compute_metrics,
+    false_positive_rate,
+    metric_collection,
+    permutation_auroc,
+    summarize,
+)
+
+__all__ = [
+    "METRIC_NAMES",
+    "choose_threshold",
+    "compute_metrics",
+    "false_positive_rate",
+    "metric_collection",
+    "permutation_auroc",
+    "summarize",
+]

@@ -1,0 +1,141 @@
+"""The one metrics module: used by training, the CV summary, test and assess.
+
+Threshold-free metrics (AUROC, AUPRC) rank scores; threshold metrics use the threshold
+that was chosen on validation data and travels with the model.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from sklearn.metrics import precision_recall_curve, roc_auc_score, roc_curve
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    BinaryAccuracy,
+    BinaryAUROC,
+    BinaryAveragePrecision,
+    BinaryF1Score,
+    BinaryPrecision,
+    BinaryRecall,
+)
+
+METRIC_NAMES = ("accuracy", "precision", "recall", "f1", "auroc", "auprc")
+MONITORABLE = ("val/loss",) + tuple(f"val/{m}" for m in METRIC_NAMES)
+
+
+def metric_collection(prefix: str) -> MetricCollection:
+    """A torchmetrics collection for one stage; keys come out as ``<prefix>/<metric>``."""
+    return MetricCollection(
+        {
+            "accuracy": BinaryAccuracy(),
+            "precision": BinaryPrecision(zero_division=0),
+            "recall": BinaryRecall(zero_division=0),
+            "f1": BinaryF1Score(zero_division=0),
+            "auroc": BinaryAUROC(),
+            "auprc": BinaryAveragePrecision(),
+        },
+        prefix=f"{prefix}/",
+        compute_groups=False,
+    )
+
+
+def set_threshold(collection: MetricCollection, threshold: float) -> None:
+    """Point every threshold metric of a collection at ``threshold`` (before ``update``)."""
+    for metric in collection.values():
+        if hasattr(metric, "threshold"):
+            metric.threshold = float(threshold)
+
+
+def compute_metrics(scores: Any, target: Any, threshold: float, prefix: Optional[str] = None) -> dict[str, float]:
+    """All six metrics for anomaly probabilities ``scores`` against 0/1 ``target``.
+
+    AUROC/AUPRC are NaN when ``target`` holds only one class (they are undefined).
+    """
+    scores_t = torch.as_tensor(np.asarray(scores, dtype=np.float32))
+    target_t = torch.as_tensor(np.asarray(target, dtype=np.int64))
+    collection = metric_collection(prefix or "m")
+    set_threshold(collection, threshold)
+    one_class = target_t.numel() == 0 or int(target_t.min()) == int(target_t.max())
+    if one_class:
+        for key in ("auroc", "auprc"):
+            collection.pop(key)
+    collection.update(scores_t, target_t)
+    out = {k.split("/", 1)[1]: float(v) for k, v in collection.compute().items()}
+    if one_class:
+        out.update(auroc=math.nan, auprc=math.nan)
+    out = {name: out[name] for name in METRIC_NAMES}
+    if prefix:
+        return {f"{prefix}/{k}": v for k, v in out.items()}
+    return out
+
+
+def false_positive_rate(scores: Any, target: Any, threshold: float) -> float:
+    scores = np.asarray(scores)
+    target = np.asarray(target)
+    negatives = target == 0
+    if not negatives.any():
+        return math.nan
+    return float(np.mean(scores[negatives] >= threshold))
+
+
+def choose_threshold(scores: Any, target: Any, method: str = "max_f1", target_fpr: float = 0.01) -> float:
+    """Pick the decision threshold on validation scores.
+
+    ``max_f1``: the score cut with the highest F1 (scikit-learn's PR curve).
+    ``target_fpr``: the lowest cut whose false-positive rate is at most ``target_fpr``.
+    Falls back to 0.5 when the validation rows hold a single class.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    target = np.asarray(target, dtype=np.int64)
+    if scores.size == 0 or target.min() == target.max():
+        return 0.5
+    if method == "max_f1":
+        precision, recall, thresholds = precision_recall_curve(target, scores)
+        precision, recall = precision[:-1], recall[:-1]
+        denom = precision + recall
+        f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(denom), where=denom > 0)
+        return float(thresholds[int(np.argmax(f1))])
+    if method == "target_fpr":
+        fpr, _, thresholds = roc_curve(target, scores, drop_intermediate=False)
+        ok = np.nonzero(fpr <= target_fpr)[0]
+        cut = thresholds[ok[-1]]
+        # roc_curve's first threshold is +inf (nothing flagged); keep it a finite probability
+        return float(min(cut, 1.0)) if np.isfinite(cut) else 1.0
+    raise ValueError(f"unknown threshold method {method!r}")
+
+
+def permutation_auroc(scores: Any, target: Any, n_permutations: int = 1000, seed: int = 0) -> dict[str, float]:
+    """Chance level of ROC AUC for these scores: AUROC against shuffled labels.
+
+    Returns the observed AUROC, the mean and std under permutation, and the one-sided
+    p-value (with the +1 correction) that the observed AUROC is no better than chance.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    target = np.asarray(target, dtype=np.int64)
+    observed = float(roc_auc_score(target, scores))
+    rng = np.random.default_rng(seed)
+    null = np.array([roc_auc_score(rng.permutation(target), scores) for _ in range(n_permutations)])
+    p_value = float((1 + np.sum(null >= observed)) / (1 + n_permutations))
+    return {"observed": observed, "mean": float(null.mean()), "std": float(null.std()), "p_value": p_value}
+
+
+def summarize(rows: list[dict[str, float]], keys: Optional[list[str]] = None) -> dict[str, dict[str, float]]:
+    """Mean, std (sample, ddof=1), min and max of each metric over folds, NaNs ignored."""
+    keys = keys or [k for k in rows[0] if isinstance(rows[0][k], (int, float))]
+    out = {}
+    for key in keys:
+        values = np.array([r[key] for r in rows], dtype=np.float64)
+        finite = values[np.isfinite(values)]
+        if finite.size == 0:
+            out[key] = {"mean": math.nan, "std": math.nan, "min": math.nan, "max": math.nan}
+            continue
+        out[key] = {
+            "mean": float(finite.mean()),
+            "std": float(finite.std(ddof=1)) if finite.size > 1 else 0.0,
+            "min": float(finite.min()),
+            "max": float(finite.max()),
+        }
+    return out

@@ -1,0 +1,189 @@
+"""LightningModule around :class:`~netad.models.mlp.MLP`.
+
+It owns the loss, the optimizer and scheduler, the per-stage torchmetrics collections and
+the decision threshold. The threshold is re-chosen on the validation rows at the end of
+every validation epoch, so each saved checkpoint carries the threshold that belongs to its
+own weights; test and predict only ever read it. The fitted preprocessing is saved in the
+checkpoint under ``checkpoint["netad"]`` so inference reuses it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+import netad
+from netad.errors import UserError
+from netad.evaluation.metrics import choose_threshold, metric_collection, set_threshold
+from netad.models.mlp import MLP
+
+CHECKPOINT_KEY = "netad"
+CHECKPOINT_FORMAT = 1
+
+
+class AnomalyClassifier(L.LightningModule):
+    def __init__(
+        self,
+        input_dim: int,
+        hidden_dims: list[int],
+        dropout: float = 0.3,
+        activation: str = "relu",
+        learning_rate: float = 1e-3,
+        weight_decay: float = 0.0,
+        optimizer: str = "adam",
+        scheduler: str = "none",
+        num_epochs: int = 50,
+        class_weights: tuple[float, float] = (1.0, 1.0),
+        threshold_method: str = "max_f1",
+        target_fpr: float = 0.01,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = MLP(input_dim, hidden_dims, dropout, activation)
+        self.register_buffer("class_weights", torch.tensor(class_weights, dtype=torch.float32))
+        self.register_buffer("threshold", torch.tensor(0.5))
+        # ModuleDict keys must not clash with nn.Module attributes such as .train
+        self.stage_metrics = torch.nn.ModuleDict({f"{s}_metrics": metric_collection(s) for s in ("train", "val", "test")})
+        self._outputs: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {"train": [], "val": [], "test": []}
+        # set by the training code before fit; restored from checkpoints
+        self.preprocessor_state: Optional[dict[str, Any]] = None
+        self.metadata: dict[str, Any] = {}
+
+    # ------------------------------------------------------------ forward
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        weights = self.class_weights[y.long()]
+        return F.binary_cross_entropy_with_logits(logits.float(), y.float(), weight=weights)
+
+    def _step(self, stage: str, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = self._loss(logits, y)
+        self._outputs[stage].append((torch.sigmoid(logits.detach().float()), y.detach()))
+        return loss
+
+    def on_train_epoch_start(self) -> None:
+        # dropout noise depends only on (seed, epoch): a resumed run repeats an uninterrupted one
+        torch.manual_seed(self.hparams.seed * 100_003 + self.current_epoch)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self._step("train", batch)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(batch[1]))
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._step("val", batch)
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._step("test", batch)
+
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return torch.sigmoid(self(x).float())
+
+    # ------------------------------------------------------ epoch metrics
+    def _collect(self, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+        outputs = self._outputs[stage]
+        self._outputs[stage] = []
+        probs = torch.cat([p for p, _ in outputs])
+        target = torch.cat([t for _, t in outputs])
+        return probs, target
+
+    def _log_stage(self, stage: str, probs: torch.Tensor, target: torch.Tensor) -> None:
+        collection = self.stage_metrics[f"{stage}_metrics"]
+        set_threshold(collection, float(self.threshold))
+        if target.min() == target.max():  # AUROC/AUPRC need both classes
+            collection = {k: m for k, m in collection.items() if not k.endswith(("auroc", "auprc"))}
+        values = {}
+        for name, metric in collection.items():
+            metric.update(probs, target.long())
+            values[name] = metric.compute()
+            metric.reset()
+        self.log_dict(values, on_step=False, on_epoch=True)
+
+    def on_train_epoch_end(self) -> None:
+        if self._outputs["train"]:
+            self._log_stage("train", *self._collect("train"))
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._outputs["val"]:
+            return
+        probs, target = self._collect("val")
+        loss = self._loss(torch.logit(probs.clamp(1e-7, 1 - 1e-7)), target)
+        if not self.trainer.sanity_checking:
+            self.threshold.fill_(
+                choose_threshold(probs.cpu().numpy(), target.cpu().numpy(), self.hparams.threshold_method,
+                                 self.hparams.target_fpr)
+            )
+        self.log("val/loss", loss, on_step=False, on_epoch=True)
+        self.log("val/threshold", self.threshold, on_step=False, on_epoch=True)
+        self._log_stage("val", probs, target)
+
+    def on_test_epoch_end(self) -> None:
+        if self._outputs["test"]:
+            self._log_stage("test", *self._collect("test"))
+
+    # ---------------------------------------------------------- optimizer
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        params = self.parameters()
+        if hp.optimizer == "adam":
+            opt = torch.optim.Adam(params, lr=hp.learning_rate, weight_decay=hp.weight_decay)
+        elif hp.optimizer == "adamw":
+            opt = torch.optim.AdamW(params, lr=hp.learning_rate, weight_decay=hp.weight_decay)
+        else:
+            opt = torch.optim.SGD(params, lr=hp.learning_rate, weight_decay=hp.weight_decay, momentum=0.9)
+        if hp.scheduler == "none":
+            return opt
+        if hp.scheduler == "step":
+            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, hp.num_epochs // 3), gamma=0.1)
+        elif hp.scheduler == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=hp.num_epochs)
+        else:
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.5, patience=3)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val/loss"}}
+        return {"optimizer": opt, "lr_scheduler": sched}
+
+    # --------------------------------------------------------- checkpoint
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CHECKPOINT_KEY] = {
+            "format": CHECKPOINT_FORMAT,
+            "package_version": netad.__version__,
+            "threshold": float(self.threshold),
+            "preprocessor": self.preprocessor_state,
+            "metadata": self.metadata,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        ours = checkpoint.get(CHECKPOINT_KEY, {})
+        self.preprocessor_state = ours.get("preprocessor")
+        self.metadata = ours.get("metadata", {})
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint file as a dict and check that it is one of ours (no pickled code)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # not a torch file, truncated, or holds objects we never write
+        raise UserError(f"{path}: not a netad checkpoint ({type(exc).__name__})") from None
+    if not isinstance(ckpt, dict) or ckpt.get(CHECKPOINT_KEY, {}).get("format") != CHECKPOINT_FORMAT:
+        raise UserError(f"{path}: not a netad checkpoint (no '{CHECKPOINT_KEY}' section)")
+    return ckpt
+
+
+def load_classifier(path: str | Path) -> AnomalyClassifier:
+    """The trained classifier in eval mode, with its preprocessing state and threshold."""
+    read_checkpoint(path)
+    model = AnomalyClassifier.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    model.eval()
+    return model

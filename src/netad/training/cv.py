@@ -1,0 +1,352 @@
+"""Stratified k-fold cross-validation with a manifest, resume, baselines and a final model.
+
+Run folder ``<checkpoint.save_dir>/<run>/``:
+- ``config.yaml``   the exact config of the run (a resume reads it back);
+- ``splits.json``   test hold-out and every fold's train / val / eval row indices;
+- ``fold_<k>/``     that fold's checkpoints (best, last, every N epochs) and ``result.json``;
+- ``manifest.json`` which folds are finished (derived from the ``result.json`` files);
+- ``baselines/``    label-permutation models, one per fold;
+- ``final/``        the model trained on all non-test rows, copied to ``best_model.ckpt``;
+- ``cv_results.json``, ``cv_results.csv``, ``oof_predictions.csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import yaml
+
+from netad.config import Config, config_from_dict
+from netad.data.loading import LabelledTable, load_table
+from netad.data.splits import FoldSplit, make_folds, split_test, split_val
+from netad.errors import UserError
+from netad.evaluation.metrics import METRIC_NAMES, compute_metrics, false_positive_rate, permutation_auroc, summarize
+from netad.training.fit import FitResult, fit_split
+from netad.training.loggers import log_wandb_summary
+
+TABLE_METRICS = list(METRIC_NAMES) + ["fpr"]
+Say = Callable[[str], None]
+
+
+def _write_json(path: Path, data: Any) -> None:
+    """Write atomically: a reader never sees half a file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=float))
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------- run folder
+@dataclass
+class RunFolder:
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def fold_dir(self, k: int) -> Path:
+        return self.path / f"fold_{k}"
+
+    def result_path(self, name: str) -> Path:
+        return self.path / name / "result.json"
+
+    def finished(self) -> list[str]:
+        return sorted(p.parent.relative_to(self.path).as_posix() for p in self.path.glob("**/result.json"))
+
+    def load_result(self, name: str) -> Optional[FitResult]:
+        path = self.result_path(name)
+        return FitResult(**json.loads(path.read_text())) if path.is_file() else None
+
+    def save_result(self, result: FitResult) -> None:
+        _write_json(self.result_path(result.name), result.to_json())
+        _write_json(self.path / "manifest.json", {"run": self.name, "finished": self.finished(),
+                                                  "updated": time.strftime("%Y-%m-%dT%H:%M:%S")})
+
+    def last_checkpoint(self, name: str) -> Optional[Path]:
+        last = self.path / name / "last.ckpt"
+        return last if last.is_file() else None
+
+
+def new_run_name(prefix: str) -> str:
+    return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def open_run(cfg: Config, run_name: str) -> RunFolder:
+    run = RunFolder(Path(cfg.checkpoint.save_dir) / run_name)
+    run.path.mkdir(parents=True, exist_ok=True)
+    snapshot = run.path / "config.yaml"
+    if not snapshot.exists():
+        snapshot.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    return run
+
+
+def find_run(path: str | Path) -> tuple[RunFolder, Config]:
+    """The run folder holding ``path`` (the folder itself or a checkpoint inside it) and its config."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"--resume: no such run folder or checkpoint: {path}")
+    for candidate in [path, *path.parents] if path.is_dir() else list(path.parents):
+        if (candidate / "config.yaml").is_file() and (candidate / "splits.json").is_file():
+            raw = yaml.safe_load((candidate / "config.yaml").read_text())
+            return RunFolder(candidate), config_from_dict(raw, str(candidate / "config.yaml"))
+    raise UserError(f"--resume: {path} is not inside a netad run folder (no config.yaml and splits.json)")
+
+
+# ---------------------------------------------------------------------- splits
+def plan_splits(cfg: Config, table: LabelledTable, run: RunFolder) -> tuple[np.ndarray, np.ndarray, list[FoldSplit]]:
+    """Test hold-out and folds; written once to ``splits.json`` and read back on resume."""
+    path = run.path / "splits.json"
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        if saved["n_rows"] != len(table):
+            raise UserError(f"{path}: the run was made on {saved['n_rows']} rows, the data now has {len(table)}")
+        folds = [FoldSplit(f["fold"], *(np.asarray(f[p]) for p in ("train", "val", "eval"))) for f in saved["folds"]]
+        return np.asarray(saved["dev"]), np.asarray(saved["test"]), folds
+    cv = cfg.cross_validation
+    dev, test = split_test(table.labels, cfg.data.test_size, cv.random_state)
+    folds = make_folds(dev, table.labels, cv.n_splits, cv.shuffle, cv.random_state, cv.stratify, cfg.data.val_size)
+    _write_json(path, {"n_rows": len(table), "data_path": table.source, "dev": dev.tolist(), "test": test.tolist(),
+                       "folds": [f.to_json() for f in folds]})
+    return dev, test, folds
+
+
+# --------------------------------------------------------------------- results
+@dataclass
+class CVResult:
+    run_dir: Path
+    folds: list[dict[str, Any]]
+    summary: dict[str, dict[str, float]]
+    baselines: dict[str, Any]
+    verdict: dict[str, Any]
+    final_checkpoint: Optional[str] = None
+    files: dict[str, str] = field(default_factory=dict)
+
+
+def _fold_row(result: FitResult, fold: FoldSplit) -> dict[str, Any]:
+    row = {"fold": fold.fold, "n_eval": int(len(fold.eval)), "threshold": result.threshold,
+           "best_epoch": result.best_epoch}
+    row.update({m: result.eval_metrics[m] for m in TABLE_METRICS})
+    return row
+
+
+def _majority_row(table: LabelledTable, fold: FoldSplit) -> dict[str, float]:
+    """Always predict the majority class of the training rows (a constant score)."""
+    y_train, y_eval = table.labels[fold.train], table.labels[fold.eval]
+    majority = int(np.mean(y_train) > 0.5)
+    scores = np.full(len(y_eval), float(np.mean(y_train)))
+    threshold = 0.0 if majority else 1.0  # everything flagged, or nothing
+    row = compute_metrics(scores, y_eval, threshold)
+    row["fpr"] = false_positive_rate(scores, y_eval, threshold)
+    return row
+
+
+def _verdict(model_auroc: dict[str, float], perm_test: dict[str, float], perm_summary: Optional[dict[str, Any]],
+             accuracy_mean: float, majority_accuracy: float) -> dict[str, Any]:
+    beats = perm_test["p_value"] < 0.01
+    if perm_summary is not None:
+        perm = perm_summary["auroc"]
+        margin = max(2 * (perm["std"] if np.isfinite(perm["std"]) else 0.0), 0.02)
+        beats = beats and model_auroc["mean"] > perm["mean"] + margin
+    chance = (f"label-permutation models {perm_summary['auroc']['mean']:.3f} ± {perm_summary['auroc']['std']:.3f}, "
+              if perm_summary is not None else "")
+    head = (f"ROC AUC {model_auroc['mean']:.3f} ± {model_auroc['std']:.3f} over folds; chance level: {chance}"
+            f"shuffled labels {perm_test['mean']:.3f} ± {perm_test['std']:.3f} (permutation p = {perm_test['p_value']:.3g})")
+    if beats:
+        text = f"The model beats chance. {head}."
+    else:
+        text = (f"The model does NOT beat chance: {head}. The labels look unrelated to the features; "
+                f"an accuracy of {accuracy_mean:.3f} means nothing when always answering 'normal' scores "
+                f"{majority_accuracy:.3f}.")
+    return {"beats_chance": bool(beats), "message": text, "permutation_test": perm_test}
+
+
+def _write_tables(run: RunFolder, folds: list[dict[str, Any]], summary: dict[str, dict[str, float]],
+                  oof: list[dict[str, Any]]) -> dict[str, str]:
+    csv_path = run.path / "cv_results.csv"
+    columns = list(folds[0].keys())
+    with csv_path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(folds)
+        for stat in ("mean", "std"):
+            writer.writerow({c: (stat if c == "fold" else summary[c][stat] if c in summary else "") for c in columns})
+    oof_path = run.path / "oof_predictions.csv"
+    with oof_path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["row", "fold", "label", "score", "prediction"])
+        writer.writeheader()
+        writer.writerows(oof)
+    return {"cv_results_csv": str(csv_path), "oof_predictions": str(oof_path)}
+
+
+def format_table(result: CVResult) -> str:
+    cols = ["fold"] + TABLE_METRICS + ["threshold"]
+    lines = ["  ".join(f"{c:>9}" for c in cols)]
+    for row in result.folds:
+        lines.append("  ".join(f"{row[c]:>9}" if c == "fold" else f"{row[c]:>9.3f}" for c in cols))
+    lines.append("  ".join(f"{'mean':>9}" if c == "fold" else f"{result.summary[c]['mean']:>9.3f}" for c in cols))
+    lines.append("  ".join(f"{'± std':>9}" if c == "fold" else f"{result.summary[c]['std']:>9.3f}" for c in cols))
+    for name, base in (("majority", result.baselines.get("majority")), ("shuffled", result.baselines.get("permutation"))):
+        if not isinstance(base, dict) or "summary" not in base:
+            continue
+        s = base["summary"]
+        lines.append("  ".join(f"{name[:9]:>9}" if c == "fold" else (f"{s[c]['mean']:>9.3f}" if c in s else f"{'-':>9}")
+                               for c in cols))
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------ main
+def run_cv(
+    cfg: Config,
+    *,
+    run_name: Optional[str] = None,
+    resume: Optional[str | Path] = None,
+    only_fold: Optional[int] = None,
+    quiet: bool = False,
+    say: Optional[Say] = None,
+    extra_callbacks: Optional[Callable[[str], list]] = None,
+) -> Optional[CVResult]:
+    """Cross-validate ``cfg``; returns the results (None when ``only_fold`` ran a single fold)."""
+    say = say or (lambda _msg: None)
+    if resume:
+        run, cfg = find_run(resume)
+        say(f"Resuming run {run.path} (finished: {', '.join(run.finished()) or 'nothing yet'})")
+    else:
+        run = open_run(cfg, run_name or new_run_name("cv"))
+    table = load_table(cfg.data)
+    dev, test, folds = plan_splits(cfg, table, run)
+    if only_fold is not None and not 0 <= only_fold < len(folds):
+        raise UserError(f"--fold {only_fold}: the run has folds 0 to {len(folds) - 1}")
+    base_meta = {"run_dir": str(run.path), "run_name": run.name, "data_path": table.source,
+                 "label_column": cfg.data.label_column, "normal_value": cfg.data.normal_value,
+                 "test_indices": test.tolist(), "config": cfg.to_dict()}
+
+    def fit_or_resume(name: str, train, val, eval_idx, seed, log=True, table_=table, meta=None) -> FitResult:
+        done = run.load_result(name)
+        if done is not None:
+            say(f"{name}: finished earlier, skipped")
+            return done
+        last = run.last_checkpoint(name)
+        if last is not None:
+            say(f"{name}: continuing from {last}")
+        result = fit_split(cfg, table_, train, val, run.path / name, name=name, run_name=run.name,
+                           eval_idx=eval_idx, seed=seed, resume_from=last, log=log, quiet=quiet,
+                           metadata=dict(base_meta, **(meta or {})),
+                           extra_callbacks=extra_callbacks(name) if extra_callbacks else None)
+        run.save_result(result)
+        return result
+
+    results: list[FitResult] = []
+    for fold in folds:
+        if only_fold is not None and fold.fold != only_fold:
+            continue
+        say(f"Fold {fold.fold + 1}/{len(folds)}: {len(fold.train)} train, {len(fold.val)} validation, "
+            f"{len(fold.eval)} held-out rows")
+        results.append(fit_or_resume(f"fold_{fold.fold}", fold.train, fold.val, fold.eval,
+                                     cfg.training.seed + fold.fold, meta={"fold": fold.fold}))
+    if only_fold is not None:
+        say(f"fold_{only_fold} done: ROC AUC {results[0].eval_metrics['auroc']:.3f}; "
+            f"run again without --fold to summarise once every fold is finished")
+        return None
+
+    rows = [_fold_row(r, f) for r, f in zip(results, folds)]
+    summary = summarize(rows, TABLE_METRICS + ["threshold"])
+    oof = []
+    for r, f in zip(results, folds):
+        for row, score in zip(f.eval, r.eval_scores):
+            oof.append({"row": int(row), "fold": f.fold, "label": int(table.labels[row]), "score": score,
+                        "prediction": int(score >= r.threshold)})
+    oof_scores = np.array([o["score"] for o in oof])
+    oof_labels = np.array([o["label"] for o in oof])
+
+    # ---- baselines on the same folds
+    majority_rows = [_majority_row(table, f) for f in folds]
+    baselines: dict[str, Any] = {"majority": {"folds": majority_rows, "summary": summarize(majority_rows, TABLE_METRICS)}}
+    perm_summary = None
+    if cfg.cross_validation.permutation_baseline:
+        perm_rows = []
+        for f in folds:
+            say(f"Label-permutation baseline {f.fold + 1}/{len(folds)}")
+            rng = np.random.default_rng(cfg.cross_validation.random_state + 7919 * (f.fold + 1))
+            labels = table.labels.copy()
+            fit_rows = np.concatenate([f.train, f.val])
+            labels[fit_rows] = rng.permutation(labels[fit_rows])  # eval rows keep their true labels
+            shuffled = LabelledTable(table.features, labels, table.source)
+            res = fit_or_resume(f"baselines/permutation_fold_{f.fold}", f.train, f.val, f.eval,
+                                cfg.training.seed + f.fold, log=False, table_=shuffled)
+            perm_rows.append({m: res.eval_metrics[m] for m in TABLE_METRICS})
+        perm_summary = summarize(perm_rows, TABLE_METRICS)
+        baselines["permutation"] = {"folds": perm_rows, "summary": perm_summary}
+    perm_test = permutation_auroc(oof_scores, oof_labels, n_permutations=1000, seed=cfg.cross_validation.random_state)
+    verdict = _verdict(summary["auroc"], perm_test, perm_summary, summary["accuracy"]["mean"],
+                       baselines["majority"]["summary"]["accuracy"]["mean"])
+
+    cv_result = CVResult(run.path, rows, summary, baselines, verdict)
+    cv_result.files = _write_tables(run, rows, summary, oof)
+
+    # ---- final model on all non-test rows
+    if cfg.cross_validation.train_final_model:
+        say(f"Final model on all {len(dev)} non-test rows")
+        train, val = split_val(dev, table.labels, cfg.data.val_size, cfg.cross_validation.random_state)
+        final = fit_or_resume("final", train, val, None, cfg.training.seed,
+                              meta={"cv_summary": summary, "cv_verdict": verdict["message"]})
+        cv_result.final_checkpoint = publish_best(cfg, Path(final.checkpoint))
+
+    json_path = run.path / "cv_results.json"
+    cv_result.files["cv_results_json"] = str(json_path)
+    _write_json(json_path, {"run": run.name, "folds": rows, "summary": summary, "baselines": baselines,
+                            "verdict": verdict, "n_rows": len(table), "n_test_rows": int(len(test)),
+                            "final_checkpoint": cv_result.final_checkpoint, "files": cv_result.files})
+    wandb_dir = log_wandb_summary(cfg, run.name, summary, rows)
+    if wandb_dir:
+        cv_result.files["wandb_summary"] = wandb_dir
+    return cv_result
+
+
+def publish_best(cfg: Config, checkpoint: Path) -> str:
+    """Copy a run's chosen checkpoint to ``<save_dir>/best_model.ckpt`` (the default for test/assess/upload)."""
+    target = Path(cfg.checkpoint.save_dir) / "best_model.ckpt"
+    tmp = target.with_suffix(".ckpt.tmp")
+    shutil.copyfile(checkpoint, tmp)
+    os.replace(tmp, target)
+    return str(target)
+
+
+def run_single(cfg: Config, *, run_name: Optional[str] = None, resume: Optional[str | Path] = None,
+               quiet: bool = False, say: Optional[Say] = None) -> FitResult:
+    """One stratified train/validation split of the non-test rows; best checkpoint -> best_model.ckpt."""
+    say = say or (lambda _msg: None)
+    if resume:
+        run, cfg = find_run(resume)
+    else:
+        run = open_run(cfg, run_name or new_run_name("single"))
+    table = load_table(cfg.data)
+    path = run.path / "splits.json"
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        dev, test = np.asarray(saved["dev"]), np.asarray(saved["test"])
+        train, val = np.asarray(saved["train"]), np.asarray(saved["val"])
+    else:
+        dev, test = split_test(table.labels, cfg.data.test_size, cfg.cross_validation.random_state)
+        train, val = split_val(dev, table.labels, cfg.data.val_size, cfg.cross_validation.random_state)
+        _write_json(path, {"n_rows": len(table), "data_path": table.source, "dev": dev.tolist(),
+                           "test": test.tolist(), "train": train.tolist(), "val": val.tolist(), "folds": []})
+    done = run.load_result("single")
+    if done is None:
+        last = run.last_checkpoint("single")
+        say(f"Training on {len(train)} rows, validating on {len(val)} ({len(test)} test rows held out)")
+        meta = {"run_dir": str(run.path), "run_name": run.name, "data_path": table.source,
+                "label_column": cfg.data.label_column, "normal_value": cfg.data.normal_value,
+                "test_indices": test.tolist(), "config": cfg.to_dict()}
+        done = fit_split(cfg, table, train, val, run.path / "single", name="single", run_name=run.name,
+                         resume_from=last, quiet=quiet, metadata=meta)
+        run.save_result(done)
+    publish_best(cfg, Path(done.checkpoint))
+    return done

@@ -1,0 +1,181 @@
+"""Train one split (a fold, the final model, or a single train/validation run)."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from sklearn.utils.class_weight import compute_class_weight
+
+from netad.config import Config
+from netad.data.datamodule import NetworkDataModule
+from netad.data.loading import LabelledTable
+from netad.evaluation.metrics import compute_metrics, false_positive_rate
+from netad.models.classifier import AnomalyClassifier, load_classifier
+from netad.training.loggers import build_loggers, finish_loggers
+from netad.training.progress import EpochProgressBar
+
+# Lightning's informational chatter (GPU available: ..., TPU available: ...) repeats for every fold
+for _name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+warnings.filterwarnings("ignore", message=".*isn't a `torch.utils.data.DataLoader`.*")
+warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
+_already_warned: set[str] = set()
+
+
+def class_weights(labels: np.ndarray, spec: Any) -> tuple[float, float]:
+    """(weight of normal, weight of anomaly) from the training rows of this split."""
+    if spec == "balanced":
+        w = compute_class_weight("balanced", classes=np.array([0, 1]), y=labels)
+        return float(w[0]), float(w[1])
+    if spec == "none":
+        return 1.0, 1.0
+    if isinstance(spec, dict):
+        return float(spec[0]), float(spec[1])
+    return 1.0, float(spec)
+
+
+@dataclass
+class FitResult:
+    name: str
+    checkpoint: str
+    threshold: float
+    best_epoch: int
+    epochs_run: int
+    val_metrics: dict[str, float]
+    eval_metrics: dict[str, float] = field(default_factory=dict)
+    eval_scores: list[float] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def predict_scores(model: AnomalyClassifier, x: torch.Tensor, batch_size: int = 65536) -> np.ndarray:
+    """Anomaly probabilities for preprocessed rows, on the CPU, in eval mode."""
+    model = model.to("cpu").eval()
+    with torch.no_grad():
+        parts = [torch.sigmoid(model(x[i : i + batch_size]).float()) for i in range(0, len(x), batch_size)]
+    return torch.cat(parts).numpy() if parts else np.zeros(0, dtype=np.float32)
+
+
+def fit_split(
+    cfg: Config,
+    table: LabelledTable,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    out_dir: Path,
+    *,
+    name: str,
+    run_name: str,
+    eval_idx: Optional[np.ndarray] = None,
+    seed: Optional[int] = None,
+    resume_from: Optional[Path] = None,
+    log: bool = True,
+    quiet: bool = False,
+    metadata: Optional[dict[str, Any]] = None,
+    extra_callbacks: Optional[list[Callback]] = None,
+) -> FitResult:
+    """Fit preprocessing and a fresh model on ``train_idx``; select on ``val_idx``; measure on ``eval_idx``.
+
+    Checkpoints go to ``out_dir`` (``best.ckpt``, ``last.ckpt``, every-N-epoch files).
+    ``resume_from`` continues the exact trainer state of an interrupted fit.
+    """
+    seed = cfg.training.seed if seed is None else seed
+    L.seed_everything(seed, workers=False, verbose=False)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    dm = NetworkDataModule(cfg, train_idx, val_idx, eval_idx, table=table, seed=seed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dm.setup("fit")
+    for w in caught:  # the same warning for every fold of a run is said once
+        if not quiet and str(w.message) not in _already_warned:
+            _already_warned.add(str(w.message))
+            logging.getLogger("netad").warning(str(w.message))
+
+    tc, mc = cfg.training, cfg.model
+    model = AnomalyClassifier(
+        input_dim=dm.input_dim,
+        hidden_dims=list(mc.hidden_dims),
+        dropout=mc.dropout,
+        activation=mc.activation,
+        learning_rate=tc.learning_rate,
+        weight_decay=tc.weight_decay,
+        optimizer=tc.optimizer,
+        scheduler=tc.scheduler,
+        num_epochs=tc.num_epochs,
+        class_weights=class_weights(dm.train_labels(), tc.class_weight),
+        threshold_method=cfg.threshold.method,
+        target_fpr=cfg.threshold.target_fpr,
+        seed=seed,
+    )
+    model.preprocessor_state = dm.preprocessor.state_dict()
+    model.metadata = dict(metadata or {}, split=name, feature_names=dm.preprocessor.state["feature_names"])
+
+    monitor, mode = cfg.checkpoint.monitor, cfg.checkpoint.resolved_mode
+    best_cb = ModelCheckpoint(dirpath=out_dir, filename="best", monitor=monitor, mode=mode, save_top_k=1,
+                              save_last=True, auto_insert_metric_name=False, enable_version_counter=False)
+    callbacks: list[Callback] = [best_cb]
+    if cfg.checkpoint.save_every_n_epochs:
+        callbacks.append(ModelCheckpoint(dirpath=out_dir, filename="epoch-{epoch:03d}", save_top_k=-1,
+                                         every_n_epochs=cfg.checkpoint.save_every_n_epochs,
+                                         auto_insert_metric_name=False))
+    if tc.early_stopping_patience is not None:
+        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=tc.early_stopping_patience))
+    if not quiet:
+        callbacks.append(EpochProgressBar(name))
+    callbacks += list(extra_callbacks or [])
+
+    loggers = build_loggers(cfg, run_name, name, hparams=dict(cfg.to_dict(), split=name)) if log else []
+    trainer = L.Trainer(
+        max_epochs=tc.num_epochs,
+        accelerator=cfg.trainer.accelerator,
+        devices=cfg.trainer.devices,
+        precision=cfg.trainer.precision,
+        callbacks=callbacks,
+        logger=loggers or False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=50,
+        default_root_dir=str(out_dir),
+        deterministic=True,
+    )
+    try:
+        trainer.fit(model, datamodule=dm, ckpt_path=str(resume_from) if resume_from else None)
+        if trainer.interrupted:
+            raise KeyboardInterrupt
+        if eval_idx is not None:
+            trainer.test(model, datamodule=dm, ckpt_path=best_cb.best_model_path, verbose=False)
+    finally:
+        finish_loggers(loggers)
+
+    best = load_classifier(best_cb.best_model_path)
+    threshold = float(best.threshold)
+    val_x, val_y = dm.tensors["val"]
+    val_scores = predict_scores(best, val_x)
+    val_metrics = compute_metrics(val_scores, val_y.numpy(), threshold)
+    result = FitResult(
+        name=name,
+        checkpoint=str(best_cb.best_model_path),
+        threshold=threshold,
+        best_epoch=int(torch.load(best_cb.best_model_path, map_location="cpu", weights_only=True)["epoch"]),
+        epochs_run=int(trainer.current_epoch),
+        val_metrics=val_metrics,
+    )
+    if eval_idx is not None:
+        eval_x, eval_y = dm.tensors["eval"]
+        scores = predict_scores(best, eval_x)
+        result.eval_metrics = compute_metrics(scores, eval_y.numpy(), threshold)
+        result.eval_metrics["fpr"] = false_positive_rate(scores, eval_y.numpy(), threshold)
+        result.eval_scores = scores.astype(float).tolist()
+    return result
