@@ -11,7 +11,8 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
-from sklearn.metrics import precision_recall_curve, roc_auc_score, roc_curve
+from scipy.stats import rankdata
+from sklearn.metrics import precision_recall_curve, roc_curve
 from torchmetrics import MetricCollection
 from torchmetrics.classification import (
     BinaryAccuracy,
@@ -38,7 +39,8 @@ def metric_collection(prefix: str) -> MetricCollection:
             "auprc": BinaryAveragePrecision(),
         },
         prefix=f"{prefix}/",
-        compute_groups=False,
+        # accuracy/precision/recall/F1 share one stat-scores state; AUROC/AUPRC share one curve
+        compute_groups=[["accuracy", "precision", "recall", "f1"], ["auroc", "auprc"]],
     )
 
 
@@ -56,16 +58,14 @@ def compute_metrics(scores: Any, target: Any, threshold: float, prefix: Optional
     """
     scores_t = torch.as_tensor(np.asarray(scores, dtype=np.float32))
     target_t = torch.as_tensor(np.asarray(target, dtype=np.int64))
-    collection = metric_collection(prefix or "m")
+    collection = metric_collection("m")
     set_threshold(collection, threshold)
-    one_class = target_t.numel() == 0 or int(target_t.min()) == int(target_t.max())
-    if one_class:
-        for key in ("auroc", "auprc"):
-            collection.pop(key)
     collection.update(scores_t, target_t)
-    out = {k.split("/", 1)[1]: float(v) for k, v in collection.compute().items()}
-    if one_class:
-        out.update(auroc=math.nan, auprc=math.nan)
+    one_class = target_t.numel() == 0 or int(target_t.min()) == int(target_t.max())
+    out = {}
+    for key, metric in collection.items(keep_base=False):
+        name = key.split("/", 1)[1]
+        out[name] = math.nan if one_class and name in ("auroc", "auprc") else float(metric.compute())
     out = {name: out[name] for name in METRIC_NAMES}
     if prefix:
         return {f"{prefix}/{k}": v for k, v in out.items()}
@@ -112,13 +112,27 @@ def permutation_auroc(scores: Any, target: Any, n_permutations: int = 1000, seed
 
     Returns the observed AUROC, the mean and std under permutation, and the one-sided
     p-value (with the +1 correction) that the observed AUROC is no better than chance.
+    AUROC is the Mann-Whitney U statistic over (tie-averaged) score ranks, so each
+    permutation only re-sums ranks: 1000 permutations of 20,000 rows take well under a second.
     """
     scores = np.asarray(scores, dtype=np.float64)
     target = np.asarray(target, dtype=np.int64)
-    observed = float(roc_auc_score(target, scores))
+    n_pos = int(target.sum())
+    n_neg = target.size - n_pos
+    ranks = rankdata(scores)
+    offset = n_pos * (n_pos + 1) / 2
+
+    def auroc(positive_mask_sums: np.ndarray) -> np.ndarray:
+        return (positive_mask_sums - offset) / (n_pos * n_neg)
+
+    observed = float(auroc(np.array([ranks[target == 1].sum()]))[0])
     rng = np.random.default_rng(seed)
-    null = np.array([roc_auc_score(rng.permutation(target), scores) for _ in range(n_permutations)])
-    p_value = float((1 + np.sum(null >= observed)) / (1 + n_permutations))
+    null = np.empty(n_permutations)
+    for start in range(0, n_permutations, 50):  # chunks keep memory at 50 x n floats
+        count = min(50, n_permutations - start)
+        perms = rng.permuted(np.tile(target, (count, 1)), axis=1)
+        null[start : start + count] = auroc(perms @ ranks)
+    p_value = float((1 + np.sum(null >= observed - 1e-12)) / (1 + n_permutations))
     return {"observed": observed, "mean": float(null.mean()), "std": float(null.std()), "p_value": p_value}
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
+import torch
 import yaml
 
 from netad.config import Config, config_from_dict
@@ -226,7 +227,7 @@ def run_cv(
         raise UserError(f"--fold {only_fold}: the run has folds 0 to {len(folds) - 1}")
     base_meta = {"run_dir": str(run.path), "run_name": run.name, "data_path": table.source,
                  "label_column": cfg.data.label_column, "normal_value": cfg.data.normal_value,
-                 "test_indices": test.tolist(), "config": cfg.to_dict()}
+                 "test_indices": torch.from_numpy(test.astype(np.int64)), "config": cfg.to_dict()}
 
     def fit_or_resume(name: str, train, val, eval_idx, seed, log=True, table_=table, meta=None) -> FitResult:
         done = run.load_result(name)
@@ -344,7 +345,7 @@ def run_single(cfg: Config, *, run_name: Optional[str] = None, resume: Optional[
         say(f"Training on {len(train)} rows, validating on {len(val)} ({len(test)} test rows held out)")
         meta = {"run_dir": str(run.path), "run_name": run.name, "data_path": table.source,
                 "label_column": cfg.data.label_column, "normal_value": cfg.data.normal_value,
-                "test_indices": test.tolist(), "config": cfg.to_dict()}
+                "test_indices": torch.from_numpy(test.astype(np.int64)), "config": cfg.to_dict()}
         done = fit_split(cfg, table, train, val, run.path / "single", name="single", run_name=run.name,
                          resume_from=last, quiet=quiet, metadata=meta)
         run.save_result(done)

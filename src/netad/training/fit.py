@@ -18,7 +18,7 @@ from netad.config import Config
 from netad.data.datamodule import NetworkDataModule
 from netad.data.loading import LabelledTable
 from netad.evaluation.metrics import compute_metrics, false_positive_rate
-from netad.models.classifier import AnomalyClassifier, load_classifier
+from netad.models.classifier import AnomalyClassifier, classifier_from_checkpoint, read_checkpoint
 from netad.training.loggers import build_loggers, finish_loggers
 from netad.training.progress import EpochProgressBar
 
@@ -154,12 +154,13 @@ def fit_split(
         trainer.fit(model, datamodule=dm, ckpt_path=str(resume_from) if resume_from else None)
         if trainer.interrupted:
             raise KeyboardInterrupt
-        if eval_idx is not None:
-            trainer.test(model, datamodule=dm, ckpt_path=best_cb.best_model_path, verbose=False)
+        best_ckpt = read_checkpoint(best_cb.best_model_path)
+        best = classifier_from_checkpoint(best_ckpt)
+        if eval_idx is not None:  # logs test/... for this split's held-out rows
+            trainer.test(best, datamodule=dm, verbose=False)
     finally:
         finish_loggers(loggers)
 
-    best = load_classifier(best_cb.best_model_path)
     threshold = float(best.threshold)
     val_x, val_y = dm.tensors["val"]
     val_scores = predict_scores(best, val_x)
@@ -168,7 +169,7 @@ def fit_split(
         name=name,
         checkpoint=str(best_cb.best_model_path),
         threshold=threshold,
-        best_epoch=int(torch.load(best_cb.best_model_path, map_location="cpu", weights_only=True)["epoch"]),
+        best_epoch=int(best_ckpt["epoch"]),
         epochs_run=int(trainer.current_epoch),
         val_metrics=val_metrics,
     )

@@ -1,0 +1,176 @@
+"""Toolkit overhead: k-fold x E-epoch CV with netad vs a plain PyTorch loop, same process, same data.
+
+    python benchmarks/train_speed.py                       # NSL-KDD 20 %, 5 folds x 10 epochs, batch 256
+    python benchmarks/train_speed.py --config config.yaml  # the bundled data set
+
+All sides use the same folds, the same fold-fitted preprocessing, the same MLP, optimizer,
+batch size, epochs and a validation pass per epoch. The toolkit side runs ``run_cv`` as a
+user would (checkpoints, TensorBoard logs, metrics, threshold choice, out-of-fold results),
+without the extras that have no plain-loop counterpart (permutation baseline, final model,
+W&B, early stopping). A third contender, a minimal LightningModule on a bare Trainer, shows
+what Lightning's own per-step machinery costs. Timings alternate and the median is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import roc_auc_score
+
+from netad.config import load_config
+from netad.data.datamodule import TensorBatchLoader
+from netad.data.loading import load_table
+from netad.data.preprocessing import TabularPreprocessor
+from netad.data.splits import make_folds, split_test
+from netad.models.mlp import MLP
+from netad.training.cv import run_cv
+from netad.training.fit import class_weights
+
+
+def _folds_and_tensors(cfg, table):
+    """The same folds and fold-fitted preprocessing the toolkit uses."""
+    cv = cfg.cross_validation
+    dev, _ = split_test(table.labels, cfg.data.test_size, cv.random_state)
+    folds = make_folds(dev, table.labels, cv.n_splits, cv.shuffle, cv.random_state, cv.stratify, cfg.data.val_size)
+    for fold in folds:
+        pre = TabularPreprocessor.from_config(cfg.data).fit(table.features.iloc[fold.train])
+        tensors = {}
+        for part in ("train", "val", "eval"):
+            idx = getattr(fold, part)
+            tensors[part] = (torch.from_numpy(pre.transform(table.features.iloc[idx])),
+                             torch.from_numpy(table.labels[idx].astype(np.float32)))
+        yield fold, pre, tensors
+
+
+def plain_cv(cfg) -> list[float]:
+    """The hand-written loop: what a careful user would write without any framework."""
+    table = load_table(cfg.data)
+    aurocs = []
+    for fold, pre, tensors in _folds_and_tensors(cfg, table):
+        torch.manual_seed(cfg.training.seed + fold.fold)
+        model = MLP(pre.output_dim, cfg.model.hidden_dims, cfg.model.dropout, cfg.model.activation)
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.training.learning_rate,
+                               weight_decay=cfg.training.weight_decay)
+        w = torch.tensor(class_weights(table.labels[fold.train], cfg.training.class_weight))
+        x, y = tensors["train"]
+        bs = cfg.training.batch_size
+        for _epoch in range(cfg.training.num_epochs):
+            model.train()
+            perm = torch.randperm(len(y))
+            xs, ys = x[perm], y[perm]
+            for i in range(0, len(ys), bs):
+                xb, yb = xs[i : i + bs], ys[i : i + bs]
+                loss = F.binary_cross_entropy_with_logits(model(xb), yb, weight=w[yb.long()])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            model.eval()
+            with torch.no_grad():
+                vx, vy = tensors["val"]
+                F.binary_cross_entropy_with_logits(model(vx), vy, weight=w[vy.long()])
+        with torch.no_grad():
+            ex, ey = tensors["eval"]
+            aurocs.append(roc_auc_score(ey.numpy(), torch.sigmoid(model(ex)).numpy()))
+    return aurocs
+
+
+class _MinimalModule(L.LightningModule):
+    """The least a LightningModule can be: no metrics, threshold, checkpoints or logs."""
+
+    def __init__(self, net: torch.nn.Module, lr: float, weight_decay: float, weights: torch.Tensor) -> None:
+        super().__init__()
+        self.net, self.lr, self.weight_decay, self.weights = net, lr, weight_decay, weights
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return F.binary_cross_entropy_with_logits(self.net(x), y, weight=self.weights[y.long()])
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        F.binary_cross_entropy_with_logits(self.net(x), y, weight=self.weights[y.long()])
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+
+
+def minimal_lightning_cv(cfg) -> list[float]:
+    """Lightning's own floor: the plain loop's work run by a bare Trainer."""
+    table = load_table(cfg.data)
+    aurocs = []
+    for fold, pre, tensors in _folds_and_tensors(cfg, table):
+        L.seed_everything(cfg.training.seed + fold.fold, verbose=False)
+        net = MLP(pre.output_dim, cfg.model.hidden_dims, cfg.model.dropout, cfg.model.activation)
+        w = torch.tensor(class_weights(table.labels[fold.train], cfg.training.class_weight))
+        module = _MinimalModule(net, cfg.training.learning_rate, cfg.training.weight_decay, w)
+        trainer = L.Trainer(max_epochs=cfg.training.num_epochs, accelerator="cpu", devices=1, logger=False,
+                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                            num_sanity_val_steps=0)
+        bs = cfg.training.batch_size
+        trainer.fit(module, TensorBatchLoader(*tensors["train"], bs, shuffle=True, seed=fold.fold),
+                    TensorBatchLoader(*tensors["val"], max(bs, 4096)))
+        with torch.no_grad():
+            ex, ey = tensors["eval"]
+            aurocs.append(roc_auc_score(ey.numpy(), torch.sigmoid(net.eval()(ex)).numpy()))
+    return aurocs
+
+
+def toolkit_cv(cfg, workdir: Path) -> list[float]:
+    cfg = cfg.model_copy(deep=True)
+    cfg.checkpoint.save_dir = str(workdir / "checkpoints")
+    cfg.logging.tensorboard_dir = str(workdir / "tb")
+    result = run_cv(cfg, run_name="bench", quiet=True)
+    return [row["auroc"] for row in result.folds]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", default="configs/nsl_kdd.yaml")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--repeats", type=int, default=3)
+    args = p.parse_args()
+    cfg = load_config(args.config, [
+        f"cross_validation.n_splits={args.folds}", f"training.num_epochs={args.epochs}",
+        f"training.batch_size={args.batch_size}", "training.early_stopping_patience=null",
+        "cross_validation.permutation_baseline=false", "cross_validation.train_final_model=false",
+        "logging.use_wandb=false", "trainer.accelerator=cpu", "trainer.devices=1",
+    ])
+    n_rows = len(load_table(cfg.data))
+    print(f"data: {cfg.data.data_path} ({n_rows} rows), {args.folds} folds x {args.epochs} epochs, "
+          f"batch {args.batch_size}, torch threads {torch.get_num_threads()}")
+    plain_times, kit_times, mini_times = [], [], []
+    for r in range(args.repeats):
+        t0 = time.perf_counter()
+        plain_auc = plain_cv(cfg)
+        plain_times.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        mini_auc = minimal_lightning_cv(cfg)
+        mini_times.append(time.perf_counter() - t0)
+        work = Path(tempfile.mkdtemp(prefix="netad-bench-"))
+        try:
+            t0 = time.perf_counter()
+            kit_auc = toolkit_cv(cfg, work)
+            kit_times.append(time.perf_counter() - t0)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        print(f"repeat {r + 1}: plain {plain_times[-1]:.2f} s (AUROC {np.mean(plain_auc):.4f}), "
+              f"minimal Lightning {mini_times[-1]:.2f} s (AUROC {np.mean(mini_auc):.4f}), "
+              f"toolkit {kit_times[-1]:.2f} s (AUROC {np.mean(kit_auc):.4f})")
+    plain, mini, kit = (statistics.median(t) for t in (plain_times, mini_times, kit_times))
+    print(f"median: plain loop {plain:.2f} s, minimal LightningModule {mini:.2f} s ({mini / plain:.2f}x), "
+          f"toolkit {kit:.2f} s")
+    print(f"toolkit / plain loop: {kit / plain:.2f}x (target <= 1.3x)")
+
+
+if __name__ == "__main__":
+    main()
