@@ -179,7 +179,7 @@ class TabularPreprocessor:
         parts = []
         ncfg = st["numeric"]
         if ncfg["columns"]:
-            num = frame[ncfg["columns"]].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+            num = frame[ncfg["columns"]].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64, copy=True)
             num[~np.isfinite(num)] = np.nan
             num = np.where(np.isnan(num), np.asarray(ncfg["impute"]), num)
             log_mask = np.asarray(ncfg["log"], dtype=bool)

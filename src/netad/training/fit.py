@@ -29,6 +29,7 @@ warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 warnings.filterwarnings("ignore", message=".*isn't a `torch.utils.data.DataLoader`.*")
 warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
+warnings.filterwarnings("ignore", message=".*overridden `transfer_batch_to_device`.*")
 _already_warned: set[str] = set()
 
 
