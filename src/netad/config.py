@@ -219,6 +219,8 @@ def _format_error(err: dict[str, Any]) -> str:
     keys = [p for p in loc if isinstance(p, str) and p in {k.rsplit(".", 1)[-1] for k in VALID_KEYS}]
     key = ".".join(keys) if keys else ".".join(str(p) for p in loc)
     if err["type"] == "extra_forbidden":
+        # the unknown name itself is not a valid key, so the filter above would drop it
+        key = ".".join(str(p) for p in loc)
         return f"unknown config key '{key}'{_suggest(key)}"
     got = err.get("input")
     msg = err["msg"].removeprefix("Value error, ")

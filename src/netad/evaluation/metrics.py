@@ -44,11 +44,27 @@ def metric_collection(prefix: str) -> MetricCollection:
     )
 
 
+def _strict_cut(threshold: float) -> float:
+    """The cut ``c`` with ``score > c`` <=> ``score >= threshold`` for float32 scores.
+
+    torchmetrics flags ``preds > threshold``; everywhere else (``choose_threshold``'s
+    scikit-learn curves, ``false_positive_rate``, the prediction files) a row is flagged
+    when ``score >= threshold``. Without this, the row at the chosen cut is not flagged.
+    """
+    up = np.float32(threshold)
+    if float(up) < float(threshold):  # round towards +inf onto the float32 grid
+        up = np.nextafter(up, np.float32(np.inf))
+    return float(np.nextafter(up, np.float32(-np.inf)))
+
+
 def set_threshold(collection: MetricCollection, threshold: float) -> None:
-    """Point every threshold metric of a collection at ``threshold`` (before ``update``)."""
+    """Point every threshold metric of a collection at ``threshold`` (before ``update``).
+
+    A score at or above ``threshold`` counts as an anomaly, as in the rest of the package.
+    """
     for metric in collection.values():
         if hasattr(metric, "threshold"):
-            metric.threshold = float(threshold)
+            metric.threshold = _strict_cut(threshold)
 
 
 def compute_metrics(scores: Any, target: Any, threshold: float, prefix: Optional[str] = None) -> dict[str, float]:

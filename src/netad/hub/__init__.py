@@ -1,0 +1,1 @@
+"""Model export and Hugging Face Hub publishing (safetensors + JSON, no pickle). Planned: issue #5."""

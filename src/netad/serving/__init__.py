@@ -1,0 +1,1 @@
+"""Batch scoring and the REST API. Planned: issue #6."""
