@@ -62,7 +62,7 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
 
     if args.resume and args.overrides:
         raise UserError("--resume uses the run's saved config; --set cannot change it")
-    cfg = load_config(args.config, args.overrides)
+    cfg = None if args.resume else load_config(args.config, args.overrides)  # a resume uses the run's config
     if args.fold is not None and not args.use_cv:
         raise UserError("--fold needs --use-cv")
 

@@ -59,7 +59,7 @@ def _as_bool(series: pd.Series) -> Optional[pd.Series]:
     """Map True/False-like values to 0/1, or None if the column is not boolean."""
     if series.dtype == bool:
         return series.astype(np.int8)
-    if series.dtype == object:
+    if series.dtype == object or isinstance(series.dtype, pd.StringDtype):  # pandas 3: 'str' dtype
         lowered = series.astype(str).str.strip().str.lower()
         if set(lowered.unique()) <= (_TRUE | _FALSE):
             return lowered.isin(_TRUE).astype(np.int8)

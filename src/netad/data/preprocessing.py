@@ -25,7 +25,7 @@ STATE_VERSION = 1
 def _is_bool_column(series: pd.Series) -> bool:
     if series.dtype == bool:
         return True
-    if series.dtype == object:
+    if series.dtype == object or isinstance(series.dtype, pd.StringDtype):  # pandas 3: 'str' dtype
         values = set(series.dropna().astype(str).str.strip().str.lower().unique())
         return bool(values) and values <= _BOOL_VALUES and bool(values - {"0", "1"})
     return False

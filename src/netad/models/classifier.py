@@ -76,7 +76,7 @@ class AnomalyClassifier(L.LightningModule):
         x, y = batch
         logits = self(x)
         loss = self._loss(logits, y)
-        self._outputs[stage].append((torch.sigmoid(logits.detach().float()), y.detach()))
+        self._outputs[stage].append((logits.detach().float(), y.detach()))
         if stage == "train":
             self._train_loss.append(loss.detach())
         return loss
@@ -101,13 +101,13 @@ class AnomalyClassifier(L.LightningModule):
 
     # ------------------------------------------------------ epoch metrics
     def _collect(self, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, targets) of the epoch's batches, and the buffer emptied."""
         outputs = self._outputs[stage]
         self._outputs[stage] = []
-        probs = torch.cat([p for p, _ in outputs])
-        target = torch.cat([t for _, t in outputs])
-        return probs, target
+        return torch.cat([lg for lg, _ in outputs]), torch.cat([t for _, t in outputs])
 
-    def _log_stage(self, stage: str, probs: torch.Tensor, target: torch.Tensor) -> None:
+    def _log_stage(self, stage: str, logits: torch.Tensor, target: torch.Tensor) -> None:
+        probs = torch.sigmoid(logits)
         collection = self.stage_metrics[f"{stage}_metrics"]
         set_threshold(collection, float(self.threshold))
         collection.update(probs, target.long())  # once per epoch; compute groups share the work
@@ -128,16 +128,15 @@ class AnomalyClassifier(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         if not self._outputs["val"]:
             return
-        probs, target = self._collect("val")
-        loss = self._loss(torch.logit(probs.clamp(1e-7, 1 - 1e-7)), target)
+        logits, target = self._collect("val")
         if not self.trainer.sanity_checking:
             self.threshold.fill_(
-                choose_threshold(probs.cpu().numpy(), target.cpu().numpy(), self.hparams.threshold_method,
-                                 self.hparams.target_fpr)
+                choose_threshold(torch.sigmoid(logits).cpu().numpy(), target.cpu().numpy(),
+                                 self.hparams.threshold_method, self.hparams.target_fpr)
             )
-        self.log("val/loss", loss, on_step=False, on_epoch=True)
+        self.log("val/loss", self._loss(logits, target), on_step=False, on_epoch=True)
         self.log("val/threshold", self.threshold, on_step=False, on_epoch=True)
-        self._log_stage("val", probs, target)
+        self._log_stage("val", logits, target)
 
     def on_test_epoch_end(self) -> None:
         if self._outputs["test"]:

@@ -101,6 +101,14 @@ def find_run(path: str | Path) -> tuple[RunFolder, Config]:
     raise UserError(f"--resume: {path} is not inside a netad run folder (no config.yaml and splits.json)")
 
 
+def run_metadata(cfg: Config, run: RunFolder, table: LabelledTable, test: np.ndarray) -> dict[str, Any]:
+    """What every checkpoint of a run carries: where it came from and which rows are its test set."""
+    return {"run_dir": str(run.path), "run_name": run.name, "data_path": table.source,
+            "label_column": cfg.data.label_column, "normal_value": cfg.data.normal_value,
+            # one tensor, not thousands of pickled ints: this is written with every checkpoint
+            "test_indices": torch.from_numpy(test.astype(np.int64)), "config": cfg.to_dict()}
+
+
 # ---------------------------------------------------------------------- splits
 def plan_splits(cfg: Config, table: LabelledTable, run: RunFolder) -> tuple[np.ndarray, np.ndarray, list[FoldSplit]]:
     """Test hold-out and folds; written once to ``splits.json`` and read back on resume."""
@@ -205,7 +213,7 @@ def format_table(result: CVResult) -> str:
 
 # ------------------------------------------------------------------------ main
 def run_cv(
-    cfg: Config,
+    cfg: Optional[Config],
     *,
     run_name: Optional[str] = None,
     resume: Optional[str | Path] = None,
@@ -221,13 +229,12 @@ def run_cv(
         say(f"Resuming run {run.path} (finished: {', '.join(run.finished()) or 'nothing yet'})")
     else:
         run = open_run(cfg, run_name or new_run_name("cv"))
+        say(f"Run folder: {run.path}")
     table = load_table(cfg.data)
     dev, test, folds = plan_splits(cfg, table, run)
     if only_fold is not None and not 0 <= only_fold < len(folds):
         raise UserError(f"--fold {only_fold}: the run has folds 0 to {len(folds) - 1}")
-    base_meta = {"run_dir": str(run.path), "run_name": run.name, "data_path": table.source,
-                 "label_column": cfg.data.label_column, "normal_value": cfg.data.normal_value,
-                 "test_indices": torch.from_numpy(test.astype(np.int64)), "config": cfg.to_dict()}
+    base_meta = run_metadata(cfg, run, table, test)
 
     def fit_or_resume(name: str, train, val, eval_idx, seed, log=True, table_=table, meta=None) -> FitResult:
         done = run.load_result(name)
@@ -320,7 +327,7 @@ def publish_best(cfg: Config, checkpoint: Path) -> str:
     return str(target)
 
 
-def run_single(cfg: Config, *, run_name: Optional[str] = None, resume: Optional[str | Path] = None,
+def run_single(cfg: Optional[Config], *, run_name: Optional[str] = None, resume: Optional[str | Path] = None,
                quiet: bool = False, say: Optional[Say] = None) -> FitResult:
     """One stratified train/validation split of the non-test rows; best checkpoint -> best_model.ckpt."""
     say = say or (lambda _msg: None)
@@ -328,6 +335,7 @@ def run_single(cfg: Config, *, run_name: Optional[str] = None, resume: Optional[
         run, cfg = find_run(resume)
     else:
         run = open_run(cfg, run_name or new_run_name("single"))
+        say(f"Run folder: {run.path}")
     table = load_table(cfg.data)
     path = run.path / "splits.json"
     if path.is_file():
@@ -343,11 +351,8 @@ def run_single(cfg: Config, *, run_name: Optional[str] = None, resume: Optional[
     if done is None:
         last = run.last_checkpoint("single")
         say(f"Training on {len(train)} rows, validating on {len(val)} ({len(test)} test rows held out)")
-        meta = {"run_dir": str(run.path), "run_name": run.name, "data_path": table.source,
-                "label_column": cfg.data.label_column, "normal_value": cfg.data.normal_value,
-                "test_indices": torch.from_numpy(test.astype(np.int64)), "config": cfg.to_dict()}
         done = fit_split(cfg, table, train, val, run.path / "single", name="single", run_name=run.name,
-                         resume_from=last, quiet=quiet, metadata=meta)
+                         resume_from=last, quiet=quiet, metadata=run_metadata(cfg, run, table, test))
         run.save_result(done)
     publish_best(cfg, Path(done.checkpoint))
     return done

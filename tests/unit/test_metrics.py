@@ -1,0 +1,215 @@
+"""The metrics module against scikit-learn / numpy on seeded data."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from netad.evaluation.metrics import (
+    METRIC_NAMES,
+    choose_threshold,
+    compute_metrics,
+    false_positive_rate,
+    permutation_auroc,
+    summarize,
+)
+
+
+def scored(n: int = 400, separation: float = 0.25, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Overlapping probability-like scores (float32, in [0, 1]) and 0/1 targets."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.3).astype(np.int64)
+    s = np.clip(rng.normal(0.4 + separation * y, 0.15), 0.0, 1.0).astype(np.float32)
+    return s, y
+
+
+def sklearn_metrics(s: np.ndarray, y: np.ndarray, threshold: float) -> dict[str, float]:
+    pred = (s >= threshold).astype(int)  # the package's rule: flagged at or above the cut
+    return {
+        "accuracy": skm.accuracy_score(y, pred),
+        "precision": skm.precision_score(y, pred, zero_division=0),
+        "recall": skm.recall_score(y, pred, zero_division=0),
+        "f1": skm.f1_score(y, pred, zero_division=0),
+        "auroc": skm.roc_auc_score(y, s),
+        "auprc": skm.average_precision_score(y, s),
+    }
+
+
+# ------------------------------------------------------------------ compute_metrics
+
+
+@pytest.mark.parametrize("threshold", [0.3, 0.5, 0.62])
+def test_compute_metrics_matches_sklearn(threshold):
+    s, y = scored()
+    ours = compute_metrics(s, y, threshold)
+    assert list(ours) == list(METRIC_NAMES)
+    theirs = sklearn_metrics(s, y, threshold)
+    for name in METRIC_NAMES:
+        assert ours[name] == pytest.approx(theirs[name], abs=1e-5), name
+
+
+def test_compute_metrics_flags_scores_equal_to_threshold():
+    s, y = scored(seed=1)
+    # a cut that is exactly one of the scores: that row must be flagged (score >= threshold)
+    for threshold in (float(s[y == 1][0]), float(np.median(s)), choose_threshold(s, y, "max_f1")):
+        ours = compute_metrics(s, y, threshold)
+        theirs = sklearn_metrics(s, y, threshold)
+        for name in ("accuracy", "precision", "recall", "f1"):
+            assert ours[name] == pytest.approx(theirs[name], abs=1e-5), (threshold, name)
+
+
+def test_compute_metrics_prefix():
+    s, y = scored()
+    out = compute_metrics(s, y, 0.5, prefix="val")
+    assert set(out) == {f"val/{m}" for m in METRIC_NAMES}
+    assert out["val/auroc"] == pytest.approx(skm.roc_auc_score(y, s), abs=1e-5)
+
+
+@pytest.mark.parametrize("cls", [0, 1])
+def test_compute_metrics_one_class_gives_nan_auc(cls):
+    s, _ = scored(n=50)
+    y = np.full(50, cls)
+    out = compute_metrics(s, y, 0.5)
+    assert math.isnan(out["auroc"]) and math.isnan(out["auprc"])
+    pred = s >= 0.5
+    assert out["accuracy"] == pytest.approx(np.mean(pred == cls), abs=1e-6)
+
+
+# ------------------------------------------------------------------ thresholds
+
+
+def test_max_f1_threshold_attains_max_f1():
+    s, y = scored(seed=2)
+    t = choose_threshold(s, y, "max_f1")
+    precision, recall, _ = skm.precision_recall_curve(y, s)
+    denom = precision + recall
+    f1 = np.where(denom > 0, 2 * precision * recall / np.where(denom > 0, denom, 1), 0)
+    assert skm.f1_score(y, s >= t) == pytest.approx(f1.max(), abs=1e-9)
+    assert t in set(s.astype(np.float64).tolist())
+    # and compute_metrics reports that same F1 at the chosen cut
+    assert compute_metrics(s, y, t)["f1"] == pytest.approx(f1.max(), abs=1e-5)
+
+
+@pytest.mark.parametrize("target_fpr", [0.01, 0.05, 0.2])
+def test_target_fpr_threshold_is_lowest_cut_within_budget(target_fpr):
+    s, y = scored(seed=3)
+    t = choose_threshold(s, y, "target_fpr", target_fpr=target_fpr)
+    fpr = false_positive_rate(s, y, t)
+    assert fpr <= target_fpr
+    # brute force: the lowest unique score whose FPR stays within the budget
+    ok = [u for u in np.unique(s.astype(np.float64)) if np.mean(s[y == 0] >= u) <= target_fpr]
+    assert t == pytest.approx(min(ok))
+    lower = np.unique(s)[np.unique(s) < t]
+    if lower.size:
+        assert false_positive_rate(s, y, float(lower.max())) > target_fpr
+
+
+def test_target_fpr_at_005_on_fixture():
+    s, y = scored()
+    t = choose_threshold(s, y, "target_fpr", target_fpr=0.05)
+    assert false_positive_rate(s, y, t) <= 0.05
+    assert 0.0 <= t <= 1.0
+
+
+@pytest.mark.parametrize("method", ["max_f1", "target_fpr"])
+def test_single_class_threshold_falls_back(method):
+    s, _ = scored(n=30)
+    assert choose_threshold(s, np.zeros(30, dtype=int), method) == 0.5
+    assert choose_threshold(s, np.ones(30, dtype=int), method) == 0.5
+
+
+def test_unknown_threshold_method():
+    s, y = scored(n=30)
+    with pytest.raises(ValueError):
+        choose_threshold(s, y, "median")
+
+
+# ------------------------------------------------------------------ permutation test
+
+
+def test_permutation_observed_equals_sklearn():
+    s, y = scored(seed=4)
+    out = permutation_auroc(s, y, n_permutations=50, seed=0)
+    assert out["observed"] == pytest.approx(skm.roc_auc_score(y, s), abs=1e-9)
+
+
+def test_permutation_observed_with_ties():
+    rng = np.random.default_rng(5)
+    y = (rng.random(300) < 0.4).astype(int)
+    s = np.round(rng.random(300) * 0.5 + 0.3 * y, 1)  # heavily tied scores
+    assert len(np.unique(s)) < 12
+    out = permutation_auroc(s, y, n_permutations=50, seed=0)
+    assert out["observed"] == pytest.approx(skm.roc_auc_score(y, s), abs=1e-9)
+
+
+def test_permutation_random_scores_not_significant():
+    rng = np.random.default_rng(6)
+    y = (rng.random(500) < 0.3).astype(int)
+    s = rng.random(500)
+    out = permutation_auroc(s, y, n_permutations=500, seed=1)
+    assert out["p_value"] > 0.05
+    assert out["mean"] == pytest.approx(0.5, abs=0.01)
+    assert 0.0 < out["std"] < 0.1
+
+
+def test_permutation_separating_scores_significant():
+    s, y = scored(separation=0.5, seed=7)
+    out = permutation_auroc(s, y, n_permutations=999, seed=2)
+    assert out["observed"] > 0.95
+    assert out["p_value"] <= 0.002
+    assert out["p_value"] == pytest.approx(1 / 1000)  # +1 correction: never exactly 0
+
+
+def test_permutation_is_seeded():
+    s, y = scored(seed=8)
+    a = permutation_auroc(s, y, n_permutations=120, seed=3)
+    b = permutation_auroc(s, y, n_permutations=120, seed=3)
+    c = permutation_auroc(s, y, n_permutations=120, seed=4)
+    assert a == b
+    assert a["mean"] != c["mean"]
+
+
+# ------------------------------------------------------------------ summarize / FPR
+
+
+def test_summarize_against_numpy():
+    rng = np.random.default_rng(9)
+    values = rng.random((5, 2))
+    rows = [{"auroc": a, "f1": f, "fold": i} for i, (a, f) in enumerate(values)]
+    out = summarize(rows, ["auroc", "f1"])
+    for j, key in enumerate(["auroc", "f1"]):
+        col = values[:, j]
+        assert out[key]["mean"] == pytest.approx(col.mean())
+        assert out[key]["std"] == pytest.approx(col.std(ddof=1))
+        assert out[key]["min"] == pytest.approx(col.min())
+        assert out[key]["max"] == pytest.approx(col.max())
+
+
+def test_summarize_ignores_nan_and_infers_keys():
+    rows = [{"auroc": 0.7}, {"auroc": math.nan}, {"auroc": 0.9}, {"auroc": 0.8}]
+    out = summarize(rows)
+    finite = np.array([0.7, 0.9, 0.8])
+    assert set(out) == {"auroc"}
+    assert out["auroc"]["mean"] == pytest.approx(finite.mean())
+    assert out["auroc"]["std"] == pytest.approx(finite.std(ddof=1))
+    assert out["auroc"]["min"] == pytest.approx(0.7) and out["auroc"]["max"] == pytest.approx(0.9)
+
+
+def test_summarize_edge_cases():
+    single = summarize([{"f1": 0.4}, {"f1": math.nan}])
+    assert single["f1"]["mean"] == pytest.approx(0.4) and single["f1"]["std"] == 0.0
+    empty = summarize([{"f1": math.nan}, {"f1": math.nan}])
+    assert all(math.isnan(v) for v in empty["f1"].values())
+
+
+def test_false_positive_rate_hand_count():
+    scores = np.array([0.1, 0.5, 0.7, 0.9, 0.2, 0.5, 0.95])
+    target = np.array([0, 0, 0, 0, 1, 1, 1])
+    # negatives: 0.1, 0.5, 0.7, 0.9 -> at threshold 0.5, three are flagged (0.5 counts)
+    assert false_positive_rate(scores, target, 0.5) == pytest.approx(3 / 4)
+    assert false_positive_rate(scores, target, 0.8) == pytest.approx(1 / 4)
+    assert false_positive_rate(scores, target, 0.99) == 0.0
+    assert math.isnan(false_positive_rate(scores[4:], target[4:], 0.5))
