@@ -18,6 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from netad.errors import UserError
 
 
+METRIC_NAMES = ("accuracy", "precision", "recall", "f1", "auroc", "auprc")
+MONITORABLE = ("val/loss",) + tuple(f"val/{m}" for m in METRIC_NAMES)
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -101,8 +105,6 @@ class CheckpointConfig(_Section):
     @field_validator("monitor")
     @classmethod
     def _known_monitor(cls, value: str) -> str:
-        from netad.evaluation.metrics import MONITORABLE
-
         if value not in MONITORABLE:
             raise ValueError(f"must be one of {', '.join(MONITORABLE)}")
         return value

@@ -23,8 +23,7 @@ from torchmetrics.classification import (
     BinaryRecall,
 )
 
-METRIC_NAMES = ("accuracy", "precision", "recall", "f1", "auroc", "auprc")
-MONITORABLE = ("val/loss",) + tuple(f"val/{m}" for m in METRIC_NAMES)
+from netad.config import METRIC_NAMES, MONITORABLE  # noqa: F401  (re-exported)
 
 
 def metric_collection(prefix: str) -> MetricCollection:

@@ -110,21 +110,30 @@ def run_metadata(cfg: Config, run: RunFolder, table: LabelledTable, test: np.nda
 
 
 # ---------------------------------------------------------------------- splits
-def plan_splits(cfg: Config, table: LabelledTable, run: RunFolder) -> tuple[np.ndarray, np.ndarray, list[FoldSplit]]:
-    """Test hold-out and folds; written once to ``splits.json`` and read back on resume."""
-    path = run.path / "splits.json"
-    if path.is_file():
-        saved = json.loads(path.read_text())
-        if saved["n_rows"] != len(table):
-            raise UserError(f"{path}: the run was made on {saved['n_rows']} rows, the data now has {len(table)}")
-        folds = [FoldSplit(f["fold"], *(np.asarray(f[p]) for p in ("train", "val", "eval"))) for f in saved["folds"]]
-        return np.asarray(saved["dev"]), np.asarray(saved["test"]), folds
+def compute_splits(cfg: Config, table: LabelledTable) -> tuple[np.ndarray, np.ndarray, list[FoldSplit]]:
+    """Test hold-out and folds; raises UserError (before anything is written) when they cannot be made."""
     cv = cfg.cross_validation
     dev, test = split_test(table.labels, cfg.data.test_size, cv.random_state)
     folds = make_folds(dev, table.labels, cv.n_splits, cv.shuffle, cv.random_state, cv.stratify, cfg.data.val_size)
-    _write_json(path, {"n_rows": len(table), "data_path": table.source, "dev": dev.tolist(), "test": test.tolist(),
-                       "folds": [f.to_json() for f in folds]})
     return dev, test, folds
+
+
+def save_splits(run: RunFolder, table: LabelledTable, dev: np.ndarray, test: np.ndarray,
+                folds: list[FoldSplit], **extra: Any) -> None:
+    _write_json(run.path / "splits.json", {"n_rows": len(table), "data_path": table.source, "dev": dev.tolist(),
+                                           "test": test.tolist(), "folds": [f.to_json() for f in folds],
+                                           **{k: v.tolist() for k, v in extra.items()}})
+
+
+def load_splits(run: RunFolder, table: LabelledTable) -> dict[str, Any]:
+    """The splits a run was made with (a resume must use the very same rows)."""
+    path = run.path / "splits.json"
+    saved = json.loads(path.read_text())
+    if saved["n_rows"] != len(table):
+        raise UserError(f"{path}: the run was made on {saved['n_rows']} rows, the data now has {len(table)}")
+    saved["folds"] = [FoldSplit(f["fold"], *(np.asarray(f[p]) for p in ("train", "val", "eval")))
+                      for f in saved["folds"]]
+    return {k: (np.asarray(v) if k in ("dev", "test", "train", "val") else v) for k, v in saved.items()}
 
 
 # --------------------------------------------------------------------- results
@@ -159,22 +168,25 @@ def _majority_row(table: LabelledTable, fold: FoldSplit) -> dict[str, float]:
 
 def _verdict(model_auroc: dict[str, float], perm_test: dict[str, float], perm_summary: Optional[dict[str, Any]],
              accuracy_mean: float, majority_accuracy: float) -> dict[str, Any]:
-    beats = perm_test["p_value"] < 0.01
-    if perm_summary is not None:
-        perm = perm_summary["auroc"]
-        margin = max(2 * (perm["std"] if np.isfinite(perm["std"]) else 0.0), 0.02)
-        beats = beats and model_auroc["mean"] > perm["mean"] + margin
+    """Does the model beat chance? The test is the permutation p-value of the out-of-fold ROC AUC
+    (p < 0.01); the models retrained on shuffled labels must also score lower on average."""
+    significant = perm_test["p_value"] < 0.01
+    above_shuffled = perm_summary is None or model_auroc["mean"] > perm_summary["auroc"]["mean"]
     chance = (f"label-permutation models {perm_summary['auroc']['mean']:.3f} ± {perm_summary['auroc']['std']:.3f}, "
               if perm_summary is not None else "")
+    p_text = f"p < {1 / 1000:.3f}" if perm_test["p_value"] <= 1 / 1000 + 1e-9 else f"p = {perm_test['p_value']:.3g}"
     head = (f"ROC AUC {model_auroc['mean']:.3f} ± {model_auroc['std']:.3f} over folds; chance level: {chance}"
-            f"shuffled labels {perm_test['mean']:.3f} ± {perm_test['std']:.3f} (permutation p = {perm_test['p_value']:.3g})")
-    if beats:
+            f"shuffled labels {perm_test['mean']:.3f} ± {perm_test['std']:.3f} (permutation {p_text})")
+    if significant and above_shuffled:
         text = f"The model beats chance. {head}."
-    else:
+    elif not significant:
         text = (f"The model does NOT beat chance: {head}. The labels look unrelated to the features; "
                 f"an accuracy of {accuracy_mean:.3f} means nothing when always answering 'normal' scores "
                 f"{majority_accuracy:.3f}.")
-    return {"beats_chance": bool(beats), "message": text, "permutation_test": perm_test}
+    else:
+        text = (f"The model does NOT beat chance: {head}. Its out-of-fold ranking is better than random, but "
+                f"models trained on shuffled labels score as well on average: too little data or a leak to look for.")
+    return {"beats_chance": bool(significant and above_shuffled), "message": text, "permutation_test": perm_test}
 
 
 def _write_tables(run: RunFolder, folds: list[dict[str, Any]], summary: dict[str, dict[str, float]],
@@ -227,11 +239,19 @@ def run_cv(
     if resume:
         run, cfg = find_run(resume)
         say(f"Resuming run {run.path} (finished: {', '.join(run.finished()) or 'nothing yet'})")
+        table = load_table(cfg.data)
+        saved = load_splits(run, table)
+        dev, test, folds = saved["dev"], saved["test"], saved["folds"]
     else:
+        table = load_table(cfg.data)  # bad data or impossible splits stop here, before anything is written
+        dev, test, folds = compute_splits(cfg, table)
         run = open_run(cfg, run_name or new_run_name("cv"))
+        if (run.path / "splits.json").is_file():  # --fold jobs of one run share its splits
+            saved = load_splits(run, table)
+            dev, test, folds = saved["dev"], saved["test"], saved["folds"]
+        else:
+            save_splits(run, table, dev, test, folds)
         say(f"Run folder: {run.path}")
-    table = load_table(cfg.data)
-    dev, test, folds = plan_splits(cfg, table, run)
     if only_fold is not None and not 0 <= only_fold < len(folds):
         raise UserError(f"--fold {only_fold}: the run has folds 0 to {len(folds) - 1}")
     base_meta = run_metadata(cfg, run, table, test)
@@ -333,20 +353,16 @@ def run_single(cfg: Optional[Config], *, run_name: Optional[str] = None, resume:
     say = say or (lambda _msg: None)
     if resume:
         run, cfg = find_run(resume)
+        table = load_table(cfg.data)
+        saved = load_splits(run, table)
+        test, train, val = saved["test"], saved["train"], saved["val"]
     else:
-        run = open_run(cfg, run_name or new_run_name("single"))
-        say(f"Run folder: {run.path}")
-    table = load_table(cfg.data)
-    path = run.path / "splits.json"
-    if path.is_file():
-        saved = json.loads(path.read_text())
-        dev, test = np.asarray(saved["dev"]), np.asarray(saved["test"])
-        train, val = np.asarray(saved["train"]), np.asarray(saved["val"])
-    else:
+        table = load_table(cfg.data)  # bad data stops here, before anything is written
         dev, test = split_test(table.labels, cfg.data.test_size, cfg.cross_validation.random_state)
         train, val = split_val(dev, table.labels, cfg.data.val_size, cfg.cross_validation.random_state)
-        _write_json(path, {"n_rows": len(table), "data_path": table.source, "dev": dev.tolist(),
-                           "test": test.tolist(), "train": train.tolist(), "val": val.tolist(), "folds": []})
+        run = open_run(cfg, run_name or new_run_name("single"))
+        save_splits(run, table, dev, test, [], train=train, val=val)
+        say(f"Run folder: {run.path}")
     done = run.load_result("single")
     if done is None:
         last = run.last_checkpoint("single")

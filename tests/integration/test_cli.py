@@ -1,0 +1,156 @@
+"""train.py and test.py as a person runs them: exit codes, output, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import ROOT, fast_config, make_frame
+
+
+def run_script(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
+
+
+def write_config(tmp_path: Path, cfg) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg.to_dict()))
+    return path
+
+
+def assert_one_line_error(returncode: int, stderr: str, *needles: str) -> None:
+    assert returncode == 2, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    assert "Traceback" not in stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def run_train_in_process(capsys, *args: str) -> tuple[int, str]:
+    """train.py is a thin wrapper around train_main: the same code path, without a 4 s interpreter start."""
+    from netad.cli import train_main
+
+    capsys.readouterr()
+    code = train_main(list(args))
+    return code, capsys.readouterr().err
+
+
+def test_train_cv_then_test_end_to_end(tmp_path, cfg):
+    config = write_config(tmp_path, cfg)
+    proc = run_script("train.py", "--config", str(config), "--use-cv", "--quiet", "--run-name", "e2e", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "Cross-validation (3 folds)" in out and "mean" in out and "majority" in out
+    assert "The model beats chance" in out or "does NOT beat chance" in out
+    assert "cv_results.json" in out
+    saved = json.loads((Path(cfg.checkpoint.save_dir) / "e2e" / "cv_results.json").read_text())
+    assert f"{saved['summary']['auroc']['mean']:.3f}" in out
+
+    proc = run_script("test.py", "--checkpoint", str(Path(cfg.checkpoint.save_dir) / "best_model.ckpt"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "test hold-out" in proc.stdout and "auroc" in proc.stdout
+
+
+def test_single_split_and_set_override(tmp_path, cfg):
+    config = write_config(tmp_path, cfg)
+    proc = run_script("train.py", "--config", str(config), "--quiet", "--set", "training.num_epochs=2",
+                      "--run-name", "one", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "Validation (threshold" in proc.stdout
+    result = json.loads((Path(cfg.checkpoint.save_dir) / "one" / "single" / "result.json").read_text())
+    assert result["epochs_run"] == 2
+    assert (Path(cfg.checkpoint.save_dir) / "best_model.ckpt").is_file()
+
+
+def test_one_fold_only(tmp_path, cfg):
+    config = write_config(tmp_path, cfg)
+    proc = run_script("train.py", "--config", str(config), "--use-cv", "--fold", "1", "--run-name", "arr",
+                      "--quiet", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    run = Path(cfg.checkpoint.save_dir) / "arr"
+    assert sorted(p.parent.name for p in run.glob("*/result.json")) == ["fold_1"]
+    assert not (run / "cv_results.json").exists()
+
+
+def _bad_data_cases(tmp_path: Path) -> dict[str, tuple[Path, tuple[str, ...]]]:
+    frame = make_frame(n=120)
+    cases = {}
+    no_label = tmp_path / "no_label.csv"
+    frame.drop(columns=["label"]).to_csv(no_label, index=False)
+    cases["no label column"] = (no_label, ("label column 'label' not found",))
+    one_class = tmp_path / "one_class.csv"
+    frame.assign(label=0.0).to_csv(one_class, index=False)
+    cases["one class"] = (one_class, ("only one class",))
+    with_nan = tmp_path / "nan.csv"
+    broken = frame.copy()
+    broken.loc[[3, 7, 9], "packet_size"] = np.nan
+    broken.loc[5, "inter_arrival_time"] = np.inf
+    broken.to_csv(with_nan, index=False)
+    cases["nan"] = (with_nan, ("'packet_size' (3 rows)", "'inter_arrival_time' (1 rows)", "nan_policy"))
+    few = tmp_path / "few_positives.csv"
+    frame.assign(label=[1.0] * 4 + [0.0] * (len(frame) - 4)).to_csv(few, index=False)
+    cases["too few positives"] = (few, ("n_splits",))
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    cases["empty"] = (empty, ("empty",))
+    cases["missing"] = (tmp_path / "nope.csv", ("not found",))
+    bad_labels = tmp_path / "labels.csv"
+    frame.assign(label=np.where(frame["label"] > 0, "attack", "benign")).to_csv(bad_labels, index=False)
+    cases["unmappable labels"] = (bad_labels, ("normal_value",))
+    return cases
+
+
+@pytest.mark.parametrize("case", ["no label column", "one class", "nan", "too few positives", "empty", "missing",
+                                  "unmappable labels"])
+def test_bad_data_exits_2_with_one_line(tmp_path, capsys, case):
+    path, needles = _bad_data_cases(tmp_path)[case]
+    config = write_config(tmp_path, fast_config(tmp_path, path))
+    assert_one_line_error(*run_train_in_process(capsys, "--config", str(config), "--use-cv", "--quiet"), *needles)
+    checkpoints = tmp_path / "checkpoints"
+    assert not checkpoints.exists() or not any(checkpoints.iterdir()), "a failed run left files behind"
+
+
+def test_bad_data_through_the_real_script(tmp_path):
+    path, needles = _bad_data_cases(tmp_path)["nan"]
+    config = write_config(tmp_path, fast_config(tmp_path, path))
+    proc = run_script("train.py", "--config", str(config), "--use-cv", "--quiet", cwd=tmp_path)
+    assert_one_line_error(proc.returncode, proc.stderr, *needles)
+
+
+def test_bad_config_and_flags_exit_2(tmp_path, cfg, capsys):
+    config = str(write_config(tmp_path, cfg))
+    assert_one_line_error(*run_train_in_process(capsys, "--config", config, "--set", "training.lerning_rate=0.1"),
+                          "training.lerning_rate", "training.learning_rate")
+    assert_one_line_error(*run_train_in_process(capsys, "--config", config, "--set", "model.dropout=1.5"),
+                          "model.dropout", "< 1")
+    assert_one_line_error(*run_train_in_process(capsys, "--config", config, "--fold", "1"), "--fold needs --use-cv")
+    assert_one_line_error(*run_train_in_process(capsys, "--config", config, "--use-cv", "--fold", "7"),
+                          "--fold 7")
+    assert_one_line_error(*run_train_in_process(capsys, "--resume", str(tmp_path)), "not inside a netad run folder")
+    assert_one_line_error(*run_train_in_process(capsys, "--config", str(tmp_path / "missing.yaml")),
+                          "config file not found")
+
+
+def test_checkpoint_that_is_not_ours(tmp_path, capsys):
+    import torch
+
+    from netad.cli import test_main
+
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(2)}}, foreign)
+    text = tmp_path / "notes.ckpt"
+    text.write_text("hello")
+    for path in (foreign, text):
+        capsys.readouterr()
+        code = test_main(["--checkpoint", str(path)])
+        assert_one_line_error(code, capsys.readouterr().err, "not a netad checkpoint")
+    code = test_main(["--checkpoint", str(tmp_path / "absent.ckpt")])
+    assert_one_line_error(code, capsys.readouterr().err, "checkpoint not found")

@@ -1,0 +1,62 @@
+"""W&B offline runs, and a verdict that tells signal from no signal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import fast_config, make_frame
+from netad.data.loading import load_table
+from netad.training.cv import run_cv
+
+
+@pytest.mark.parametrize("mode", ["offline", "online"])
+def test_wandb_writes_offline_runs_without_credentials(tmp_path, csv_path, monkeypatch, mode):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc, no cached login
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    cfg = fast_config(tmp_path, csv_path, logging__use_wandb="true", logging__wandb_mode=mode,
+                      cross_validation__n_splits="2", training__num_epochs="1")
+    if mode == "online":
+        with pytest.warns(UserWarning, match="offline"):
+            run_cv(cfg, run_name="wb", quiet=True)
+    else:
+        run_cv(cfg, run_name="wb", quiet=True)
+    runs = sorted((Path(cfg.logging.wandb_dir) / "wandb").glob("offline-run-*"))
+    # one run per fold, the final model, and the summary
+    assert len(runs) == 2 + 1 + 1
+    for run in runs:
+        assert list(run.glob("*.wandb")), f"no run file in {run}"
+    assert not list((Path(cfg.logging.wandb_dir) / "wandb").glob("run-*")), "an online run was started"
+
+
+def test_verdict_no_signal_vs_signal(tmp_path):
+    verdicts = {}
+    for signal in (0.0, 3.0):
+        path = tmp_path / f"signal_{signal}.csv"
+        make_frame(n=400, signal=signal, seed=3).to_csv(path, index=False)
+        cfg = fast_config(tmp_path / str(signal), path, cross_validation__permutation_baseline="true",
+                          training__num_epochs="15", training__learning_rate="0.01")
+        result = run_cv(cfg, run_name="v", quiet=True)
+        verdicts[signal] = result
+
+    none, strong = verdicts[0.0], verdicts[3.0]
+    assert none.verdict["beats_chance"] is False
+    assert "does NOT beat chance" in none.verdict["message"]
+    assert strong.verdict["beats_chance"] is True
+    assert strong.summary["auroc"]["mean"] > 0.9
+
+    # the baselines ran on the same folds
+    perm = strong.baselines["permutation"]
+    assert len(perm["folds"]) == 3
+    assert perm["summary"]["auroc"]["mean"] < strong.summary["auroc"]["mean"] - 0.2
+    table = load_table(fast_config(tmp_path, tmp_path / "signal_3.0.csv").data)
+    import json
+
+    splits = json.loads((Path(strong.run_dir) / "splits.json").read_text())
+    for row, fold in zip(strong.baselines["majority"]["folds"], splits["folds"]):
+        assert row["accuracy"] == pytest.approx(1 - np.mean(table.labels[fold["eval"]]))
+        assert row["auroc"] == pytest.approx(0.5)
