@@ -1,65 +1,152 @@
-"""The plain MLP, the LightningModule's optimizers and schedulers, and checkpoint checks."""
+"""The MLP, the optimizer/scheduler wiring of AnomalyClassifier, and checkpoint reading."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from netad.errors import UserError
-from netad.models import MLP, AnomalyClassifier, read_checkpoint
+from netad.models.classifier import AnomalyClassifier, read_checkpoint
+from netad.models.mlp import ACTIVATIONS, MLP
+
+# ------------------------------------------------------------------ MLP
 
 
-def test_mlp_shapes_and_layers():
-    net = MLP(7, [5, 3], dropout=0.1, activation="gelu")
-    out = net(torch.randn(4, 7))
-    assert out.shape == (4,)
-    linears = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
-    assert [(m.in_features, m.out_features) for m in linears] == [(7, 5), (5, 3), (3, 1)]
-    assert any(isinstance(m, torch.nn.GELU) for m in net.modules())
-    with pytest.raises(ValueError):
-        MLP(0)
+@pytest.mark.parametrize("batch", [1, 7])
+def test_mlp_output_shape(batch):
+    torch.manual_seed(0)
+    model = MLP(5, [8, 4], dropout=0.0)
+    out = model(torch.randn(batch, 5))
+    assert out.shape == (batch,)
+    assert out.dtype == torch.float32
 
 
-def _module(**kwargs) -> AnomalyClassifier:
-    return AnomalyClassifier(input_dim=4, hidden_dims=[8], **kwargs)
+def test_mlp_hidden_dims_respected():
+    model = MLP(5, [16, 8, 3], dropout=0.2, activation="gelu")
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(5, 16), (16, 8), (8, 3), (3, 1)]
+    assert sum(isinstance(m, nn.GELU) for m in model.modules()) == 3
+    dropouts = [m for m in model.modules() if isinstance(m, nn.Dropout)]
+    assert len(dropouts) == 3 and all(d.p == 0.2 for d in dropouts)
 
 
-@pytest.mark.parametrize("name,cls", [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW),
-                                      ("sgd", torch.optim.SGD)])
-def test_optimizers(name, cls):
-    opt = _module(optimizer=name, learning_rate=0.05, weight_decay=0.01).configure_optimizers()
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+def test_mlp_every_activation(activation):
+    model = MLP(3, [4], activation=activation)
+    assert any(isinstance(m, ACTIVATIONS[activation]) for m in model.modules())
+    assert model(torch.randn(2, 3)).shape == (2,)
+
+
+def test_mlp_eval_is_deterministic():
+    model = MLP(4, [8], dropout=0.5).eval()
+    x = torch.randn(6, 4)
+    assert torch.equal(model(x), model(x))
+
+
+@pytest.mark.parametrize("input_dim", [0, -3])
+def test_mlp_invalid_input_dim(input_dim):
+    with pytest.raises(ValueError, match="input_dim"):
+        MLP(input_dim, [4])
+
+
+# ------------------------------------------------------------------ optimizers
+
+
+def classifier(**kwargs) -> AnomalyClassifier:
+    args = dict(input_dim=4, hidden_dims=[8], learning_rate=0.01, weight_decay=0.001, num_epochs=9)
+    args.update(kwargs)
+    return AnomalyClassifier(**args)
+
+
+@pytest.mark.parametrize(
+    "name, cls", [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW), ("sgd", torch.optim.SGD)]
+)
+def test_configure_optimizers_optimizer(name, cls):
+    model = classifier(optimizer=name)
+    opt = model.configure_optimizers()
     assert type(opt) is cls
-    assert opt.param_groups[0]["lr"] == 0.05 and opt.param_groups[0]["weight_decay"] == 0.01
+    group = opt.param_groups[0]
+    assert group["lr"] == pytest.approx(0.01)
+    assert group["weight_decay"] == pytest.approx(0.001)
+    n_params = sum(len(g["params"]) for g in opt.param_groups)
+    assert n_params == len(list(model.parameters()))
 
 
-@pytest.mark.parametrize("name,cls", [("step", torch.optim.lr_scheduler.StepLR),
-                                      ("cosine", torch.optim.lr_scheduler.CosineAnnealingLR),
-                                      ("plateau", torch.optim.lr_scheduler.ReduceLROnPlateau)])
-def test_schedulers(name, cls):
-    conf = _module(scheduler=name, num_epochs=9).configure_optimizers()
-    sched = conf["lr_scheduler"]
-    sched = sched["scheduler"] if isinstance(sched, dict) else sched
+@pytest.mark.parametrize(
+    "scheduler, cls",
+    [
+        ("step", torch.optim.lr_scheduler.StepLR),
+        ("cosine", torch.optim.lr_scheduler.CosineAnnealingLR),
+        ("plateau", torch.optim.lr_scheduler.ReduceLROnPlateau),
+    ],
+)
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+def test_configure_optimizers_scheduler(optimizer, scheduler, cls):
+    out = classifier(optimizer=optimizer, scheduler=scheduler).configure_optimizers()
+    assert isinstance(out, dict)
+    opt_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[optimizer]
+    assert type(out["optimizer"]) is opt_cls
+    sched = out["lr_scheduler"]
+    if scheduler == "plateau":
+        assert sched["monitor"] == "val/loss"
+        sched = sched["scheduler"]
     assert type(sched) is cls
-    if name == "plateau":
-        assert conf["lr_scheduler"]["monitor"] == "val/loss"
+    assert sched.optimizer is out["optimizer"]
+    if scheduler == "cosine":
+        assert sched.T_max == 9
+    if scheduler == "step":
+        assert sched.step_size == 3
 
 
-def test_class_weights_weight_the_loss():
-    y = torch.tensor([0.0, 1.0])
-    logits = torch.zeros(2)
-    plain = _module(class_weights=(1.0, 1.0))._loss(logits, y)
-    weighted = _module(class_weights=(1.0, 9.0))._loss(logits, y)
-    assert weighted == pytest.approx(plain * 5.0)  # mean of (1, 9) x the same per-row loss
+def test_configure_optimizers_no_scheduler():
+    out = classifier(scheduler="none").configure_optimizers()
+    assert isinstance(out, torch.optim.Optimizer)
 
 
-def test_read_checkpoint_rejects_what_is_not_ours(tmp_path):
+def test_class_weights_scale_the_loss():
+    torch.manual_seed(0)
+    logits, y = torch.randn(10), torch.tensor([0.0, 1.0] * 5)
+    plain = classifier(class_weights=(1.0, 1.0))._loss(logits, y)
+    weighted = classifier(class_weights=(1.0, 3.0))._loss(logits, y)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, weight=1 + 2 * y)
+    assert weighted == pytest.approx(float(expected))
+    assert weighted != pytest.approx(float(plain))
+
+
+# ------------------------------------------------------------------ read_checkpoint
+
+
+def test_read_checkpoint_missing(tmp_path):
     with pytest.raises(UserError, match="not found"):
-        read_checkpoint(tmp_path / "absent.ckpt")
-    foreign = tmp_path / "foreign.ckpt"
-    torch.save({"a": 1}, foreign)
+        read_checkpoint(tmp_path / "missing.ckpt")
+
+
+def test_read_checkpoint_foreign_torch_file(tmp_path):
+    path = tmp_path / "other.ckpt"
+    torch.save({"a": 1}, path)
     with pytest.raises(UserError, match="not a netad checkpoint"):
-        read_checkpoint(foreign)
-    text = tmp_path / "text.ckpt"
-    text.write_text("not a checkpoint")
+        read_checkpoint(path)
+
+
+def test_read_checkpoint_text_file(tmp_path):
+    path = tmp_path / "notes.ckpt"
+    path.write_text("this is not a checkpoint\n")
     with pytest.raises(UserError, match="not a netad checkpoint"):
-        read_checkpoint(text)
+        read_checkpoint(path)
+
+
+def test_read_checkpoint_refuses_pickled_objects(tmp_path):
+    import argparse
+
+    # a well-formed netad section, but an arbitrary pickled object next to it: weights_only refuses it
+    path = tmp_path / "pickled.ckpt"
+    torch.save({"netad": {"format": 1}, "obj": argparse.Namespace(a=1)}, path)
+    with pytest.raises(UserError, match="not a netad checkpoint"):
+        read_checkpoint(path)
+
+
+def test_read_checkpoint_accepts_netad_section(tmp_path):
+    path = tmp_path / "ours.ckpt"
+    torch.save({"netad": {"format": 1, "threshold": 0.3}, "state_dict": {}}, path)
+    assert read_checkpoint(path)["netad"]["threshold"] == 0.3
