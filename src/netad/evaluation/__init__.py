@@ -6,7 +6,7 @@ from netad.evaluation.metrics import (
     compute_metrics,
     false_positive_rate,
     metric_collection,
-    permutation_auroc,
+    auroc_vs_chance,
     summarize,
 )
 
@@ -16,6 +16,6 @@ __all__ = [
     "compute_metrics",
     "false_positive_rate",
     "metric_collection",
-    "permutation_auroc",
+    "auroc_vs_chance",
     "summarize",
 ]

@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
-from scipy.stats import rankdata
+from scipy.stats import mannwhitneyu
 from sklearn.metrics import precision_recall_curve, roc_curve
 from torchmetrics import MetricCollection
 from torchmetrics.classification import (
@@ -122,33 +122,24 @@ def choose_threshold(scores: Any, target: Any, method: str = "max_f1", target_fp
     raise ValueError(f"unknown threshold method {method!r}")
 
 
-def permutation_auroc(scores: Any, target: Any, n_permutations: int = 1000, seed: int = 0) -> dict[str, float]:
-    """Chance level of ROC AUC for these scores: AUROC against shuffled labels.
+def auroc_vs_chance(scores: Any, target: Any) -> dict[str, float]:
+    """Is this ROC AUC better than chance?
 
-    Returns the observed AUROC, the mean and std under permutation, and the one-sided
-    p-value (with the +1 correction) that the observed AUROC is no better than chance.
-    AUROC is the Mann-Whitney U statistic over (tie-averaged) score ranks, so each
-    permutation only re-sums ranks: 1000 permutations of 20,000 rows take well under a second.
+    ROC AUC is the Mann-Whitney U statistic divided by n_pos * n_neg, so the label-permutation
+    test of ROC AUC is the Mann-Whitney U test (scipy: exact for small samples without ties,
+    otherwise the tie-corrected normal approximation). Returns the observed AUROC, the
+    chance level (mean 0.5 and the std of AUROC under shuffled labels) and the one-sided p-value.
     """
     scores = np.asarray(scores, dtype=np.float64)
     target = np.asarray(target, dtype=np.int64)
-    n_pos = int(target.sum())
-    n_neg = target.size - n_pos
-    ranks = rankdata(scores)
-    offset = n_pos * (n_pos + 1) / 2
-
-    def auroc(positive_mask_sums: np.ndarray) -> np.ndarray:
-        return (positive_mask_sums - offset) / (n_pos * n_neg)
-
-    observed = float(auroc(np.array([ranks[target == 1].sum()]))[0])
-    rng = np.random.default_rng(seed)
-    null = np.empty(n_permutations)
-    for start in range(0, n_permutations, 50):  # chunks keep memory at 50 x n floats
-        count = min(50, n_permutations - start)
-        perms = rng.permuted(np.tile(target, (count, 1)), axis=1)
-        null[start : start + count] = auroc(perms @ ranks)
-    p_value = float((1 + np.sum(null >= observed - 1e-12)) / (1 + n_permutations))
-    return {"observed": observed, "mean": float(null.mean()), "std": float(null.std()), "p_value": p_value}
+    pos, neg = scores[target == 1], scores[target == 0]
+    n_pos, n_neg = len(pos), len(neg)
+    if n_pos == 0 or n_neg == 0:
+        return {"observed": math.nan, "mean": 0.5, "std": math.nan, "p_value": math.nan}
+    test = mannwhitneyu(pos, neg, alternative="greater", method="auto")
+    null_std = math.sqrt((n_pos + n_neg + 1) / (12.0 * n_pos * n_neg))
+    return {"observed": float(test.statistic) / (n_pos * n_neg), "mean": 0.5, "std": null_std,
+            "p_value": float(test.pvalue)}
 
 
 def summarize(rows: list[dict[str, float]], keys: Optional[list[str]] = None) -> dict[str, dict[str, float]]:
