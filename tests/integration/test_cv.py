@@ -127,7 +127,7 @@ def test_threshold_is_chosen_on_validation_rows(cv_run):
         assert float(model.threshold) == pytest.approx(stored)
         pre = TabularPreprocessor.from_state(model.preprocessor_state)
 
-        def scores(rows):
+        def scores(rows, model=model, pre=pre):
             with torch.no_grad():
                 return torch.sigmoid(model(torch.from_numpy(pre.transform(features.iloc[rows])))).numpy()
 
