@@ -66,7 +66,7 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
     if args.fold is not None and not args.use_cv:
         raise UserError("--fold needs --use-cv")
 
-    from netad.training.cv import format_table, run_cv, run_single
+    from netad.training.cv import find_run, format_table, run_cv, run_single
 
     say = (lambda _m: None) if args.quiet else (lambda m: print(m, flush=True))
     if args.use_cv or (args.resume and _is_cv_run(args.resume)):
@@ -84,6 +84,8 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"Final model: {result.final_checkpoint}")
         return 0
     fit = run_single(cfg, run_name=args.run_name, resume=args.resume, quiet=args.quiet, say=say)
+    if cfg is None:  # a resume: the run's saved config says where best_model.ckpt went
+        _, cfg = find_run(args.resume)
     m = fit.val_metrics
     print()
     print(f"Validation (threshold {fit.threshold:.3f}, chosen on these rows): "

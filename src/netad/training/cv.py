@@ -30,6 +30,7 @@ from netad.data.loading import LabelledTable, load_table
 from netad.data.splits import FoldSplit, make_folds, split_test, split_val
 from netad.errors import UserError
 from netad.evaluation.metrics import METRIC_NAMES, compute_metrics, false_positive_rate, auroc_vs_chance, summarize
+from netad.models.classifier import read_checkpoint
 from netad.training.fit import FitResult, fit_split
 from netad.training.loggers import log_wandb_summary
 
@@ -73,7 +74,13 @@ class RunFolder:
 
     def last_checkpoint(self, name: str) -> Optional[Path]:
         last = self.path / name / "last.ckpt"
-        return last if last.is_file() else None
+        if not last.is_file():
+            return None
+        try:  # a truncated or foreign file: one clear line, not a traceback from inside Lightning
+            read_checkpoint(last)
+        except UserError as exc:
+            raise UserError(f"{exc}; delete it to train {name} again from the start") from None
+        return last
 
 
 def new_run_name(prefix: str) -> str:

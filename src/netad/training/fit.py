@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +70,36 @@ def predict_scores(model: AnomalyClassifier, x: torch.Tensor, batch_size: int = 
     return torch.cat(parts).numpy() if parts else np.zeros(0, dtype=np.float32)
 
 
+class _LastCheckpoint(ModelCheckpoint):
+    """``last.ckpt`` after every epoch, the state a resume continues from.
+
+    (``save_last=True`` on the monitored callback refreshes it only on improving epochs, so a resume
+    would repeat every epoch since the last improvement.) Its own class gives it its own state key.
+    """
+
+    def __init__(self, dirpath: Path) -> None:
+        super().__init__(dirpath=dirpath, filename="last", monitor=None, save_top_k=1,
+                         auto_insert_metric_name=False, enable_version_counter=False)
+
+
+def _run_trainer(trainer: L.Trainer, fn_name: str, *args: Any, **kwargs: Any) -> Any:
+    """``trainer.fit`` / ``trainer.test``, with Ctrl-C kept a KeyboardInterrupt.
+
+    Lightning answers a KeyboardInterrupt with ``sys.exit(1)`` and leaves SIGINT ignored; callers
+    (the CLI: "interrupted: resume with --resume", exit 130) need the interrupt itself back.
+    """
+    main_thread = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGINT) if main_thread else None
+    try:
+        return getattr(trainer, fn_name)(*args, **kwargs)
+    except SystemExit:
+        if not trainer.interrupted:
+            raise
+        if handler is not None:
+            signal.signal(signal.SIGINT, handler)
+        raise KeyboardInterrupt from None
+
+
 def fit_split(
     cfg: Config,
     table: LabelledTable,
@@ -124,8 +156,8 @@ def fit_split(
 
     monitor, mode = cfg.checkpoint.monitor, cfg.checkpoint.resolved_mode
     best_cb = ModelCheckpoint(dirpath=out_dir, filename="best", monitor=monitor, mode=mode, save_top_k=1,
-                              save_last=True, auto_insert_metric_name=False, enable_version_counter=False)
-    callbacks: list[Callback] = [best_cb]
+                              auto_insert_metric_name=False, enable_version_counter=False)
+    callbacks: list[Callback] = [best_cb, _LastCheckpoint(out_dir)]
     if cfg.checkpoint.save_every_n_epochs:
         callbacks.append(ModelCheckpoint(dirpath=out_dir, filename="epoch-{epoch:03d}", save_top_k=-1,
                                          every_n_epochs=cfg.checkpoint.save_every_n_epochs,
@@ -152,13 +184,13 @@ def fit_split(
         deterministic=True,
     )
     try:
-        trainer.fit(model, datamodule=dm, ckpt_path=str(resume_from) if resume_from else None)
+        _run_trainer(trainer, "fit", model, datamodule=dm, ckpt_path=str(resume_from) if resume_from else None)
         if trainer.interrupted:
             raise KeyboardInterrupt
         best_ckpt = read_checkpoint(best_cb.best_model_path)
         best = classifier_from_checkpoint(best_ckpt)
         if eval_idx is not None:  # logs test/... for this split's held-out rows
-            trainer.test(best, datamodule=dm, verbose=False)
+            _run_trainer(trainer, "test", best, datamodule=dm, verbose=False)
     finally:
         finish_loggers(loggers)
 
