@@ -60,16 +60,17 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
     _setup_logging(args.quiet)
     from netad.config import load_config
 
-    if args.resume and args.overrides:
-        raise UserError("--resume uses the run's saved config; --set cannot change it")
+    if args.resume and (args.overrides or args.run_name):
+        raise UserError("--resume continues a run with its saved config and name; --set and --run-name cannot change them")
     cfg = None if args.resume else load_config(args.config, args.overrides)  # a resume uses the run's config
-    if args.fold is not None and not args.use_cv:
+    cv_mode = _is_cv_run(args.resume) if args.resume else args.use_cv
+    if args.fold is not None and not cv_mode:
         raise UserError("--fold needs --use-cv")
 
     from netad.training.cv import find_run, format_table, run_cv, run_single
 
     say = (lambda _m: None) if args.quiet else (lambda m: print(m, flush=True))
-    if args.use_cv or (args.resume and _is_cv_run(args.resume)):
+    if cv_mode:
         result = run_cv(cfg, run_name=args.run_name, resume=args.resume, only_fold=args.fold,
                         quiet=args.quiet, say=say)
         if result is None:
@@ -122,10 +123,10 @@ def not_yet(script: str, meanwhile: str) -> int:
 
 
 def _is_cv_run(path: str) -> bool:
-    from netad.training.cv import find_run
+    from netad.training.cv import find_run, is_cv_run
 
     run, _ = find_run(path)
-    return not (run.path / "single").exists()
+    return is_cv_run(run)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -66,8 +66,15 @@ def make_folds(
 ) -> list[FoldSplit]:
     sub = labels[dev]
     # each fold needs positives in its eval part and in the inner validation split of its training part
-    _check_counts(sub, n_splits, "after the test hold-out")
-    _check_counts(sub, 2 * n_splits if stratify else n_splits, "after the test hold-out")
+    needed = 2 * n_splits if stratify else n_splits
+    counts = np.bincount(sub, minlength=2)
+    if counts.min() < needed:
+        cls = "anomalous" if counts[1] < counts[0] else "normal"
+        raise UserError(
+            f"only {counts.min()} {cls} rows after the test hold-out, too few for n_splits={n_splits}: it needs "
+            f"at least {needed} (one per fold's held-out part and one per fold's validation split); "
+            f"lower cross_validation.n_splits or use more data"
+        )
     splitter = (
         StratifiedKFold(n_splits, shuffle=shuffle, random_state=random_state if shuffle else None)
         if stratify

@@ -13,9 +13,11 @@ Run folder ``<checkpoint.save_dir>/<run>/``:
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,11 +40,68 @@ TABLE_METRICS = list(METRIC_NAMES) + ["fpr"]
 Say = Callable[[str], None]
 
 
+def _write_atomic(path: Path, text: str) -> None:
+    """Write atomically: a reader never sees half a file, and parallel --fold jobs never share a temp file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def _write_json(path: Path, data: Any) -> None:
-    """Write atomically: a reader never sees half a file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=float))
-    os.replace(tmp, path)
+    _write_atomic(path, json.dumps(data, indent=2, default=float))
+
+
+def file_digest(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class FoldLock:
+    """Only one process trains a given fold: ``<fold>/.lock`` holds the owner's pid (stale locks are taken over)."""
+
+    def __init__(self, folder: Path, name: str) -> None:
+        self.path, self.name = folder / ".lock", name
+
+    def __enter__(self) -> "FoldLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                try:
+                    owner = int(self.path.read_text().strip() or 0)
+                except (OSError, ValueError):
+                    owner = 0
+                if owner and _alive(owner):
+                    raise UserError(f"{self.name} is being trained by another process (pid {owner}); "
+                                    f"wait for it, or delete {self.path} if that process is gone") from None
+                self.path.unlink(missing_ok=True)  # its owner died: take it over
+                continue
+            with os.fdopen(fd, "w") as fh:
+                fh.write(str(os.getpid()))
+            return self
+        raise UserError(f"could not lock {self.path}")
+
+    def __exit__(self, *exc: Any) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 # ----------------------------------------------------------------- run folder
@@ -87,12 +146,36 @@ def new_run_name(prefix: str) -> str:
     return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+# sections that may differ between jobs of one run (where logs go, which device) without changing results
+_RUN_NEUTRAL = ("logging", "trainer", "huggingface")
+
+
+def _config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for key in sorted(set(old) | set(new)):
+        if not prefix and key in _RUN_NEUTRAL:
+            continue
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += _config_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
 def open_run(cfg: Config, run_name: str) -> RunFolder:
+    """Create the run folder, or join an existing one (parallel --fold jobs) if its config is the same."""
     run = RunFolder(Path(cfg.checkpoint.save_dir) / run_name)
-    run.path.mkdir(parents=True, exist_ok=True)
     snapshot = run.path / "config.yaml"
-    if not snapshot.exists():
-        snapshot.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    if snapshot.is_file():
+        saved = config_from_dict(yaml.safe_load(snapshot.read_text()), str(snapshot)).to_dict()
+        differ = _config_differences(saved, cfg.to_dict())
+        if differ:
+            raise UserError(f"run '{run_name}' already exists with a different config (differs in: "
+                            f"{', '.join(differ[:5])}); use --resume {run.path} or a new --run-name")
+        return run
+    run.path.mkdir(parents=True, exist_ok=True)
+    _write_atomic(snapshot, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     return run
 
 
@@ -126,21 +209,30 @@ def compute_splits(cfg: Config, table: LabelledTable) -> tuple[np.ndarray, np.nd
 
 
 def save_splits(run: RunFolder, table: LabelledTable, dev: np.ndarray, test: np.ndarray,
-                folds: list[FoldSplit], **extra: Any) -> None:
-    _write_json(run.path / "splits.json", {"n_rows": len(table), "data_path": table.source, "dev": dev.tolist(),
+                folds: list[FoldSplit], **extra: np.ndarray) -> None:
+    _write_json(run.path / "splits.json", {"n_rows": len(table), "data_path": table.source,
+                                           "data_sha256": file_digest(table.source), "dev": dev.tolist(),
                                            "test": test.tolist(), "folds": [f.to_json() for f in folds],
                                            **{k: v.tolist() for k, v in extra.items()}})
 
 
 def load_splits(run: RunFolder, table: LabelledTable) -> dict[str, Any]:
-    """The splits a run was made with (a resume must use the very same rows)."""
+    """The splits a run was made with; a resume must use the very same rows of the very same file."""
     path = run.path / "splits.json"
     saved = json.loads(path.read_text())
-    if saved["n_rows"] != len(table):
-        raise UserError(f"{path}: the run was made on {saved['n_rows']} rows, the data now has {len(table)}")
+    if saved.get("data_sha256") not in (None, file_digest(table.source)) or saved["n_rows"] != len(table):
+        raise UserError(f"{table.source} has changed since run '{run.name}' was made on it: "
+                        f"its splits no longer point at the same rows; start a new run")
+    for key in ("dev", "test", "train", "val"):
+        if key in saved:
+            saved[key] = np.asarray(saved[key])
     saved["folds"] = [FoldSplit(f["fold"], *(np.asarray(f[p]) for p in ("train", "val", "eval")))
                       for f in saved["folds"]]
-    return {k: (np.asarray(v) if k in ("dev", "test", "train", "val") else v) for k, v in saved.items()}
+    return saved
+
+
+def is_cv_run(run: RunFolder) -> bool:
+    return bool(json.loads((run.path / "splits.json").read_text())["folds"])
 
 
 # --------------------------------------------------------------------- results
@@ -246,6 +338,8 @@ def run_cv(
     say = say or (lambda _msg: None)
     if resume:
         run, cfg = find_run(resume)
+        if not is_cv_run(run):
+            raise UserError(f"{run.path} is a single train/validation run, not a cross-validation run")
         say(f"Resuming run {run.path} (finished: {', '.join(run.finished()) or 'nothing yet'})")
         table = load_table(cfg.data)
         saved = load_splits(run, table)
@@ -253,8 +347,12 @@ def run_cv(
     else:
         table = load_table(cfg.data)  # bad data or impossible splits stop here, before anything is written
         dev, test, folds = compute_splits(cfg, table)
+        if only_fold is not None and not 0 <= only_fold < len(folds):
+            raise UserError(f"--fold {only_fold}: the run has folds 0 to {len(folds) - 1}")
         run = open_run(cfg, run_name or new_run_name("cv"))
         if (run.path / "splits.json").is_file():  # --fold jobs of one run share its splits
+            if not is_cv_run(run):
+                raise UserError(f"run '{run.name}' is a single train/validation run: pick a new --run-name")
             saved = load_splits(run, table)
             dev, test, folds = saved["dev"], saved["test"], saved["folds"]
         else:
@@ -269,14 +367,18 @@ def run_cv(
         if done is not None:
             say(f"{name}: finished earlier, skipped")
             return done
-        last = run.last_checkpoint(name)
-        if last is not None:
-            say(f"{name}: continuing from {last}")
-        result = fit_split(cfg, table_, train, val, run.path / name, name=name, run_name=run.name,
-                           eval_idx=eval_idx, seed=seed, resume_from=last, log=log, quiet=quiet,
-                           metadata=dict(base_meta, **(meta or {})),
-                           extra_callbacks=extra_callbacks(name) if extra_callbacks else None)
-        run.save_result(result)
+        with FoldLock(run.path / name, name):
+            done = run.load_result(name)  # finished by another job while we waited for the data
+            if done is not None:
+                return done
+            last = run.last_checkpoint(name)
+            if last is not None:
+                say(f"{name}: continuing from {last}")
+            result = fit_split(cfg, table_, train, val, run.path / name, name=name, run_name=run.name,
+                               eval_idx=eval_idx, seed=seed, resume_from=last, log=log, quiet=quiet,
+                               metadata=dict(base_meta, **(meta or {})),
+                               extra_callbacks=extra_callbacks(name) if extra_callbacks else None)
+            run.save_result(result)
         return result
 
     results: list[FitResult] = []
@@ -349,7 +451,8 @@ def run_cv(
 def publish_best(cfg: Config, checkpoint: Path) -> str:
     """Copy a run's chosen checkpoint to ``<save_dir>/best_model.ckpt`` (the default for test/assess/upload)."""
     target = Path(cfg.checkpoint.save_dir) / "best_model.ckpt"
-    tmp = target.with_suffix(".ckpt.tmp")
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".best_model.", suffix=".tmp")
+    os.close(fd)
     shutil.copyfile(checkpoint, tmp)
     os.replace(tmp, target)
     return str(target)
@@ -361,6 +464,8 @@ def run_single(cfg: Optional[Config], *, run_name: Optional[str] = None, resume:
     say = say or (lambda _msg: None)
     if resume:
         run, cfg = find_run(resume)
+        if is_cv_run(run):
+            raise UserError(f"{run.path} is a cross-validation run: resume it with --use-cv")
         table = load_table(cfg.data)
         saved = load_splits(run, table)
         test, train, val = saved["test"], saved["train"], saved["val"]
@@ -369,14 +474,17 @@ def run_single(cfg: Optional[Config], *, run_name: Optional[str] = None, resume:
         dev, test = split_test(table.labels, cfg.data.test_size, cfg.cross_validation.random_state)
         train, val = split_val(dev, table.labels, cfg.data.val_size, cfg.cross_validation.random_state)
         run = open_run(cfg, run_name or new_run_name("single"))
+        if (run.path / "splits.json").is_file() and is_cv_run(run):
+            raise UserError(f"run '{run.name}' is a cross-validation run: use --use-cv, or a new --run-name")
         save_splits(run, table, dev, test, [], train=train, val=val)
         say(f"Run folder: {run.path}")
     done = run.load_result("single")
     if done is None:
         last = run.last_checkpoint("single")
         say(f"Training on {len(train)} rows, validating on {len(val)} ({len(test)} test rows held out)")
-        done = fit_split(cfg, table, train, val, run.path / "single", name="single", run_name=run.name,
-                         resume_from=last, quiet=quiet, metadata=run_metadata(cfg, run, table, test))
-        run.save_result(done)
+        with FoldLock(run.path / "single", "single"):
+            done = fit_split(cfg, table, train, val, run.path / "single", name="single", run_name=run.name,
+                             resume_from=last, quiet=quiet, metadata=run_metadata(cfg, run, table, test))
+            run.save_result(done)
     publish_best(cfg, Path(done.checkpoint))
     return done
