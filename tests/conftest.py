@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from lightning.pytorch.callbacks import Callback
 
 from netad.config import Config, load_config
 
@@ -74,3 +75,18 @@ def fast_config(tmp_path: Path, data_path: Path, **overrides: str) -> Config:
 @pytest.fixture
 def cfg(tmp_path: Path, csv_path: Path) -> Config:
     return fast_config(tmp_path, csv_path)
+
+
+class Crash(RuntimeError):
+    """A simulated failure in the middle of training."""
+
+
+class CrashAtEpoch(Callback):
+    """Simulates a killed job: raises when the given epoch starts."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == self.epoch:
+            raise Crash(f"simulated crash at epoch {self.epoch}")

@@ -13,26 +13,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from lightning.pytorch.callbacks import Callback
 
 import netad.training.cv as cv_module
-from conftest import ROOT, fast_config, make_frame
+from conftest import Crash, CrashAtEpoch, ROOT, fast_config, make_frame
 from netad.errors import UserError
 from netad.models import load_classifier
 from netad.training.cv import run_cv, run_single
-
-
-class Crash(RuntimeError):
-    pass
-
-
-class CrashAtEpoch(Callback):
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        if trainer.current_epoch == self.epoch:
-            raise Crash(f"simulated crash at epoch {self.epoch}")
 
 
 def _write_config(path: Path, cfg) -> Path:

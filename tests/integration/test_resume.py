@@ -7,25 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from lightning.pytorch.callbacks import Callback
 
-from conftest import fast_config
+from conftest import Crash, CrashAtEpoch, fast_config
 from netad.training.cv import run_cv, run_single
-
-
-class Crash(RuntimeError):
-    pass
-
-
-class CrashAtEpoch(Callback):
-    """Simulates a killed job: raises when the given epoch starts."""
-
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        if trainer.current_epoch == self.epoch:
-            raise Crash(f"simulated crash at epoch {self.epoch}")
 
 
 # a scheduler and early stopping make the restored state matter, not just the weights

@@ -29,14 +29,13 @@ class FoldSplit:
         return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in asdict(self).items()}
 
 
-def _check_counts(labels: np.ndarray, needed: int, what: str) -> None:
+def _check_counts(labels: np.ndarray, needed: int, what: str, why: str = "") -> None:
+    """Both classes need at least ``needed`` rows; ``why`` says what they are needed for."""
     counts = np.bincount(labels, minlength=2)
     if counts.min() < needed:
         cls = "anomalous" if counts[1] < counts[0] else "normal"
-        raise UserError(
-            f"only {counts.min()} {cls} rows {what}, too few for {needed} stratified parts: "
-            f"lower cross_validation.n_splits or use more data"
-        )
+        why = why or f"too few for {needed} stratified parts"
+        raise UserError(f"only {counts.min()} {cls} rows {what}, {why}; lower cross_validation.n_splits or use more data")
 
 
 def split_test(labels: np.ndarray, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -67,14 +66,9 @@ def make_folds(
     sub = labels[dev]
     # each fold needs positives in its eval part and in the inner validation split of its training part
     needed = 2 * n_splits if stratify else n_splits
-    counts = np.bincount(sub, minlength=2)
-    if counts.min() < needed:
-        cls = "anomalous" if counts[1] < counts[0] else "normal"
-        raise UserError(
-            f"only {counts.min()} {cls} rows after the test hold-out, too few for n_splits={n_splits}: it needs "
-            f"at least {needed} (one per fold's held-out part and one per fold's validation split); "
-            f"lower cross_validation.n_splits or use more data"
-        )
+    _check_counts(sub, needed, "after the test hold-out",
+                  f"too few for n_splits={n_splits}: it needs at least {needed} (one per fold's held-out part "
+                  f"and one per fold's validation split)")
     splitter = (
         StratifiedKFold(n_splits, shuffle=shuffle, random_state=random_state if shuffle else None)
         if stratify
