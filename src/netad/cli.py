@@ -62,16 +62,22 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
 
     if args.resume and (args.overrides or args.run_name):
         raise UserError("--resume continues a run with its saved config and name; --set and --run-name cannot change them")
-    cfg = None if args.resume else load_config(args.config, args.overrides)  # a resume uses the run's config
-    cv_mode = _is_cv_run(args.resume) if args.resume else args.use_cv
+    if args.resume:  # a resume uses the run's saved config and kind (CV or single split)
+        from netad.training.cv import find_run, is_cv_run
+
+        run, cfg = find_run(args.resume)
+        cv_mode = is_cv_run(run)
+    else:
+        cfg = load_config(args.config, args.overrides)  # before importing torch: config errors answer at once
+        cv_mode = args.use_cv
     if args.fold is not None and not cv_mode:
         raise UserError("--fold needs --use-cv")
 
-    from netad.training.cv import find_run, format_table, run_cv, run_single
+    from netad.training.cv import format_table, run_cv, run_single
 
     say = (lambda _m: None) if args.quiet else (lambda m: print(m, flush=True))
     if cv_mode:
-        result = run_cv(cfg, run_name=args.run_name, resume=args.resume, only_fold=args.fold,
+        result = run_cv(None if args.resume else cfg, run_name=args.run_name, resume=args.resume, only_fold=args.fold,
                         quiet=args.quiet, say=say)
         if result is None:
             return 0
@@ -84,9 +90,8 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
         if result.final_checkpoint:
             print(f"Final model: {result.final_checkpoint}")
         return 0
-    fit = run_single(cfg, run_name=args.run_name, resume=args.resume, quiet=args.quiet, say=say)
-    if cfg is None:  # a resume: the run's saved config says where best_model.ckpt went
-        _, cfg = find_run(args.resume)
+    fit = run_single(None if args.resume else cfg, run_name=args.run_name, resume=args.resume, quiet=args.quiet,
+                     say=say)
     m = fit.val_metrics
     print()
     print(f"Validation (threshold {fit.threshold:.3f}, chosen on these rows): "
@@ -120,13 +125,6 @@ def test_main(argv: Optional[Sequence[str]] = None) -> int:
 def not_yet(script: str, meanwhile: str) -> int:
     print(f"error: {script} is not available in this version yet; meanwhile use {meanwhile}", file=sys.stderr)
     return 2
-
-
-def _is_cv_run(path: str) -> bool:
-    from netad.training.cv import find_run, is_cv_run
-
-    run, _ = find_run(path)
-    return is_cv_run(run)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

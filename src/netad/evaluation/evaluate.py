@@ -13,7 +13,7 @@ from netad.data.loading import load_table
 from netad.data.preprocessing import TabularPreprocessor
 from netad.errors import UserError
 from netad.evaluation.metrics import compute_metrics, false_positive_rate
-from netad.models.classifier import load_classifier
+from netad.models.classifier import load_classifier, predict_scores
 
 
 def evaluate_checkpoint(checkpoint: str | Path, data_path: Optional[str | Path] = None) -> dict[str, Any]:
@@ -31,9 +31,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data_path: Optional[str | Path] 
     else:
         features, labels, source = table.features, table.labels, table.source
     pre = TabularPreprocessor.from_state(model.preprocessor_state)
-    x = torch.from_numpy(pre.transform(features))
-    with torch.no_grad():
-        scores = torch.sigmoid(model(x)).numpy()
+    scores = predict_scores(model, torch.from_numpy(pre.transform(features)))
     threshold = float(model.threshold)
     metrics = compute_metrics(scores, labels, threshold)
     metrics["fpr"] = false_positive_rate(scores, labels, threshold)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -177,6 +178,14 @@ class AnomalyClassifier(L.LightningModule):
         ours = checkpoint.get(CHECKPOINT_KEY, {})
         self.preprocessor_state = ours.get("preprocessor")
         self.metadata = ours.get("metadata", {})
+
+
+def predict_scores(model: AnomalyClassifier, x: torch.Tensor, batch_size: int = 65536) -> np.ndarray:
+    """Anomaly probabilities for preprocessed rows, on the CPU, in eval mode."""
+    model = model.to("cpu").eval()
+    with torch.no_grad():
+        parts = [torch.sigmoid(model(x[i : i + batch_size]).float()) for i in range(0, len(x), batch_size)]
+    return torch.cat(parts).numpy() if parts else np.zeros(0, dtype=np.float32)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

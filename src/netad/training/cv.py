@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 import yaml
 
+from netad.atomic import atomic_target, write_text_atomic
 from netad.config import Config, config_from_dict
 from netad.data.loading import LabelledTable, load_table
 from netad.data.splits import FoldSplit, make_folds, split_test, split_val
@@ -40,20 +40,8 @@ TABLE_METRICS = list(METRIC_NAMES) + ["fpr"]
 Say = Callable[[str], None]
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write atomically: a reader never sees half a file, and parallel --fold jobs never share a temp file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_json(path: Path, data: Any) -> None:
-    _write_atomic(path, json.dumps(data, indent=2, default=float))
+    write_text_atomic(path, json.dumps(data, indent=2, default=float))
 
 
 def file_digest(path: str | Path) -> str:
@@ -175,7 +163,7 @@ def open_run(cfg: Config, run_name: str) -> RunFolder:
                             f"{', '.join(differ[:5])}); use --resume {run.path} or a new --run-name")
         return run
     run.path.mkdir(parents=True, exist_ok=True)
-    _write_atomic(snapshot, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    write_text_atomic(snapshot, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     return run
 
 
@@ -451,10 +439,8 @@ def run_cv(
 def publish_best(cfg: Config, checkpoint: Path) -> str:
     """Copy a run's chosen checkpoint to ``<save_dir>/best_model.ckpt`` (the default for test/assess/upload)."""
     target = Path(cfg.checkpoint.save_dir) / "best_model.ckpt"
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".best_model.", suffix=".tmp")
-    os.close(fd)
-    shutil.copyfile(checkpoint, tmp)
-    os.replace(tmp, target)
+    with atomic_target(target) as tmp:
+        shutil.copyfile(checkpoint, tmp)
     return str(target)
 
 

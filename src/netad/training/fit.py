@@ -16,11 +16,12 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from sklearn.utils.class_weight import compute_class_weight
 
+from netad.atomic import AtomicCheckpointIO
 from netad.config import Config
 from netad.data.datamodule import NetworkDataModule
 from netad.data.loading import LabelledTable
 from netad.evaluation.metrics import compute_metrics, false_positive_rate
-from netad.models.classifier import AnomalyClassifier, classifier_from_checkpoint, read_checkpoint
+from netad.models.classifier import AnomalyClassifier, classifier_from_checkpoint, predict_scores, read_checkpoint
 from netad.training.loggers import build_loggers, finish_loggers
 from netad.training.progress import EpochProgressBar
 
@@ -60,14 +61,6 @@ class FitResult:
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
-
-
-def predict_scores(model: AnomalyClassifier, x: torch.Tensor, batch_size: int = 65536) -> np.ndarray:
-    """Anomaly probabilities for preprocessed rows, on the CPU, in eval mode."""
-    model = model.to("cpu").eval()
-    with torch.no_grad():
-        parts = [torch.sigmoid(model(x[i : i + batch_size]).float()) for i in range(0, len(x), batch_size)]
-    return torch.cat(parts).numpy() if parts else np.zeros(0, dtype=np.float32)
 
 
 class _LastCheckpoint(ModelCheckpoint):
@@ -182,6 +175,7 @@ def fit_split(
         log_every_n_steps=50,
         default_root_dir=str(out_dir),
         deterministic=True,
+        plugins=[AtomicCheckpointIO()],  # a Ctrl-C during a save keeps the previous last.ckpt
     )
     try:
         _run_trainer(trainer, "fit", model, datamodule=dm, ckpt_path=str(resume_from) if resume_from else None)
