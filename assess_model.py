@@ -1,8 +1,14 @@
-"""Figures and a report for a trained model. Not built yet: see the evaluation issue (#3)."""
+"""Figures and an HTML report for a trained model, or for every fold model of a CV run.
+
+    python assess_model.py                                   # checkpoints/best_model.ckpt
+    python assess_model.py --use-folds                       # the fold models of that model's CV run
+    python assess_model.py --use-folds --run checkpoints/<run>
+    python assess_model.py --checkpoint ... --data other.csv --output reports/other
+"""
 
 import sys
 
-from netad.cli import not_yet
+from netad.cli import assess_main
 
 if __name__ == "__main__":
-    sys.exit(not_yet("assess_model.py", "python test.py (metrics on the held-out test rows)"))
+    sys.exit(assess_main())

@@ -105,6 +105,15 @@ def test_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="test.py", description="Evaluate a trained model at its stored threshold.")
     p.add_argument("--checkpoint", default="checkpoints/best_model.ckpt", help="default: checkpoints/best_model.ckpt")
     p.add_argument("--data", metavar="PATH", help="labelled CSV of the training schema (default: the run's test rows)")
+    p.add_argument("--config", metavar="PATH",
+                   help="YAML config whose data section says how to read --data (default: the saved config)")
+    p.add_argument("--results", default="test_results.csv", metavar="PATH",
+                   help="CSV that gains one row per run (default: test_results.csv)")
+    p.add_argument("--model-name", metavar="NAME", help="name in the results file and logs (default: run/split)")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                   help="bootstrap resamples for the 95%% intervals (default 1000, 0 turns them off)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--no-log", action="store_true", help="no TensorBoard or W&B logging")
     return p
 
 
@@ -112,13 +121,61 @@ def test_parser() -> argparse.ArgumentParser:
 def test_main(argv: Optional[Sequence[str]] = None) -> int:
     args = test_parser().parse_args(argv)
     _setup_logging(quiet=True)
-    from netad.evaluation.evaluate import evaluate_checkpoint
+    if args.bootstrap < 0:
+        raise UserError("--bootstrap must be 0 or more")
+    from netad.evaluation.evaluate import (
+        append_results, evaluate_checkpoint, format_test_result, open_model, publish_test_result,
+    )
 
-    result = evaluate_checkpoint(args.checkpoint, args.data)
-    print(f"{args.checkpoint} on {result['data']}: {result['n_rows']} rows, {result['n_anomalies']} anomalies")
-    print(f"threshold {result['threshold']:.4f} (chosen on validation rows at training time)")
-    for name, value in result["metrics"].items():
-        print(f"  {name:<10} {value:.4f}")
+    mut = open_model(args.checkpoint, args.config, args.model_name)
+    result = evaluate_checkpoint(args.checkpoint, args.data, mut=mut, n_bootstrap=args.bootstrap, seed=args.seed,
+                                 progress=True)
+    print(format_test_result(result))
+    print(f"Row added to {append_results(args.results, result)}")
+    if not args.no_log:
+        where = publish_test_result(mut, result)
+        print("Logged to " + ", ".join(f"{k} {v}" for k, v in where.items()))
+    return 0
+
+
+def assess_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="assess_model.py",
+                                description="Figures and an HTML report for a trained model or a CV run's folds.")
+    p.add_argument("--checkpoint", default="checkpoints/best_model.ckpt", help="default: checkpoints/best_model.ckpt")
+    p.add_argument("--use-folds", action="store_true",
+                   help="assess every fold checkpoint of the CV run (the checkpoint's run, or --run)")
+    p.add_argument("--run", metavar="RUN_FOLDER", help="CV run folder for --use-folds, e.g. checkpoints/cv-...")
+    p.add_argument("--data", metavar="PATH", help="labelled CSV to evaluate on (default: the run's test rows)")
+    p.add_argument("--config", metavar="PATH", help="YAML config whose data section says how to read --data")
+    p.add_argument("--output", metavar="DIR", help="report folder (default: reports/<model or run>)")
+    p.add_argument("--model-name", metavar="NAME", help="name in the report and logs")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples (default 1000)")
+    p.add_argument("--no-log", action="store_true", help="no TensorBoard or W&B logging")
+    return p
+
+
+@user_errors
+def assess_main(argv: Optional[Sequence[str]] = None) -> int:
+    args = assess_parser().parse_args(argv)
+    _setup_logging(quiet=True)
+    if args.use_folds and (args.data or args.config):
+        raise UserError("--use-folds scores each fold model on its own held-out rows; --data and --config do not apply")
+    if args.run and not args.use_folds:
+        raise UserError("--run needs --use-folds")
+    from netad.evaluation.assess import assess_checkpoint, assess_folds
+
+    say = lambda m: print(m, flush=True)  # noqa: E731
+    if args.use_folds:
+        result = assess_folds(checkpoint=None if args.run else args.checkpoint, run=args.run, output=args.output,
+                              log=not args.no_log, say=say)
+    else:
+        result = assess_checkpoint(args.checkpoint, data_path=args.data, config_path=args.config,
+                                   model_name=args.model_name, output=args.output, n_bootstrap=args.bootstrap,
+                                   log=not args.no_log, say=say)
+    for name, path in result.figures.items():
+        print(f"  {path}")
+    if result.logged:
+        print("Logged to " + ", ".join(f"{k} {v}" for k, v in result.logged.items()))
     return 0
 
 
@@ -130,7 +187,7 @@ def not_yet(script: str, meanwhile: str) -> int:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``netad <command> ...``: the package's CLI."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"train": train_main, "test": test_main}
+    commands = {"train": train_main, "test": test_main, "assess": assess_main}
     if not argv or argv[0] not in commands:
         print(f"usage: netad {{{','.join(commands)}}} [options]", file=sys.stderr)
         return 2

@@ -66,8 +66,11 @@ def _as_bool(series: pd.Series) -> Optional[pd.Series]:
     return None
 
 
-def encode_labels(raw: pd.Series, column: str, normal_value: Any) -> np.ndarray:
-    """0 = normal, 1 = anomaly. Strings need ``normal_value``; numbers must be 0/1 unless it is set."""
+def encode_labels(raw: pd.Series, column: str, normal_value: Any, allow_one_class: bool = False) -> np.ndarray:
+    """0 = normal, 1 = anomaly. Strings need ``normal_value``; numbers must be 0/1 unless it is set.
+
+    Training needs both classes; evaluation data (``allow_one_class``) may hold only one.
+    """
     if raw.isna().any():
         raise UserError(f"label column '{column}' has {int(raw.isna().sum())} empty values")
     if normal_value is not None:
@@ -88,14 +91,18 @@ def encode_labels(raw: pd.Series, column: str, normal_value: Any) -> np.ndarray:
                 f"set data.normal_value to the value that means normal"
             )
     classes = np.unique(labels)
-    if classes.size < 2:
+    if classes.size < 2 and not allow_one_class:
         which = "normal" if classes[0] == 0 else "anomalous"
         raise UserError(f"label column '{column}' has only one class (all rows are {which}); need both")
     return labels
 
 
-def load_table(cfg: DataConfig, path: Optional[str | Path] = None, require_labels: bool = True) -> LabelledTable:
-    """Read ``path`` (default ``cfg.data_path``), drop configured columns, split off the label."""
+def load_table(cfg: DataConfig, path: Optional[str | Path] = None, require_labels: bool = True,
+               allow_one_class: bool = False) -> LabelledTable:
+    """Read ``path`` (default ``cfg.data_path``), drop configured columns, split off the label.
+
+    Without a label column and ``require_labels=False`` the labels are all -1.
+    """
     path = Path(path or cfg.data_path)
     frame = read_csv(path, cfg.column_names)
     missing_drop = [c for c in cfg.drop_columns if c not in frame.columns]
@@ -109,7 +116,7 @@ def load_table(cfg: DataConfig, path: Optional[str | Path] = None, require_label
                 f"(columns: {', '.join(map(str, frame.columns[:8]))}{', ...' if frame.shape[1] > 8 else ''})"
             )
         return LabelledTable(frame, np.full(len(frame), -1, dtype=np.int64), str(path))
-    labels = encode_labels(frame[cfg.label_column], cfg.label_column, cfg.normal_value)
+    labels = encode_labels(frame[cfg.label_column], cfg.label_column, cfg.normal_value, allow_one_class)
     features = frame.drop(columns=[cfg.label_column])
     if features.shape[1] == 0:
         raise UserError(f"{path}: no feature columns besides the label")

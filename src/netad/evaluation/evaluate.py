@@ -1,39 +1,277 @@
-"""Score a saved checkpoint on labelled rows: the test hold-out recorded at training time, or any CSV."""
+"""Score a saved checkpoint on labelled rows: the rows recorded at training time, or any CSV.
+
+Used by test.py and assess_model.py. Every number comes from :mod:`netad.evaluation.metrics`.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
+import pandas as pd
 import torch
 
-from netad.config import config_from_dict
-from netad.data.loading import load_table
+from netad.config import Config, config_from_dict, load_config
+from netad.data.loading import LabelledTable, load_table
 from netad.data.preprocessing import TabularPreprocessor
 from netad.errors import UserError
-from netad.evaluation.metrics import compute_metrics, false_positive_rate
-from netad.models.classifier import load_classifier, predict_scores
+from netad.evaluation import metrics as M
+from netad.models.classifier import AnomalyClassifier, load_classifier, predict_scores
+
+#: the parts of the training data a checkpoint records, and how reports name them
+PARTS = {"train": "train_indices", "validation": "val_indices", "held-out": "eval_indices", "test": "test_indices"}
 
 
-def evaluate_checkpoint(checkpoint: str | Path, data_path: Optional[str | Path] = None) -> dict[str, Any]:
-    """Metrics at the stored threshold. Without ``data_path``: the training run's test hold-out."""
-    model = load_classifier(checkpoint)
+@dataclass
+class ModelUnderTest:
+    """A loaded checkpoint with everything needed to score data the way it was trained."""
+
+    path: Path
+    model: AnomalyClassifier
+    saved_cfg: Config  # the config it was trained with
+    cfg: Config  # how to read data files and where to log (--config, else the saved one)
+    preprocessor: TabularPreprocessor
+    name: str
+
+    @property
+    def threshold(self) -> float:
+        return float(self.model.threshold)
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self.model.metadata
+
+    def score(self, features: pd.DataFrame) -> np.ndarray:
+        return predict_scores(self.model, torch.from_numpy(self.preprocessor.transform(features)))
+
+
+def open_model(checkpoint: str | Path, config_path: Optional[str | Path] = None,
+               model_name: Optional[str] = None) -> ModelUnderTest:
+    path = Path(checkpoint)
+    model = load_classifier(path)
     meta = model.metadata
-    cfg = config_from_dict(meta["config"], f"{checkpoint} (saved config)")
-    table = load_table(cfg.data, data_path)
-    if data_path is None:
-        rows = np.asarray(torch.as_tensor(meta["test_indices"]).tolist(), dtype=np.int64)
-        if len(table) <= rows.max(initial=-1):
-            raise UserError(f"{table.source} has changed since training: the recorded test rows do not exist")
-        features, labels = table.features.iloc[rows], table.labels[rows]
-        source = f"{table.source} (test hold-out, {len(rows)} rows)"
+    if "config" not in meta:
+        raise UserError(f"{path}: checkpoint has no saved config (not written by netad training)")
+    saved = config_from_dict(meta["config"], f"{path} (saved config)")
+    cfg = load_config(config_path) if config_path else saved
+    default_name = f"{meta['run_name']}/{meta['split']}" if meta.get("run_name") and meta.get("split") else path.stem
+    return ModelUnderTest(path, model, saved, cfg, TabularPreprocessor.from_state(model.preprocessor_state),
+                          model_name or default_name)
+
+
+def check_columns(expected: list[str], frame: pd.DataFrame, source: Any) -> None:
+    """The data's feature columns must be the model's: name every missing and every extra one."""
+    have = list(map(str, frame.columns))
+    missing = [c for c in expected if c not in have]
+    extra = [c for c in have if c not in expected]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing)}")
+        if extra:
+            parts.append(f"extra {', '.join(extra)}")
+        raise UserError(f"{source}: columns do not match the model's schema: {'; '.join(parts)}")
+
+
+def labelled_file(mut: ModelUnderTest, data_path: str | Path, purpose: str = "test.py") -> tuple[pd.DataFrame, np.ndarray, str]:
+    """Features and labels of a labelled CSV, read with the data settings of ``mut.cfg``."""
+    table = load_table(mut.cfg.data, data_path, require_labels=False, allow_one_class=True)
+    if (table.labels < 0).all():
+        raise UserError(
+            f"{table.source} has no label column '{mut.cfg.data.label_column}': {purpose} measures a model "
+            f"against labels; score unlabelled traffic with batch scoring (predict.py) instead"
+        )
+    check_columns(mut.preprocessor.state["input_columns"], table.features, table.source)
+    return table.features, table.labels, table.source
+
+
+def training_table(mut: ModelUnderTest) -> LabelledTable:
+    data_path = Path(mut.saved_cfg.data.data_path)
+    if not data_path.is_file():
+        raise UserError(f"training data {data_path} not found: run from the folder the model was trained in, "
+                        f"or pass --data")
+    return load_table(mut.saved_cfg.data)
+
+
+def training_rows(mut: ModelUnderTest, table: Optional[LabelledTable] = None) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
+    """The recorded parts of the training data (train, validation, held-out, test) that this checkpoint has."""
+    meta = mut.metadata
+    recorded = {part: key for part, key in PARTS.items() if meta.get(key) is not None}
+    if not recorded:
+        return {}
+    table = training_table(mut) if table is None else table
+    out = {}
+    for part, key in recorded.items():
+        rows = np.asarray(torch.as_tensor(meta[key]).tolist(), dtype=np.int64)
+        if rows.size and rows.max() >= len(table):
+            raise UserError(f"{table.source} has changed since training: the recorded {part} rows do not exist")
+        out[part] = (table.features.iloc[rows], table.labels[rows])
+    return out
+
+
+@dataclass
+class TestResult:
+    model_name: str
+    checkpoint: str
+    data: str
+    n_rows: int
+    n_anomalies: int
+    threshold: float
+    metrics: dict[str, float]
+    confusion: dict[str, int]
+    ci: dict[str, dict[str, float]]
+    majority_accuracy: float
+    chance: dict[str, float]
+    n_bootstrap: int
+    timestamp: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False)
+
+    def csv_row(self) -> dict[str, Any]:
+        row = {"timestamp": self.timestamp, "model_name": self.model_name, "checkpoint": self.checkpoint,
+               "data": self.data, "n_rows": self.n_rows, "n_anomalies": self.n_anomalies,
+               "threshold": self.threshold, **self.metrics, **self.confusion}
+        for name in M.CI_METRICS:
+            row[f"{name}_ci_low"] = self.ci[name]["low"]
+            row[f"{name}_ci_high"] = self.ci[name]["high"]
+        row.update(majority_accuracy=self.majority_accuracy, auroc_p_value=self.chance["p_value"],
+                   n_bootstrap=self.n_bootstrap)
+        return row
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("scores")
+        out.pop("labels")
+        return out
+
+
+RESULT_COLUMNS = list(TestResult("", "", "", 0, 0, 0.0, dict.fromkeys(M.TABLE_METRICS, 0.0),
+                                 dict.fromkeys(("tn", "fp", "fn", "tp"), 0),
+                                 {n: {"low": 0.0, "high": 0.0} for n in M.CI_METRICS}, 0.0,
+                                 {"p_value": 0.0}, 0).csv_row())
+
+
+def score_rows(mut: ModelUnderTest, features: pd.DataFrame, labels: np.ndarray, source: str,
+               n_bootstrap: int = 1000, seed: int = 0, progress: bool = False) -> TestResult:
+    """Every test.py number for these rows, at the model's stored threshold."""
+    scores = mut.score(features)
+    threshold = mut.threshold
+    ci = M.bootstrap_ci(scores, labels, threshold, n_bootstrap, seed=seed, progress=progress) if n_bootstrap else \
+        {n: {"low": math.nan, "high": math.nan, "n_used": 0} for n in M.CI_METRICS}
+    return TestResult(
+        model_name=mut.name, checkpoint=str(mut.path), data=source, n_rows=int(len(labels)),
+        n_anomalies=int(np.sum(labels == 1)), threshold=threshold,
+        metrics=M.held_out_metrics(scores, labels, threshold), confusion=M.confusion_counts(scores, labels, threshold),
+        ci=ci, majority_accuracy=M.majority_accuracy(labels), chance=M.auroc_vs_chance(scores, labels),
+        n_bootstrap=n_bootstrap, scores=scores, labels=labels,
+    )
+
+
+def evaluate_checkpoint(checkpoint: str | Path, data_path: Optional[str | Path] = None, *,
+                        config_path: Optional[str | Path] = None, model_name: Optional[str] = None,
+                        n_bootstrap: int = 1000, seed: int = 0, progress: bool = False,
+                        mut: Optional[ModelUnderTest] = None) -> TestResult:
+    """Metrics at the stored threshold. Without ``data_path``: the training run's test hold-out."""
+    mut = mut or open_model(checkpoint, config_path, model_name)
+    if data_path is not None:
+        features, labels, source = labelled_file(mut, data_path)
     else:
-        features, labels, source = table.features, table.labels, table.source
-    pre = TabularPreprocessor.from_state(model.preprocessor_state)
-    scores = predict_scores(model, torch.from_numpy(pre.transform(features)))
-    threshold = float(model.threshold)
-    metrics = compute_metrics(scores, labels, threshold)
-    metrics["fpr"] = false_positive_rate(scores, labels, threshold)
-    return {"data": source, "n_rows": int(len(labels)), "n_anomalies": int(labels.sum()),
-            "threshold": threshold, "metrics": metrics}
+        if mut.metadata.get("test_indices") is None:
+            raise UserError(f"{mut.path} records no test rows: pass --data with a labelled CSV")
+        parts = training_rows(mut)
+        features, labels = parts["test"]
+        if len(labels) == 0:
+            raise UserError(f"{mut.path}: the run held out no test rows (data.test_size 0): pass --data")
+        source = f"{mut.saved_cfg.data.data_path} (test hold-out)"
+    return score_rows(mut, features, labels, source, n_bootstrap, seed, progress)
+
+
+def append_results(path: str | Path, result: TestResult) -> Path:
+    """Add one row to the results CSV (created with a header when new)."""
+    path = Path(path)
+    if path.is_file() and path.stat().st_size > 0:
+        with path.open(newline="") as fh:
+            header = next(csv.reader(fh), [])
+        if header != RESULT_COLUMNS:
+            raise UserError(f"{path} holds other columns than test.py writes: pass --results with a new file")
+        new = False
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        new = True
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=RESULT_COLUMNS)
+    if new:
+        writer.writeheader()
+    writer.writerow(result.csv_row())
+    with path.open("a", newline="") as fh:  # one write: parallel runs do not interleave rows
+        fh.write(buf.getvalue())
+    return path
+
+
+TB_METRICS = {"Metrics/Accuracy": "accuracy", "Metrics/Precision": "precision", "Metrics/Recall": "recall",
+              "Metrics/F1_Score": "f1", "Metrics/AUC": "auroc", "Metrics/PR_AUC": "auprc",
+              "Metrics/False_Positive_Rate": "fpr"}
+
+
+def publish_test_result(mut: ModelUnderTest, result: TestResult) -> dict[str, str]:
+    """``Metrics/...`` scalars and the ConfusionMatrix, ROC_Curve and PrecisionRecall_Curve figures."""
+    from netad.evaluation import plots
+    from netad.evaluation.publish import publish
+
+    curve = [(mut.name, result.scores, result.labels)]
+    figures = {"ConfusionMatrix": plots.confusion_matrix(result.confusion, f"Confusion matrix: {mut.name}"),
+               "ROC_Curve": plots.roc_curves(curve), "PrecisionRecall_Curve": plots.pr_curves(curve)}
+    row = result.csv_row()
+    return publish(mut.cfg, kind="test", name=mut.name, group=mut.metadata.get("run_name"),
+                   scalars={tag: result.metrics[key] for tag, key in TB_METRICS.items()},
+                   figures=figures, tables={"Results": (list(row), [list(row.values())])})
+
+
+def _fmt(value: float) -> str:
+    return "   n/a" if value is None or math.isnan(value) else f"{value:.4f}"
+
+
+def format_test_result(result: TestResult) -> str:
+    """What test.py prints: metrics with intervals, the confusion matrix and what chance would give."""
+    share = result.n_anomalies / max(result.n_rows, 1)
+    lines = [
+        f"Model {result.model_name} ({result.checkpoint})",
+        f"Data  {result.data}: {result.n_rows} rows, {result.n_anomalies} anomalies ({share:.1%})",
+        f"Threshold {result.threshold:.4f} (chosen on validation rows at training time)",
+        "",
+        f"  {'metric':<10} {'value':>7}   95 % bootstrap CI ({result.n_bootstrap} resamples)",
+    ]
+    for name in M.TABLE_METRICS:
+        value = result.metrics[name]
+        extra = ""
+        if name in result.ci and not math.isnan(result.ci[name]["low"]):
+            extra = f"[{result.ci[name]['low']:.4f}, {result.ci[name]['high']:.4f}]"
+        if name == "accuracy":
+            extra = f"(always answering the majority class: {_fmt(result.majority_accuracy)})"
+        if name == "fpr":
+            extra = "(share of normal rows flagged)"
+        lines.append(f"  {name:<10} {_fmt(value):>7}   {extra}")
+    c = result.confusion
+    lines += [
+        "",
+        "Confusion matrix       pred normal  pred anomaly",
+        f"  true normal   {c['tn']:>12}  {c['fp']:>12}",
+        f"  true anomaly  {c['fn']:>12}  {c['tp']:>12}",
+        "",
+    ]
+    p = result.chance["p_value"]
+    if math.isnan(p):
+        lines.append("ROC AUC vs chance: undefined (these rows hold one class only)")
+    elif p < 0.01:
+        lines.append(f"ROC AUC vs chance: p = {p:.2g} (one-sided Mann-Whitney): the model ranks anomalies "
+                     f"above normal rows better than chance")
+    else:
+        lines.append(f"ROC AUC vs chance: p = {p:.2g} (one-sided Mann-Whitney): NO evidence that the model ranks "
+                     f"anomalies above normal rows better than chance")
+    return "\n".join(lines)

@@ -12,8 +12,10 @@ from typing import Any, Optional
 import numpy as np
 import torch
 from scipy.stats import mannwhitneyu
-from sklearn.metrics import precision_recall_curve, roc_curve
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_curve
 from torchmetrics import MetricCollection
+from torchmetrics.functional.classification import binary_auroc, binary_average_precision, binary_f1_score
 from torchmetrics.classification import (
     BinaryAccuracy,
     BinaryAUROC,
@@ -24,6 +26,11 @@ from torchmetrics.classification import (
 )
 
 from netad.config import METRIC_NAMES, MONITORABLE  # noqa: F401  (re-exported)
+
+#: the metrics of every held-out table (CV folds, test.py, assess): the six plus the false-positive rate
+TABLE_METRICS = list(METRIC_NAMES) + ["fpr"]
+#: metrics that get a bootstrap confidence interval
+CI_METRICS = ("f1", "auroc", "auprc")
 
 
 def metric_collection(prefix: str) -> MetricCollection:
@@ -96,6 +103,101 @@ def false_positive_rate(scores: Any, target: Any, threshold: float) -> float:
     return float(np.mean(scores[negatives] >= threshold))
 
 
+def held_out_metrics(scores: Any, target: Any, threshold: float) -> dict[str, float]:
+    """The :data:`TABLE_METRICS` of scored held-out rows at the stored threshold."""
+    out = compute_metrics(scores, target, threshold)
+    out["fpr"] = false_positive_rate(scores, target, threshold)
+    return out
+
+
+def confusion_counts(scores: Any, target: Any, threshold: float) -> dict[str, int]:
+    """tn, fp, fn, tp with a row flagged when ``score >= threshold`` (scikit-learn's confusion matrix)."""
+    pred = (np.asarray(scores) >= threshold).astype(np.int64)
+    tn, fp, fn, tp = confusion_matrix(np.asarray(target, dtype=np.int64), pred, labels=[0, 1]).ravel()
+    return {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)}
+
+
+def bootstrap_ci(
+    scores: Any,
+    target: Any,
+    threshold: float,
+    n_resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict[str, dict[str, float]]:
+    """Percentile bootstrap intervals for F1, ROC AUC and PR AUC (rows resampled with replacement).
+
+    Each resample is scored with the same torchmetrics functions as :func:`compute_metrics`, at the
+    stored threshold. Resamples holding a single class are left out of the ranking metrics (they
+    are undefined there); ``n_used`` says how many counted.
+    """
+    scores_t = torch.as_tensor(np.asarray(scores, dtype=np.float32))
+    target_t = torch.as_tensor(np.asarray(target, dtype=np.int64))
+    n = target_t.numel()
+    cut = _strict_cut(threshold)
+    generator = torch.Generator().manual_seed(seed)
+    values: dict[str, list[float]] = {name: [] for name in CI_METRICS}
+    steps = range(n_resamples if n else 0)
+    if progress:
+        from tqdm.auto import tqdm
+
+        steps = tqdm(steps, desc="bootstrap", unit="resample", leave=False, disable=None)  # off when not a terminal
+    for _ in steps:
+        idx = torch.randint(0, n, (n,), generator=generator)
+        s, t = scores_t[idx], target_t[idx]
+        values["f1"].append(float(binary_f1_score(s, t, threshold=cut, zero_division=0, validate_args=False)))
+        if int(t.min()) != int(t.max()):
+            values["auroc"].append(float(binary_auroc(s, t, validate_args=False)))
+            values["auprc"].append(float(binary_average_precision(s, t, validate_args=False)))
+    alpha = (1.0 - level) / 2.0
+    out = {}
+    for name, vals in values.items():
+        if not vals:
+            out[name] = {"low": math.nan, "high": math.nan, "n_used": 0}
+            continue
+        low, high = np.quantile(np.asarray(vals), [alpha, 1.0 - alpha])
+        out[name] = {"low": float(low), "high": float(high), "n_used": len(vals)}
+    return out
+
+
+def roc_points(scores: Any, target: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(false-positive rate, true-positive rate) of the ROC curve."""
+    fpr, tpr, _ = roc_curve(np.asarray(target), np.asarray(scores, dtype=np.float64))
+    return fpr, tpr
+
+
+def pr_points(scores: Any, target: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(recall, precision) of the precision-recall curve."""
+    precision, recall, _ = precision_recall_curve(np.asarray(target), np.asarray(scores, dtype=np.float64))
+    return recall, precision
+
+
+def threshold_sweep(scores: Any, target: Any) -> dict[str, np.ndarray]:
+    """Precision, recall and F1 at every distinct score cut (a row is flagged at ``score >= cut``)."""
+    precision, recall, thresholds = precision_recall_curve(np.asarray(target), np.asarray(scores, dtype=np.float64))
+    precision, recall = precision[:-1], recall[:-1]
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(denom), where=denom > 0)
+    return {"threshold": thresholds, "precision": precision, "recall": recall, "f1": f1}
+
+
+def reliability(scores: Any, target: Any, n_bins: int = 10) -> dict[str, np.ndarray]:
+    """Calibration curve (scikit-learn): observed anomaly rate against mean predicted probability per bin."""
+    scores = np.clip(np.asarray(scores, dtype=np.float64), 0.0, 1.0)
+    observed, predicted = calibration_curve(np.asarray(target), scores, n_bins=n_bins, strategy="uniform")
+    counts, _ = np.histogram(scores, bins=n_bins, range=(0.0, 1.0))
+    return {"observed": observed, "predicted": predicted, "bin_counts": counts}
+
+
+def majority_accuracy(target: Any) -> float:
+    """Accuracy of always answering the most common class of these rows: the floor any model must beat."""
+    target = np.asarray(target, dtype=np.int64)
+    if target.size == 0:
+        return math.nan
+    return float(max(target.mean(), 1.0 - target.mean()))
+
+
 def choose_threshold(scores: Any, target: Any, method: str = "max_f1", target_fpr: float = 0.01) -> float:
     """Pick the decision threshold on validation scores.
 
@@ -108,11 +210,8 @@ def choose_threshold(scores: Any, target: Any, method: str = "max_f1", target_fp
     if scores.size == 0 or target.min() == target.max():
         return 0.5
     if method == "max_f1":
-        precision, recall, thresholds = precision_recall_curve(target, scores)
-        precision, recall = precision[:-1], recall[:-1]
-        denom = precision + recall
-        f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(denom), where=denom > 0)
-        return float(thresholds[int(np.argmax(f1))])
+        sweep = threshold_sweep(scores, target)
+        return float(sweep["threshold"][int(np.argmax(sweep["f1"]))])
     if method == "target_fpr":
         fpr, _, thresholds = roc_curve(target, scores, drop_intermediate=False)
         ok = np.nonzero(fpr <= target_fpr)[0]

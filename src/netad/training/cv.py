@@ -31,12 +31,11 @@ from netad.config import Config, config_from_dict
 from netad.data.loading import LabelledTable, load_table
 from netad.data.splits import FoldSplit, make_folds, split_test, split_val
 from netad.errors import UserError
-from netad.evaluation.metrics import METRIC_NAMES, compute_metrics, false_positive_rate, auroc_vs_chance, summarize
+from netad.evaluation.metrics import TABLE_METRICS, auroc_vs_chance, held_out_metrics, summarize
 from netad.models.classifier import read_checkpoint
 from netad.training.fit import FitResult, fit_split
 from netad.training.loggers import log_wandb_summary
 
-TABLE_METRICS = list(METRIC_NAMES) + ["fpr"]
 Say = Callable[[str], None]
 
 
@@ -248,8 +247,7 @@ def _majority_row(table: LabelledTable, fold: FoldSplit) -> dict[str, float]:
     majority = int(np.mean(y_train) > 0.5)
     scores = np.full(len(y_eval), float(np.mean(y_train)))
     threshold = 0.0 if majority else 1.0  # everything flagged, or nothing
-    row = compute_metrics(scores, y_eval, threshold)
-    row["fpr"] = false_positive_rate(scores, y_eval, threshold)
+    row = held_out_metrics(scores, y_eval, threshold)
     return row
 
 

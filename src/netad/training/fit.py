@@ -20,7 +20,7 @@ from netad.atomic import AtomicCheckpointIO
 from netad.config import Config
 from netad.data.datamodule import NetworkDataModule
 from netad.data.loading import LabelledTable
-from netad.evaluation.metrics import compute_metrics, false_positive_rate
+from netad.evaluation.metrics import compute_metrics, held_out_metrics
 from netad.models.classifier import AnomalyClassifier, classifier_from_checkpoint, predict_scores, read_checkpoint
 from netad.training.loggers import build_loggers, finish_loggers
 from netad.training.progress import EpochProgressBar
@@ -145,7 +145,12 @@ def fit_split(
         seed=seed,
     )
     model.preprocessor_state = dm.preprocessor.state_dict()
-    model.metadata = dict(metadata or {}, split=name, feature_names=dm.preprocessor.state["feature_names"])
+    # the rows this model was fitted, selected and measured on (assess_model.py shows each part)
+    rows = {"train_indices": train_idx, "val_indices": val_idx}
+    if eval_idx is not None:
+        rows["eval_indices"] = eval_idx
+    model.metadata = dict(metadata or {}, split=name, feature_names=dm.preprocessor.state["feature_names"],
+                          **{k: torch.from_numpy(np.asarray(v, dtype=np.int64)) for k, v in rows.items()})
 
     monitor, mode = cfg.checkpoint.monitor, cfg.checkpoint.resolved_mode
     best_cb = ModelCheckpoint(dirpath=out_dir, filename="best", monitor=monitor, mode=mode, save_top_k=1,
@@ -203,7 +208,6 @@ def fit_split(
     if eval_idx is not None:
         eval_x, eval_y = dm.tensors["eval"]
         scores = predict_scores(best, eval_x)
-        result.eval_metrics = compute_metrics(scores, eval_y.numpy(), threshold)
-        result.eval_metrics["fpr"] = false_positive_rate(scores, eval_y.numpy(), threshold)
+        result.eval_metrics = held_out_metrics(scores, eval_y.numpy(), threshold)
         result.eval_scores = scores.astype(float).tolist()
     return result

@@ -1,0 +1,319 @@
+"""assess_model.py: a report folder with PNG figures, ``report.html`` and ``metrics.json``.
+
+One checkpoint (its recorded train / validation / test rows, or ``--data``), or every fold
+checkpoint of a cross-validation run (``--use-folds``: each fold model on its own held-out rows).
+The same figures and tables go to TensorBoard and, when enabled, W&B.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from netad.errors import UserError
+from netad.evaluation import metrics as M
+from netad.evaluation import plots
+from netad.evaluation.evaluate import (
+    TB_METRICS,
+    ModelUnderTest,
+    TestResult,
+    labelled_file,
+    open_model,
+    score_rows,
+    training_rows,
+    training_table,
+)
+from netad.evaluation.publish import publish, safe_name
+
+#: every figure a report can hold: file stem -> caption
+FIGURES = {
+    "class_balance": "Class balance: normal and anomalous rows in each part of the data.",
+    "score_distribution": "Score distribution per true class on the evaluation rows, with the decision threshold. "
+                          "Where the two histograms overlap the model cannot tell the classes apart.",
+    "roc_curve": "ROC curves on the evaluation rows (one per fold with --use-folds). The dotted diagonal is chance.",
+    "pr_curve": "Precision-recall curves on the evaluation rows. The dotted line is what a random ranking gives.",
+    "threshold_metrics": "Precision, recall and F1 against the threshold on the evaluation rows; the dashed line "
+                         "is the stored threshold, chosen on validation rows at training time.",
+    "calibration": "Calibration: the observed anomaly rate in each score bin against the mean score. On the "
+                   "diagonal, a score of 0.8 means 80 % of such rows are anomalies.",
+    "fold_metrics": "Metrics of each cross-validation fold on its held-out rows, with mean ± std.",
+    "true_vs_predicted": "True against predicted class for the train, validation and evaluation rows. "
+                         "A model far better on train than on the other parts has overfitted.",
+}
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class AssessResult:
+    output_dir: Path
+    report: Path
+    figures: dict[str, Path]
+    parts: dict[str, dict[str, float]]
+    fold_rows: list[dict[str, Any]] = field(default_factory=list)
+    fold_summary: dict[str, dict[str, float]] = field(default_factory=dict)
+    evaluation: Optional[TestResult] = None
+    logged: dict[str, str] = field(default_factory=dict)
+
+
+def _part_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
+    row = M.held_out_metrics(scores, labels, threshold)
+    row.update(n_rows=int(len(labels)), n_anomalies=int(np.sum(labels == 1)))
+    return row
+
+
+def assess_checkpoint(checkpoint: str | Path, *, data_path: Optional[str | Path] = None,
+                      config_path: Optional[str | Path] = None, model_name: Optional[str] = None,
+                      output: Optional[str | Path] = None, n_bootstrap: int = 1000, log: bool = True,
+                      say: Optional[Say] = None) -> AssessResult:
+    say = say or (lambda _m: None)
+    mut = open_model(checkpoint, config_path, model_name)
+    say(f"Scoring {mut.name} ({mut.path})")
+    parts = training_rows(mut)
+    if data_path is not None:
+        features, labels, source = labelled_file(mut, data_path, "assess_model.py")
+        eval_name = "evaluation data"
+    elif "test" in parts and len(parts["test"][1]):
+        features, labels = parts["test"]
+        source, eval_name = f"{mut.saved_cfg.data.data_path} (test hold-out)", "test"
+    elif "held-out" in parts:
+        features, labels = parts["held-out"]
+        source, eval_name = f"{mut.saved_cfg.data.data_path} (fold held-out rows)", "held-out"
+    else:
+        raise UserError(f"{mut.path} records no test rows: pass --data with a labelled CSV")
+    evaluation = score_rows(mut, features, labels, source, n_bootstrap, progress=True)
+    threshold = mut.threshold
+
+    scored = {part: (mut.score(f), y) for part, (f, y) in parts.items()
+              if part in ("train", "validation") and len(y)}
+    scored[eval_name] = (evaluation.scores, evaluation.labels)
+    part_rows = {part: _part_metrics(s, y, threshold) for part, (s, y) in scored.items()}
+
+    figures: dict[str, Figure] = {
+        "class_balance": plots.class_balance({p: y for p, (_, y) in scored.items()}),
+        "score_distribution": plots.score_distribution(evaluation.scores, evaluation.labels, threshold,
+                                                       f"Score distribution: {eval_name} rows"),
+        "roc_curve": plots.roc_curves([(eval_name, evaluation.scores, evaluation.labels)]),
+        "pr_curve": plots.pr_curves([(eval_name, evaluation.scores, evaluation.labels)]),
+        "threshold_metrics": plots.threshold_metrics(evaluation.scores, evaluation.labels, threshold),
+        "calibration": plots.calibration(evaluation.scores, evaluation.labels),
+        "true_vs_predicted": plots.true_vs_predicted(
+            {p: M.confusion_counts(s, y, threshold) for p, (s, y) in scored.items()}),
+    }
+    fold_rows, fold_summary = _cv_table(mut)
+    if fold_rows:
+        figures["fold_metrics"] = plots.fold_metrics(fold_rows, M.TABLE_METRICS, fold_summary)
+    out = Path(output) if output else Path("reports") / safe_name(mut.name)
+    result = AssessResult(out, out / "report.html", {}, part_rows, fold_rows, fold_summary, evaluation)
+    info = {"Model": mut.name, "Checkpoint": str(mut.path), "Evaluation rows": source,
+            "Threshold": f"{threshold:.4f} (chosen on validation rows at training time)"}
+    _write(result, figures, info, title=f"Assessment of {mut.name}", say=say)
+    if log:
+        result.logged = _publish(mut, result, figures, group=mut.metadata.get("run_name"))
+    return result
+
+
+def _cv_table(mut: ModelUnderTest) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
+    """The fold table of the CV run this checkpoint came from, when there is one."""
+    run_dir = mut.metadata.get("run_dir")
+    path = Path(run_dir) / "cv_results.json" if run_dir else None
+    if path is None or not path.is_file():
+        return [], {}
+    saved = json.loads(path.read_text())
+    return saved["folds"], saved["summary"]
+
+
+def find_fold_checkpoints(run_dir: Path) -> list[Path]:
+    found = sorted(run_dir.glob("fold_*/best.ckpt"), key=lambda p: int(p.parent.name.split("_")[1]))
+    if not found:
+        raise UserError(f"{run_dir}: no fold checkpoints (fold_*/best.ckpt); is it a cross-validation run folder?")
+    return found
+
+
+def assess_folds(*, checkpoint: Optional[str | Path] = None, run: Optional[str | Path] = None,
+                 output: Optional[str | Path] = None, log: bool = True, say: Optional[Say] = None) -> AssessResult:
+    """Every fold checkpoint of a CV run, each on the rows it held out."""
+    say = say or (lambda _m: None)
+    if run is None:
+        if checkpoint is None:
+            raise UserError("--use-folds needs --run RUN_FOLDER or a --checkpoint from a CV run")
+        run_dir = open_model(checkpoint).metadata.get("run_dir")
+        if not run_dir:
+            raise UserError(f"{checkpoint} does not record its run folder: pass --run RUN_FOLDER")
+        run = run_dir
+    run_dir = Path(run)
+    if not run_dir.is_dir():
+        raise UserError(f"run folder not found: {run_dir}")
+    paths = find_fold_checkpoints(run_dir)
+    table = None
+    fold_rows: list[dict[str, Any]] = []
+    curves, pooled_scores, pooled_labels = [], [], []
+    confusion: dict[str, dict[str, int]] = {}
+    per_part: dict[str, list[dict[str, float]]] = {}
+    thresholds = []
+    first_parts: dict[str, np.ndarray] = {}
+    test_labels = None
+    for path in paths:
+        mut = open_model(path)
+        fold = int(mut.metadata.get("fold", path.parent.name.split("_")[1]))
+        say(f"Scoring fold {fold} ({path})")
+        table = training_table(mut) if table is None else table
+        parts = training_rows(mut, table)
+        if "held-out" not in parts:
+            raise UserError(f"{path} records no held-out rows (trained before this version): retrain the run")
+        threshold = mut.threshold
+        thresholds.append(threshold)
+        for part in ("train", "validation", "held-out"):
+            features, labels = parts[part]
+            scores = mut.score(features)
+            counts = M.confusion_counts(scores, labels, threshold)
+            total = confusion.setdefault(part, dict.fromkeys(counts, 0))
+            for k, v in counts.items():
+                total[k] += v
+            per_part.setdefault(part, []).append(_part_metrics(scores, labels, threshold))
+            if part == "held-out":
+                row = {"fold": fold, "threshold": threshold, **_part_metrics(scores, labels, threshold)}
+                fold_rows.append(row)
+                curves.append((f"fold {fold}", scores, labels))
+                pooled_scores.append(scores)
+                pooled_labels.append(labels)
+        if not first_parts:
+            first_parts = {f"train (fold {fold})": parts["train"][1], f"validation (fold {fold})": parts["validation"][1]}
+            test_labels = parts["test"][1] if "test" in parts else None
+    scores = np.concatenate(pooled_scores)
+    labels = np.concatenate(pooled_labels)
+    mean_threshold = float(np.mean(thresholds))
+    summary = M.summarize(fold_rows, M.TABLE_METRICS + ["threshold"])
+    balance = {"all rows": table.labels, **first_parts, "held-out (all folds)": labels}
+    if test_labels is not None and len(test_labels):
+        balance["test hold-out"] = test_labels
+    figures = {
+        "class_balance": plots.class_balance(balance),
+        "score_distribution": plots.score_distribution(scores, labels, mean_threshold,
+                                                       "Score distribution: held-out rows of all folds"),
+        "roc_curve": plots.roc_curves(curves),
+        "pr_curve": plots.pr_curves(curves),
+        "threshold_metrics": plots.threshold_metrics(scores, labels, mean_threshold),
+        "calibration": plots.calibration(scores, labels),
+        "fold_metrics": plots.fold_metrics(fold_rows, M.TABLE_METRICS, summary),
+        "true_vs_predicted": plots.true_vs_predicted(confusion),
+    }
+    chance = M.auroc_vs_chance(scores, labels)
+    name = f"{run_dir.name}/folds"
+    out = Path(output) if output else Path("reports") / safe_name(name)
+    # each part's metrics averaged over the fold models
+    parts_table = {f"{part} (mean of folds)": {k: v["mean"] for k, v in M.summarize(rows).items()}
+                   for part, rows in per_part.items()}
+    result = AssessResult(out, out / "report.html", {}, parts_table, fold_rows, summary)
+    info = {"Run": str(run_dir), "Fold checkpoints": ", ".join(str(p) for p in paths),
+            "Evaluation rows": "each fold model on the rows it held out (out-of-fold)",
+            "Thresholds": f"one per fold, chosen on that fold's validation rows; mean {mean_threshold:.4f} "
+                          f"(drawn in the pooled figures)",
+            "ROC AUC vs chance": _chance_text(chance, "pooled out-of-fold scores"),
+            "Majority-class accuracy": f"{M.majority_accuracy(labels):.4f} on the held-out rows"}
+    _write(result, figures, info, title=f"Assessment of run {run_dir.name}: {len(paths)} fold models", say=say)
+    if log:
+        result.logged = _publish_folds(mut, name, result, figures, group=run_dir.name)
+    return result
+
+
+def _chance_text(chance: dict[str, float], what: str) -> str:
+    p = chance["p_value"]
+    if math.isnan(p):
+        return "undefined (one class only)"
+    verdict = "better than chance" if p < 0.01 else "NOT distinguishable from chance"
+    return f"ROC AUC {chance['observed']:.4f}, p = {p:.2g} (one-sided Mann-Whitney on {what}): {verdict}"
+
+
+# ------------------------------------------------------------------ output
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return "n/a" if math.isnan(v) else f"{v:.4f}"
+    return html.escape(str(v))
+
+
+def _html_table(columns: list[str], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _tables(result: AssessResult) -> dict[str, tuple[list[str], list[list[Any]]]]:
+    keys = ["n_rows", "n_anomalies"] + M.TABLE_METRICS
+    tables = {"Metrics by part": (["part"] + keys, [[p] + [r[k] for k in keys] for p, r in result.parts.items()])}
+    ev = result.evaluation
+    if ev is not None:
+        rows = [[m, ev.metrics[m], ev.ci[m]["low"], ev.ci[m]["high"]] for m in M.CI_METRICS]
+        tables["Evaluation rows: 95 % bootstrap intervals"] = (["metric", "value", "low", "high"], rows)
+    if result.fold_rows:
+        fold_keys = [k for k in M.TABLE_METRICS + ["threshold"] if k in result.fold_rows[0]]
+        rows = [[r["fold"]] + [r[k] for k in fold_keys] for r in result.fold_rows]
+        tables["Folds"] = (["fold"] + fold_keys, rows)
+        stats = ["mean", "std", "min", "max"]
+        tables["Folds: mean, std, min, max"] = (
+            ["metric"] + stats, [[k] + [result.fold_summary[k][s] for s in stats] for k in fold_keys
+                                 if k in result.fold_summary])
+    return tables
+
+
+def _write(result: AssessResult, figures: dict[str, Figure], info: dict[str, str], title: str, say: Say) -> None:
+    out = result.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    for name, fig in figures.items():
+        result.figures[name] = plots.save_png(fig, out / f"{name}.png")
+    ev = result.evaluation
+    if ev is not None:
+        info = dict(info, **{
+            "ROC AUC vs chance": _chance_text(ev.chance, "the evaluation rows"),
+            "Majority-class accuracy": f"{ev.majority_accuracy:.4f} on the evaluation rows "
+                                       f"(model: {ev.metrics['accuracy']:.4f})"})
+    tables = _tables(result)
+    sections = [f"<h1>{html.escape(title)}</h1>",
+                f"<p class='when'>Written {datetime.now(timezone.utc).isoformat(timespec='seconds')}</p>",
+                "<dl>" + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in info.items())
+                + "</dl>"]
+    for name, (cols, rows) in tables.items():
+        sections.append(f"<h2>{html.escape(name)}</h2>{_html_table(cols, rows)}")
+    sections.append("<h2>Figures</h2>")
+    for name, path in result.figures.items():
+        sections.append(f"<figure id='{name}'><img src='{path.name}' alt='{html.escape(FIGURES[name])}'>"
+                        f"<figcaption><b>{name}.png</b>: {html.escape(FIGURES[name])}</figcaption></figure>")
+    page = (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>"
+        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+        "table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.25em .6em;"
+        "text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}dt{font-weight:bold}"
+        "dd{margin:0 0 .5em 1em}figure{margin:1.5em 0}img{max-width:100%;border:1px solid #eee}"
+        "figcaption{color:#555;font-size:.9em}</style></head><body>"
+        + "\n".join(sections) + "</body></html>\n"
+    )
+    result.report.write_text(page)
+    (out / "metrics.json").write_text(json.dumps(
+        {"title": title, "info": info, "tables": {k: {"columns": c, "rows": r} for k, (c, r) in tables.items()},
+         "figures": {k: str(v) for k, v in result.figures.items()},
+         "evaluation": ev.to_json() if ev is not None else None}, indent=2, default=float))
+    say(f"Report: {result.report} ({len(result.figures)} figures)")
+
+
+def _publish(mut: ModelUnderTest, result: AssessResult, figures: dict[str, Figure], group: Optional[str]) -> dict[str, str]:
+    ev = result.evaluation
+    scalars = {tag: ev.metrics[key] for tag, key in TB_METRICS.items()} if ev is not None else {}
+    return publish(mut.cfg, kind="assess", name=mut.name, group=group, scalars=scalars,
+                   figures={f"Assess/{k}": v for k, v in figures.items()}, tables=_tables(result))
+
+
+def _publish_folds(mut: ModelUnderTest, name: str, result: AssessResult, figures: dict[str, Figure],
+                   group: Optional[str]) -> dict[str, str]:
+    scalars = {f"{tag}_mean": result.fold_summary[key]["mean"] for tag, key in TB_METRICS.items()}
+    scalars.update({f"{tag}_std": result.fold_summary[key]["std"] for tag, key in TB_METRICS.items()})
+    return publish(mut.cfg, kind="assess", name=name, group=group, scalars=scalars,
+                   figures={f"Assess/{k}": v for k, v in figures.items()}, tables=_tables(result))
