@@ -216,3 +216,96 @@ def test_false_positive_rate_hand_count():
     assert false_positive_rate(scores, target, 0.8) == pytest.approx(1 / 4)
     assert false_positive_rate(scores, target, 0.99) == 0.0
     assert math.isnan(false_positive_rate(scores[4:], target[4:], 0.5))
+
+
+# ------------------------------------------------- evaluation helpers (test.py, assess)
+
+
+@pytest.mark.parametrize("threshold", [0.35, 0.5])
+def test_held_out_metrics_and_confusion_match_sklearn(threshold):
+    from netad.evaluation.metrics import TABLE_METRICS, confusion_counts, held_out_metrics
+
+    s, y = scored(seed=3)
+    ours = held_out_metrics(s, y, threshold)
+    assert list(ours) == TABLE_METRICS
+    pred = (s >= threshold).astype(int)
+    tn, fp, fn, tp = skm.confusion_matrix(y, pred).ravel()
+    assert confusion_counts(s, y, threshold) == {"tn": tn, "fp": fp, "fn": fn, "tp": tp}
+    assert ours["fpr"] == pytest.approx(fp / (fp + tn))
+    for name, value in sklearn_metrics(s, y, threshold).items():
+        assert ours[name] == pytest.approx(value, abs=1e-5), name
+
+
+def test_bootstrap_ci_equals_sklearn_over_the_same_resamples():
+    import torch
+
+    from netad.evaluation.metrics import bootstrap_ci
+
+    s, y = scored(n=300, seed=4)
+    threshold = 0.5
+    ci = bootstrap_ci(s, y, threshold, n_resamples=200, seed=11)
+    # the same resamples (torch generator, same seed), scored by scikit-learn
+    gen = torch.Generator().manual_seed(11)
+    ref = {"f1": [], "auroc": [], "auprc": []}
+    for _ in range(200):
+        idx = torch.randint(0, len(y), (len(y),), generator=gen).numpy()
+        t, p = y[idx], s[idx]
+        ref["f1"].append(skm.f1_score(t, (p >= threshold).astype(int), zero_division=0))
+        ref["auroc"].append(skm.roc_auc_score(t, p))
+        ref["auprc"].append(skm.average_precision_score(t, p))
+    for name, values in ref.items():
+        low, high = np.quantile(values, [0.025, 0.975])
+        assert ci[name]["low"] == pytest.approx(low, abs=1e-5), name
+        assert ci[name]["high"] == pytest.approx(high, abs=1e-5), name
+        assert ci[name]["n_used"] == 200
+    # the point estimate lies inside its interval, and the interval narrows with more rows
+    point = sklearn_metrics(s, y, threshold)
+    for name in ref:
+        assert ci[name]["low"] <= point[name] <= ci[name]["high"], name
+    s_big, y_big = scored(n=3000, seed=4)
+    big = bootstrap_ci(s_big, y_big, threshold, n_resamples=200, seed=11)
+    assert big["auroc"]["high"] - big["auroc"]["low"] < ci["auroc"]["high"] - ci["auroc"]["low"]
+
+
+def test_bootstrap_ci_is_seeded_and_skips_one_class_resamples():
+    from netad.evaluation.metrics import bootstrap_ci
+
+    s, y = scored(n=200, seed=5)
+    assert bootstrap_ci(s, y, 0.5, 100, seed=1) == bootstrap_ci(s, y, 0.5, 100, seed=1)
+    assert bootstrap_ci(s, y, 0.5, 100, seed=1) != bootstrap_ci(s, y, 0.5, 100, seed=2)
+    # one anomaly in 40 rows: many resamples miss it, so AUROC counts fewer resamples than F1
+    y_rare = np.zeros(40, dtype=int)
+    y_rare[7] = 1
+    rare = bootstrap_ci(s[:40], y_rare, 0.5, 200, seed=0)
+    assert rare["f1"]["n_used"] == 200 and 0 < rare["auroc"]["n_used"] < 200
+    only_normal = bootstrap_ci(s[:40], np.zeros(40, dtype=int), 0.5, 50)
+    assert only_normal["auroc"]["n_used"] == 0 and math.isnan(only_normal["auroc"]["low"])
+
+
+def test_curves_sweep_and_calibration_match_sklearn():
+    from sklearn.calibration import calibration_curve
+
+    from netad.evaluation.metrics import majority_accuracy, pr_points, reliability, roc_points, threshold_sweep
+
+    s, y = scored(seed=6)
+    fpr, tpr = roc_points(s, y)
+    ref_fpr, ref_tpr, _ = skm.roc_curve(y, s)
+    np.testing.assert_allclose(fpr, ref_fpr)
+    np.testing.assert_allclose(tpr, ref_tpr)
+    recall, precision = pr_points(s, y)
+    ref_p, ref_r, _ = skm.precision_recall_curve(y, s)
+    np.testing.assert_allclose(recall, ref_r)
+    np.testing.assert_allclose(precision, ref_p)
+    sweep = threshold_sweep(s, y)
+    for i in (0, len(sweep["threshold"]) // 2, len(sweep["threshold"]) - 1):
+        cut = sweep["threshold"][i]
+        pred = (s >= cut).astype(int)
+        assert sweep["precision"][i] == pytest.approx(skm.precision_score(y, pred, zero_division=0))
+        assert sweep["recall"][i] == pytest.approx(skm.recall_score(y, pred))
+        assert sweep["f1"][i] == pytest.approx(skm.f1_score(y, pred))
+    rel = reliability(s, y, n_bins=5)
+    obs, pred_mean = calibration_curve(y, s, n_bins=5)
+    np.testing.assert_allclose(rel["observed"], obs)
+    np.testing.assert_allclose(rel["predicted"], pred_mean)
+    assert rel["bin_counts"].sum() == len(s)
+    assert majority_accuracy(y) == pytest.approx(max(y.mean(), 1 - y.mean()))

@@ -1,0 +1,320 @@
+"""test.py and assess_model.py on a small trained CV run: numbers, files, logs and bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+from sklearn import metrics as skm
+
+from conftest import ROOT, fast_config, make_frame
+from netad.cli import assess_main
+from netad.cli import test_main as run_test_main
+from netad.evaluation.assess import FIGURES
+from netad.evaluation.evaluate import RESULT_COLUMNS, evaluate_checkpoint
+from netad.training.cv import run_cv, run_single
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One 3-fold CV run with a final model (about 10 s), shared by the tests of this module."""
+    root = tmp_path_factory.mktemp("evalrun")
+    csv_path = root / "traffic.csv"
+    make_frame(n=400, signal=1.5, seed=3).to_csv(csv_path, index=False)
+    cfg = fast_config(root, csv_path)
+    result = run_cv(cfg, run_name="ev", quiet=True)
+    return {"root": root, "cfg": cfg, "csv": csv_path, "run": result.run_dir, "cv": result,
+            "best": Path(cfg.checkpoint.save_dir) / "best_model.ckpt"}
+
+
+def cli(main, capsys, *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def assert_one_line_error(code: int, err: str, *needles: str) -> str:
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def assert_valid_png(path: Path) -> None:
+    data = path.read_bytes()
+    assert len(data) > 2000 and data[:8] == PNG_SIGNATURE, path
+    with Image.open(path) as im:
+        im.verify()
+    with Image.open(path) as im:
+        assert im.width > 200 and im.height > 200, (path, im.size)
+        # not a blank canvas: a real plot has many distinct colours
+        assert len(im.convert("RGB").getcolors(maxcolors=1 << 16) or range(1 << 16)) > 20, path
+
+
+def reference_scores(checkpoint: Path, features) -> np.ndarray:
+    """The model's scores recomputed by hand from the checkpoint file (not through evaluate.py)."""
+    from netad.data.preprocessing import TabularPreprocessor
+    from netad.models.classifier import load_classifier
+
+    model = load_classifier(checkpoint)
+    x = torch.from_numpy(TabularPreprocessor.from_state(model.preprocessor_state).transform(features))
+    with torch.no_grad():
+        return torch.sigmoid(model(x)).numpy()
+
+
+# ------------------------------------------------------------------------- test.py
+
+
+def test_holdout_metrics_equal_sklearn(trained):
+    result = evaluate_checkpoint(trained["best"], n_bootstrap=200)
+    splits = json.loads((trained["run"] / "splits.json").read_text())
+    frame = make_frame(n=400, signal=1.5, seed=3)
+    rows = np.array(splits["test"])
+    y = frame["label"].to_numpy().astype(int)[rows]
+    s = reference_scores(trained["best"], frame.drop(columns=["label"]).iloc[rows])
+    t = result.threshold
+    pred = (s >= t).astype(int)
+    assert result.n_rows == len(rows) and result.n_anomalies == int(y.sum())
+    expected = {"accuracy": skm.accuracy_score(y, pred), "precision": skm.precision_score(y, pred, zero_division=0),
+                "recall": skm.recall_score(y, pred), "f1": skm.f1_score(y, pred),
+                "auroc": skm.roc_auc_score(y, s), "auprc": skm.average_precision_score(y, s)}
+    for name, value in expected.items():
+        assert result.metrics[name] == pytest.approx(value, abs=1e-5), name
+    tn, fp, fn, tp = skm.confusion_matrix(y, pred).ravel()
+    assert result.confusion == {"tn": tn, "fp": fp, "fn": fn, "tp": tp}
+    assert result.metrics["fpr"] == pytest.approx(fp / (fp + tn))
+    for name in ("f1", "auroc", "auprc"):
+        assert result.ci[name]["low"] <= result.metrics[name] <= result.ci[name]["high"], name
+    assert result.majority_accuracy == pytest.approx(max(y.mean(), 1 - y.mean()))
+
+
+def test_results_csv_gains_one_row_per_run(trained, capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    ckpt = str(trained["best"])
+    code, out, err = cli(run_test_main, capsys, "--checkpoint", ckpt, "--bootstrap", "100", "--no-log")
+    assert code == 0, err
+    assert "95 % bootstrap CI (100 resamples)" in out and "Confusion matrix" in out
+    assert "always answering the majority class" in out and "ROC AUC vs chance" in out
+    with open("test_results.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 1 and list(rows[0]) == RESULT_COLUMNS
+    assert rows[0]["model_name"] == "ev/final" and rows[0]["checkpoint"] == ckpt
+    printed_auroc = re.search(r"auroc\s+([0-9.]+)", out).group(1)
+    assert f"{float(rows[0]['auroc']):.4f}" == printed_auroc
+
+    code, _, err = cli(run_test_main, capsys, "--checkpoint", ckpt, "--bootstrap", "0", "--no-log",
+                       "--model-name", "second", "--data", str(trained["csv"]))
+    assert code == 0, err
+    with open("test_results.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["model_name"] for r in rows] == ["ev/final", "second"]
+    assert rows[1]["data"] == str(trained["csv"]) and rows[1]["n_rows"] == "400"
+    assert Path("test_results.csv").read_text().count("timestamp,") == 1  # one header
+
+    other = tmp_path / "sub" / "other.csv"
+    code, _, err = cli(run_test_main, capsys, "--checkpoint", ckpt, "--bootstrap", "0", "--no-log", "--results", str(other))
+    assert code == 0, err
+    assert len(list(csv.DictReader(other.open()))) == 1
+    assert len(list(csv.DictReader(open("test_results.csv")))) == 2
+
+
+def test_results_csv_with_other_columns_is_refused(trained, capsys, tmp_path):
+    bad = tmp_path / "theirs.csv"
+    bad.write_text("a,b\n1,2\n")
+    code, _, err = cli(run_test_main, capsys, "--checkpoint", str(trained["best"]), "--bootstrap", "0", "--no-log",
+                       "--results", str(bad))
+    assert_one_line_error(code, err, str(bad), "--results")
+    assert bad.read_text() == "a,b\n1,2\n"
+
+
+def test_tensorboard_and_wandb_get_metrics_and_figures(trained, capsys, monkeypatch, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from wandb_records import summarize_run
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+    monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb-cache"))
+    cfg = trained["cfg"].to_dict()
+    cfg["logging"].update(use_wandb=True, wandb_mode="offline", wandb_dir=str(tmp_path / "wb"),
+                          tensorboard_dir=str(tmp_path / "tb"))
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    code, out, err = cli(run_test_main, capsys, "--checkpoint", str(trained["best"]), "--config", str(config),
+                         "--bootstrap", "50")
+    assert code == 0, err
+    (event_dir,) = (tmp_path / "tb" / "test").iterdir()
+    acc = EventAccumulator(str(event_dir), size_guidance={"images": 0, "scalars": 0})
+    acc.Reload()
+    scalars = set(acc.Tags()["scalars"])
+    for tag in ("Metrics/Accuracy", "Metrics/Precision", "Metrics/Recall", "Metrics/F1_Score", "Metrics/AUC"):
+        assert tag in scalars, tag
+    assert {"ConfusionMatrix", "ROC_Curve", "PrecisionRecall_Curve"} <= set(acc.Tags()["images"])
+    printed_f1 = float(re.search(r"\bf1\s+([0-9.]+)", out).group(1))
+    assert acc.Scalars("Metrics/F1_Score")[0].value == pytest.approx(printed_f1, abs=1e-4)
+
+    (run_file,) = (tmp_path / "wb" / "wandb").glob("offline-run-*/*.wandb")
+    run = summarize_run(run_file)
+    assert run["job_type"] == "test" and run["name"] == "ev/final/test" and run["group"] == "ev"
+    assert {"Metrics/Accuracy", "Metrics/AUC"} <= run["keys"]
+    for figure in ("ConfusionMatrix", "ROC_Curve", "PrecisionRecall_Curve"):  # images log as <key>/path, ...
+        assert any(k.startswith(f"{figure}/") for k in run["keys"]), figure
+        (png,) = run_file.parent.glob(f"files/media/images/{figure}_*.png")
+        assert_valid_png(png)
+
+
+def test_data_with_one_class_is_evaluated(trained, capsys, tmp_path):
+    frame = make_frame(n=60, seed=9)
+    frame["label"] = 1.0
+    path = tmp_path / "attacks_only.csv"
+    frame.to_csv(path, index=False)
+    code, out, err = cli(run_test_main, capsys, "--checkpoint", str(trained["best"]), "--data", str(path),
+                         "--no-log", "--results", str(tmp_path / "r.csv"))
+    assert code == 0, err
+    assert re.search(r"auroc\s+n/a", out) and "one class only" in out
+    assert re.search(r"recall\s+[0-9.]+", out)
+
+
+# ------------------------------------------------------------------- bad input
+
+
+def test_schema_mismatch_names_missing_and_extra_columns(trained, capsys, tmp_path):
+    frame = make_frame(n=50, seed=1).drop(columns=["bytes", "protocol"])
+    frame["ttl"] = 64
+    path = tmp_path / "other_schema.csv"
+    frame.to_csv(path, index=False)
+    for main in (run_test_main, assess_main):
+        code, _, err = cli(main, capsys, "--checkpoint", str(trained["best"]), "--data", str(path), "--no-log")
+        line = assert_one_line_error(code, err, "missing bytes, protocol", "extra ttl")
+        assert str(path) in line
+
+
+def test_data_without_labels_points_to_batch_scoring(trained, capsys, tmp_path):
+    path = tmp_path / "unlabelled.csv"
+    make_frame(n=50).drop(columns=["label"]).to_csv(path, index=False)
+    code, _, err = cli(run_test_main, capsys, "--checkpoint", str(trained["best"]), "--data", str(path), "--no-log")
+    assert_one_line_error(code, err, "no label column 'label'", "against labels",
+                          "predict.py")
+
+
+@pytest.mark.parametrize("case", ["missing", "text", "foreign_torch", "empty_data", "no_data_file"])
+def test_bad_checkpoint_or_data_is_one_line(trained, capsys, tmp_path, case):
+    ckpt, data = str(trained["best"]), None
+    if case == "missing":
+        ckpt, needle = str(tmp_path / "nope.ckpt"), "checkpoint not found"
+    elif case == "text":
+        (tmp_path / "x.ckpt").write_text("hello")
+        ckpt, needle = str(tmp_path / "x.ckpt"), "not a netad checkpoint"
+    elif case == "foreign_torch":
+        torch.save({"state_dict": {"w": torch.zeros(2)}}, tmp_path / "other.ckpt")
+        ckpt, needle = str(tmp_path / "other.ckpt"), "not a netad checkpoint"
+    elif case == "empty_data":
+        (tmp_path / "empty.csv").write_text("")
+        data, needle = str(tmp_path / "empty.csv"), "empty"
+    else:
+        data, needle = str(tmp_path / "absent.csv"), "not found"
+    args = ["--checkpoint", ckpt, "--no-log"] + (["--data", data] if data else [])
+    for main in (run_test_main, assess_main):
+        code, _, err = cli(main, capsys, *args)
+        assert_one_line_error(code, err, needle)
+
+
+def test_assess_option_conflicts(trained, capsys):
+    code, _, err = cli(assess_main, capsys, "--use-folds", "--data", str(trained["csv"]))
+    assert_one_line_error(code, err, "--use-folds")
+    code, _, err = cli(assess_main, capsys, "--run", str(trained["run"]))
+    assert_one_line_error(code, err, "--run needs --use-folds")
+
+
+# ------------------------------------------------------------------ assess_model.py
+
+
+def check_report(out_dir: Path, expected: set[str]) -> str:
+    written = {p.stem for p in out_dir.glob("*.png")}
+    assert written == expected
+    for name in expected:
+        assert_valid_png(out_dir / f"{name}.png")
+    page = (out_dir / "report.html").read_text()
+    for name in expected:
+        assert f"src='{name}.png'" in page and f"{name}.png</b>" in page, name
+    assert json.loads((out_dir / "metrics.json").read_text())["figures"].keys() == expected
+    return page
+
+
+def test_assess_checkpoint_writes_every_figure_and_logs_them(trained, capsys, monkeypatch, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(assess_main, capsys, "--checkpoint", str(trained["best"]), "--bootstrap", "100")
+    assert code == 0, err
+    out_dir = tmp_path / "reports" / "ev_final"
+    page = check_report(out_dir, set(FIGURES))  # the run's CV table gives fold_metrics too
+    assert "Metrics by part" in page and "Folds: mean, std, min, max" in page and "bootstrap" in page
+    assert "Majority-class accuracy" in page and "ROC AUC vs chance" in page
+    saved = json.loads((out_dir / "metrics.json").read_text())
+    parts = saved["tables"]["Metrics by part"]
+    assert [row[0] for row in parts["rows"]] == ["train", "validation", "test"]
+    assert saved["evaluation"]["metrics"] == evaluate_checkpoint(trained["best"], n_bootstrap=0).metrics
+
+    tb_root = Path(trained["cfg"].logging.tensorboard_dir) / "assess"
+    event_dir = max(tb_root.iterdir(), key=lambda p: p.stat().st_mtime)
+    acc = EventAccumulator(str(event_dir), size_guidance={"images": 0})
+    acc.Reload()
+    assert {f"Assess/{name}" for name in FIGURES} <= set(acc.Tags()["images"])
+    assert "Metrics/AUC" in acc.Tags()["scalars"]
+
+
+def test_assess_folds_matches_the_cv_table(trained, capsys, tmp_path):
+    out_dir = tmp_path / "folds_report"
+    code, _, err = cli(assess_main, capsys, "--use-folds", "--checkpoint", str(trained["best"]),
+                       "--output", str(out_dir), "--no-log")
+    assert code == 0, err
+    check_report(out_dir, set(FIGURES))
+    saved = json.loads((out_dir / "metrics.json").read_text())
+    folds = saved["tables"]["Folds"]
+    assert len(folds["rows"]) == 3
+    cv_rows = json.loads((trained["run"] / "cv_results.json").read_text())["folds"]
+    for row, cv_row in zip(folds["rows"], cv_rows):
+        got = dict(zip(folds["columns"], row))
+        assert got["fold"] == cv_row["fold"]
+        for key in ("accuracy", "f1", "auroc", "auprc", "fpr", "threshold"):
+            assert got[key] == pytest.approx(cv_row[key], abs=1e-6), key
+    stats = dict((r[0], r[1:]) for r in saved["tables"]["Folds: mean, std, min, max"]["rows"])
+    aurocs = [r["auroc"] for r in cv_rows]
+    assert stats["auroc"] == pytest.approx([np.mean(aurocs), np.std(aurocs, ddof=1), min(aurocs), max(aurocs)])
+
+
+def test_assess_single_split_run_has_no_fold_figure(tmp_path, csv_path, capsys):
+    cfg = fast_config(tmp_path, csv_path)
+    run_single(cfg, run_name="one", quiet=True)
+    ckpt = Path(cfg.checkpoint.save_dir) / "best_model.ckpt"
+    code, _, err = cli(assess_main, capsys, "--checkpoint", str(ckpt), "--output", str(tmp_path / "rep"),
+                       "--no-log", "--bootstrap", "50")
+    assert code == 0, err
+    check_report(tmp_path / "rep", set(FIGURES) - {"fold_metrics"})
+    code, _, err = cli(assess_main, capsys, "--use-folds", "--checkpoint", str(ckpt), "--no-log")
+    assert_one_line_error(code, err, "no fold checkpoints")
+
+
+def test_assess_model_script_end_to_end(trained, tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "assess_model.py"), "--checkpoint", str(trained["best"]),
+                           "--output", str(tmp_path / "r"), "--no-log", "--bootstrap", "20"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "report.html" in proc.stdout
+    assert all((tmp_path / "r" / f"{name}.png").is_file() for name in FIGURES)
+    assert not math.isnan(json.loads((tmp_path / "r" / "metrics.json").read_text())["evaluation"]["metrics"]["auroc"])
