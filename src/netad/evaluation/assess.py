@@ -92,8 +92,10 @@ def assess_checkpoint(checkpoint: str | Path, *, data_path: Optional[str | Path]
     evaluation = score_rows(mut, features, labels, source, n_bootstrap, progress=True)
     threshold = mut.threshold
 
-    scored = {part: (mut.score(f), y) for part, (f, y) in parts.items()
-              if part in ("train", "validation") and len(y)}
+    # train and validation rows, the run's test hold-out when --data evaluates elsewhere, the evaluation rows
+    keep = ("train", "validation", "test") if data_path is not None else ("train", "validation")
+    scored = {("test hold-out" if part == "test" else part): (mut.score(f), y) for part, (f, y) in parts.items()
+              if part in keep and len(y)}
     scored[eval_name] = (evaluation.scores, evaluation.labels)
     part_rows = {part: _part_metrics(s, y, threshold) for part, (s, y) in scored.items()}
 
@@ -210,7 +212,8 @@ def assess_folds(*, checkpoint: Optional[str | Path] = None, run: Optional[str |
     name = f"{run_dir.name}/folds"
     out = Path(output) if output else Path("reports") / safe_name(name)
     # each part's metrics averaged over the fold models
-    parts_table = {f"{part} (mean of folds)": {k: v["mean"] for k, v in M.summarize(rows).items()}
+    parts_table = {f"{part} (mean of folds)": {k: round(v["mean"]) if k.startswith("n_") else v["mean"]
+                                               for k, v in M.summarize(rows).items()}
                    for part, rows in per_part.items()}
     result = AssessResult(out, out / "report.html", {}, parts_table, fold_rows, summary)
     info = {"Run": str(run_dir), "Fold checkpoints": ", ".join(str(p) for p in paths),
@@ -230,7 +233,7 @@ def _chance_text(chance: dict[str, float], what: str) -> str:
     if math.isnan(p):
         return "undefined (one class only)"
     verdict = "better than chance" if p < 0.01 else "NOT distinguishable from chance"
-    return f"ROC AUC {chance['observed']:.4f}, p = {p:.2g} (one-sided Mann-Whitney on {what}): {verdict}"
+    return f"ROC AUC {chance['observed']:.4f}, {M.format_p(p)} (one-sided Mann-Whitney on {what}): {verdict}"
 
 
 # ------------------------------------------------------------------ output

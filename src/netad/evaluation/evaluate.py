@@ -269,9 +269,9 @@ def format_test_result(result: TestResult) -> str:
     if math.isnan(p):
         lines.append("ROC AUC vs chance: undefined (these rows hold one class only)")
     elif p < 0.01:
-        lines.append(f"ROC AUC vs chance: p = {p:.2g} (one-sided Mann-Whitney): the model ranks anomalies "
+        lines.append(f"ROC AUC vs chance: {M.format_p(p)} (one-sided Mann-Whitney): the model ranks anomalies "
                      f"above normal rows better than chance")
     else:
-        lines.append(f"ROC AUC vs chance: p = {p:.2g} (one-sided Mann-Whitney): NO evidence that the model ranks "
+        lines.append(f"ROC AUC vs chance: {M.format_p(p)} (one-sided Mann-Whitney): NO evidence that the model ranks "
                      f"anomalies above normal rows better than chance")
     return "\n".join(lines)

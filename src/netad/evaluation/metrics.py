@@ -190,6 +190,11 @@ def reliability(scores: Any, target: Any, n_bins: int = 10) -> dict[str, np.ndar
     return {"observed": observed, "predicted": predicted, "bin_counts": counts}
 
 
+def format_p(p: float) -> str:
+    """A p-value as people read it: ``p < 0.001`` below that, otherwise three significant digits."""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3g}"
+
+
 def majority_accuracy(target: Any) -> float:
     """Accuracy of always answering the most common class of these rows: the floor any model must beat."""
     target = np.asarray(target, dtype=np.int64)

@@ -31,7 +31,7 @@ from netad.config import Config, config_from_dict
 from netad.data.loading import LabelledTable, load_table
 from netad.data.splits import FoldSplit, make_folds, split_test, split_val
 from netad.errors import UserError
-from netad.evaluation.metrics import TABLE_METRICS, auroc_vs_chance, held_out_metrics, summarize
+from netad.evaluation.metrics import TABLE_METRICS, auroc_vs_chance, format_p, held_out_metrics, summarize
 from netad.models.classifier import read_checkpoint
 from netad.training.fit import FitResult, fit_split
 from netad.training.loggers import log_wandb_summary
@@ -259,7 +259,7 @@ def _verdict(model_auroc: dict[str, float], perm_test: dict[str, float], perm_su
     above_shuffled = perm_summary is None or model_auroc["mean"] > perm_summary["auroc"]["mean"]
     chance = (f"label-permutation models {perm_summary['auroc']['mean']:.3f} ± {perm_summary['auroc']['std']:.3f}, "
               if perm_summary is not None else "")
-    p_text = "p < 0.001" if perm_test["p_value"] < 0.001 else f"p = {perm_test['p_value']:.3g}"
+    p_text = format_p(perm_test["p_value"])
     head = (f"ROC AUC {model_auroc['mean']:.3f} ± {model_auroc['std']:.3f} over folds; chance level: {chance}"
             f"shuffled labels {perm_test['mean']:.3f} ± {perm_test['std']:.3f} (out-of-fold ROC AUC "
             f"{perm_test['observed']:.3f}, permutation test {p_text})")
