@@ -234,6 +234,10 @@ def test_bad_checkpoint_or_data_is_one_line(trained, capsys, tmp_path, case):
 
 
 def test_assess_option_conflicts(trained, capsys):
+    from netad.cli import main
+
+    code, _, err = cli(main, capsys, "assess", "--run", str(trained["run"]))  # the package CLI: netad assess
+    assert_one_line_error(code, err, "--run needs --use-folds")
     code, _, err = cli(assess_main, capsys, "--use-folds", "--data", str(trained["csv"]))
     assert_one_line_error(code, err, "--use-folds")
     code, _, err = cli(assess_main, capsys, "--run", str(trained["run"]))
@@ -318,3 +322,25 @@ def test_assess_model_script_end_to_end(trained, tmp_path):
     assert "report.html" in proc.stdout
     assert all((tmp_path / "r" / f"{name}.png").is_file() for name in FIGURES)
     assert not math.isnan(json.loads((tmp_path / "r" / "metrics.json").read_text())["evaluation"]["metrics"]["auroc"])
+
+
+def test_assess_logs_figures_and_tables_to_wandb(trained, capsys, monkeypatch, tmp_path):
+    from wandb_records import summarize_run
+
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+    monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb-cache"))
+    cfg = trained["cfg"].to_dict()
+    cfg["logging"].update(use_wandb=True, wandb_mode="offline", wandb_dir=str(tmp_path / "wb"),
+                          tensorboard_dir=str(tmp_path / "tb"))
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    code, out, err = cli(assess_main, capsys, "--checkpoint", str(trained["best"]), "--config", str(config),
+                         "--output", str(tmp_path / "rep"), "--bootstrap", "20")
+    assert code == 0, err
+    (run_file,) = (tmp_path / "wb" / "wandb").glob("offline-run-*/*.wandb")
+    run = summarize_run(run_file)
+    assert run["job_type"] == "assess" and run["group"] == "ev"
+    for name in FIGURES:
+        assert any(k.startswith(f"Assess/{name}/") for k in run["keys"]), name
+    assert any(k.startswith("Metrics by part/") for k in run["keys"])
+    assert "Metrics/AUC" in run["keys"]
