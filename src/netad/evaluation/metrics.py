@@ -203,17 +203,19 @@ def majority_accuracy(target: Any) -> float:
     return float(max(target.mean(), 1.0 - target.mean()))
 
 
-def choose_threshold(scores: Any, target: Any, method: str = "max_f1", target_fpr: float = 0.01) -> float:
+def choose_threshold(scores: Any, target: Any, method: str = "max_f1", target_fpr: float = 0.01,
+                     upper: Optional[float] = 1.0) -> float:
     """Pick the decision threshold on validation scores.
 
     ``max_f1``: the score cut with the highest F1 (scikit-learn's PR curve).
     ``target_fpr``: the lowest cut whose false-positive rate is at most ``target_fpr``.
-    Falls back to 0.5 when the validation rows hold a single class.
+    Probabilities (``upper=1.0``) fall back to 0.5 when the validation rows hold a single
+    class; unbounded detector scores (``upper=None``) fall back to the highest score.
     """
     scores = np.asarray(scores, dtype=np.float64)
     target = np.asarray(target, dtype=np.int64)
     if scores.size == 0 or target.min() == target.max():
-        return 0.5
+        return 0.5 if upper is not None else float(np.max(scores, initial=0.0))
     if method == "max_f1":
         sweep = threshold_sweep(scores, target)
         return float(sweep["threshold"][int(np.argmax(sweep["f1"]))])
@@ -221,8 +223,10 @@ def choose_threshold(scores: Any, target: Any, method: str = "max_f1", target_fp
         fpr, _, thresholds = roc_curve(target, scores, drop_intermediate=False)
         ok = np.nonzero(fpr <= target_fpr)[0]
         cut = thresholds[ok[-1]]
-        # roc_curve's first threshold is +inf (nothing flagged); keep it a finite probability
-        return float(min(cut, 1.0)) if np.isfinite(cut) else 1.0
+        if np.isfinite(cut):
+            return float(min(cut, upper)) if upper is not None else float(cut)
+        # roc_curve's first threshold is +inf (nothing flagged): just above the highest score
+        return float(upper) if upper is not None else float(np.nextafter(scores.max(), np.inf))
     raise ValueError(f"unknown threshold method {method!r}")
 
 

@@ -17,6 +17,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from sklearn.utils.class_weight import compute_class_weight
 
 from netad.atomic import AtomicCheckpointIO
+from netad.lightning_setup import quiet_lightning
 from netad.config import Config
 from netad.data.datamodule import NetworkDataModule
 from netad.data.loading import LabelledTable
@@ -25,14 +26,7 @@ from netad.models.classifier import AnomalyClassifier, classifier_from_checkpoin
 from netad.training.loggers import build_loggers, finish_loggers
 from netad.training.progress import EpochProgressBar
 
-# Lightning's informational chatter (GPU available: ..., TPU available: ...) repeats for every fold
-for _name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-    logging.getLogger(_name).setLevel(logging.WARNING)
-warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
-warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-warnings.filterwarnings("ignore", message=".*isn't a `torch.utils.data.DataLoader`.*")
-warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
-warnings.filterwarnings("ignore", message=".*overridden `transfer_batch_to_device`.*")
+quiet_lightning()
 _already_warned: set[str] = set()
 
 
@@ -46,6 +40,26 @@ def class_weights(labels: np.ndarray, spec: Any) -> tuple[float, float]:
     if isinstance(spec, dict):
         return float(spec[0]), float(spec[1])
     return 1.0, float(spec)
+
+
+def build_classifier(cfg: Config, input_dim: int, weights: tuple[float, float], seed: int) -> AnomalyClassifier:
+    """A fresh classifier as the config describes it."""
+    tc, mc = cfg.training, cfg.model
+    return AnomalyClassifier(
+        input_dim=input_dim,
+        hidden_dims=list(mc.hidden_dims),
+        dropout=mc.dropout,
+        activation=mc.activation,
+        learning_rate=tc.learning_rate,
+        weight_decay=tc.weight_decay,
+        optimizer=tc.optimizer,
+        scheduler=tc.scheduler,
+        num_epochs=tc.num_epochs,
+        class_weights=weights,
+        threshold_method=cfg.threshold.method,
+        target_fpr=cfg.threshold.target_fpr,
+        seed=seed,
+    )
 
 
 @dataclass
@@ -128,22 +142,8 @@ def fit_split(
             _already_warned.add(str(w.message))
             logging.getLogger("netad").warning(str(w.message))
 
-    tc, mc = cfg.training, cfg.model
-    model = AnomalyClassifier(
-        input_dim=dm.input_dim,
-        hidden_dims=list(mc.hidden_dims),
-        dropout=mc.dropout,
-        activation=mc.activation,
-        learning_rate=tc.learning_rate,
-        weight_decay=tc.weight_decay,
-        optimizer=tc.optimizer,
-        scheduler=tc.scheduler,
-        num_epochs=tc.num_epochs,
-        class_weights=class_weights(dm.train_labels(), tc.class_weight),
-        threshold_method=cfg.threshold.method,
-        target_fpr=cfg.threshold.target_fpr,
-        seed=seed,
-    )
+    tc = cfg.training
+    model = build_classifier(cfg, dm.input_dim, class_weights(dm.train_labels(), tc.class_weight), seed)
     model.preprocessor_state = dm.preprocessor.state_dict()
     # the rows this model was fitted, selected and measured on (assess_model.py shows each part)
     rows = {"train_indices": train_idx, "val_indices": val_idx}
