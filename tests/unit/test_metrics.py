@@ -309,3 +309,22 @@ def test_curves_sweep_and_calibration_match_sklearn():
     np.testing.assert_allclose(rel["predicted"], pred_mean)
     assert rel["bin_counts"].sum() == len(s)
     assert majority_accuracy(y) == pytest.approx(max(y.mean(), 1 - y.mean()))
+
+
+def test_unbounded_detector_scores_give_the_same_metrics_as_sklearn():
+    """torchmetrics would read scores outside [0, 1] as logits; the metrics module must not let that move the cut."""
+    from netad.evaluation.metrics import bootstrap_ci, held_out_metrics
+
+    s, y = scored(seed=8)
+    z = (s.astype(np.float64) - 0.5) * 12.0  # standardised-looking scores, many outside [0, 1]
+    z[:5] = z[5]  # ties
+    threshold = 0.7
+    ours = held_out_metrics(z, y, threshold)
+    for name, value in sklearn_metrics(z, y, threshold).items():
+        assert ours[name] == pytest.approx(value, abs=1e-6), name
+    assert ours["fpr"] == pytest.approx(np.mean(z[y == 0] >= threshold))
+    # the intervals see the same map: identical to the probability scores' (a monotone transform)
+    ci_z = bootstrap_ci(z, y, threshold, 50, seed=3)
+    ci_s = bootstrap_ci(1 / (1 + np.exp(-z)), y, 1 / (1 + np.exp(-threshold)), 50, seed=3)
+    for name in ("f1", "auroc", "auprc"):
+        assert ci_z[name]["low"] == pytest.approx(ci_s[name]["low"], abs=1e-6), name

@@ -13,15 +13,15 @@ from sklearn.model_selection import train_test_split
 
 from netad.config import Config, load_config
 from netad.data.datamodule import TensorBatchLoader
-from netad.detectors.base import BaseDetector, as_matrix
+from netad.detectors.base import BaseDetector
 from netad.lightning_setup import quiet_lightning
-from netad.models.classifier import AnomalyClassifier, predict_scores
+from netad.models.classifier import predict_scores
 
 
 class ClassifierDetector(BaseDetector):
     """``fit(X, y)`` trains the configured MLP on labelled rows (its own stratified validation split
     picks the epoch to stop at and the threshold); ``decision_function`` is its probability,
-    standardised like every detector's scores. ``from_model`` wraps a classifier trained elsewhere.
+    standardised like every detector's scores.
     """
 
     name = "classifier"
@@ -68,23 +68,3 @@ class ClassifierDetector(BaseDetector):
         """The classifier's own validation-chosen probability cut, on the standardised scale."""
         self.threshold_ = (float(self.model_.threshold) - self.center_) / self.scale_
         self.threshold_source_ = "the classifier's validation rows"
-
-    @classmethod
-    def from_model(cls, model: AnomalyClassifier, X_train: Any) -> "ClassifierDetector":
-        """Wrap a trained classifier; ``X_train`` (its preprocessed training rows) sets the score scale."""
-        det = cls(config_from_hparams(model))
-        det.model_ = model.eval()
-        X = as_matrix(X_train)
-        det.n_features_in_ = X.shape[1]
-        raw = det._raw_score(X)
-        det.center_, det.scale_ = float(raw.mean()), float(raw.std()) or 1.0
-        det.train_scores_ = (raw - det.center_) / det.scale_
-        det._use_model_threshold()
-        return det
-
-
-def config_from_hparams(model: AnomalyClassifier) -> Optional[Config]:
-    from netad.config import config_from_dict
-
-    saved = model.metadata.get("config")
-    return config_from_dict(saved, "checkpoint config") if saved else None

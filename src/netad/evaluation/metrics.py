@@ -73,11 +73,29 @@ def set_threshold(collection: MetricCollection, threshold: float) -> None:
             metric.threshold = _strict_cut(threshold)
 
 
-def compute_metrics(scores: Any, target: Any, threshold: float, prefix: Optional[str] = None) -> dict[str, float]:
-    """All six metrics for anomaly probabilities ``scores`` against 0/1 ``target``.
+def to_unit_interval(scores: Any, threshold: float) -> tuple[np.ndarray, float]:
+    """Map unbounded detector scores into [0, 1] without changing any metric.
 
+    torchmetrics reads floats outside [0, 1] as logits and applies a sigmoid, which would move
+    the cut. Probabilities pass through unchanged; other scores are replaced by their rank among
+    the distinct values (and the threshold): a strictly increasing map, so every ranking, every
+    tie and ``score >= threshold`` stay exactly as they were.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.size == 0 or (scores.min() >= 0.0 and scores.max() <= 1.0 and 0.0 <= threshold <= 1.0):
+        return scores, threshold
+    levels = np.unique(np.append(scores, threshold))
+    top = max(len(levels) - 1, 1)
+    return np.searchsorted(levels, scores) / top, float(np.searchsorted(levels, threshold) / top)
+
+
+def compute_metrics(scores: Any, target: Any, threshold: float, prefix: Optional[str] = None) -> dict[str, float]:
+    """All six metrics for anomaly scores against 0/1 ``target`` (flagged at ``score >= threshold``).
+
+    Scores are probabilities or any detector's scores (see :func:`to_unit_interval`).
     AUROC/AUPRC are NaN when ``target`` holds only one class (they are undefined).
     """
+    scores, threshold = to_unit_interval(scores, threshold)
     scores_t = torch.as_tensor(np.asarray(scores, dtype=np.float32))
     target_t = torch.as_tensor(np.asarray(target, dtype=np.int64))
     collection = metric_collection("m")
@@ -132,6 +150,7 @@ def bootstrap_ci(
     stored threshold. Resamples holding a single class are left out of the ranking metrics (they
     are undefined there); ``n_used`` says how many counted.
     """
+    scores, threshold = to_unit_interval(scores, threshold)
     scores_t = torch.as_tensor(np.asarray(scores, dtype=np.float32))
     target_t = torch.as_tensor(np.asarray(target, dtype=np.int64))
     n = target_t.numel()

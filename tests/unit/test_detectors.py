@@ -1,0 +1,176 @@
+"""Contract tests: every detector, and the classifier adapter, keeps the same promises."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from netad.detectors import DETECTORS, BaseDetector, NotFittedError, load_detector, make_detector
+from netad.errors import UserError
+
+# small and quick: the contract, not the accuracy, is under test here
+FAST = {"ae": {"epochs": 30, "batch_size": 64}, "vae": {"epochs": 30, "batch_size": 64},
+        "classifier": {}, "kmeans": {"n_clusters": (3, 5, 8)}}
+ALL = list(DETECTORS) + ["classifier"]
+
+
+def planted(seed: int = 0, n_normal: int = 300, n_outlier: int = 30, dim: int = 6):
+    """Normal rows from two Gaussian blobs; outliers scattered far outside them."""
+    rng = np.random.default_rng(seed)
+    centers = np.array([[0.0] * dim, [3.0] * dim])
+    normal = centers[rng.integers(0, 2, n_normal)] + rng.normal(0, 0.6, (n_normal, dim))
+    outlier = rng.uniform(-6, 9, (n_outlier, dim))
+    outlier[:, 0] = rng.choice([-7.0, 10.0], n_outlier)  # far on at least one axis
+    return normal, outlier
+
+
+def data(seed: int = 0):
+    """Training rows with labels (outliers labelled 1; unsupervised detectors use the normal rows
+    only) and a separate test set from the same process."""
+    n_tr, o_tr = planted(seed)
+    n_te, o_te = planted(seed + 100, n_normal=200, n_outlier=40)
+    X = np.vstack([n_tr, o_tr])
+    y = np.r_[np.zeros(len(n_tr)), np.ones(len(o_tr))].astype(int)
+    X_test = np.vstack([n_te, o_te])
+    y_test = np.r_[np.zeros(len(n_te)), np.ones(len(o_te))].astype(int)
+    return X, y, X_test, y_test
+
+
+def new(name: str, **extra) -> BaseDetector:
+    params = dict(FAST.get(name, {}), **extra)
+    if name == "classifier":
+        from netad.config import load_config
+
+        cfg = load_config(None, ["model.hidden_dims=[16, 8]", "training.num_epochs=30", "training.batch_size=32",
+                                 "training.early_stopping_patience=null", "model.dropout=0.0"])
+        params["cfg"] = cfg
+    return make_detector(name, **params)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    """Each detector fitted once on the seeded fixture (shared by the read-only checks)."""
+    X, y, X_test, y_test = data()
+    out = {}
+    for name in ALL:
+        det = new(name)
+        returned = det.fit(X, y)
+        out[name] = (det, returned)
+    return out, (X, y, X_test, y_test)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_fit_returns_self_and_scores_have_one_value_per_row(fitted, name):
+    dets, (X, y, X_test, _) = fitted
+    det, returned = dets[name]
+    assert returned is det
+    scores = det.decision_function(X_test)
+    assert scores.shape == (len(X_test),) and np.isfinite(scores).all()
+    assert det.predict(X_test).tolist() == (scores >= det.threshold_).astype(int).tolist()
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_planted_outliers_score_higher(fitted, name):
+    dets, (_, _, X_test, y_test) = fitted
+    auc = roc_auc_score(y_test, dets[name][0].decision_function(X_test))
+    assert auc >= 0.8, f"{name}: ROC AUC {auc:.3f} on planted outliers"
+
+
+@pytest.mark.parametrize("name", list(DETECTORS))
+def test_scores_are_standardised_on_training_rows_and_threshold_is_a_percentile(fitted, name):
+    dets, (X, y, _, _) = fitted
+    det = dets[name][0]
+    train = det.decision_function(X[y == 0])  # what it was fitted on: the normal rows only
+    np.testing.assert_allclose(train, det.train_scores_, rtol=1e-6, atol=1e-6)
+    assert abs(train.mean()) < 1e-6 and abs(train.std() - 1.0) < 1e-6
+    assert np.mean(train >= det.threshold_) == pytest.approx(det.contamination, abs=0.02)
+
+
+@pytest.mark.parametrize("name", list(DETECTORS))
+def test_unsupervised_fit_uses_the_normal_rows_only(fitted, name):
+    dets, (X, y, X_test, _) = fitted
+    alone = new(name).fit(X[y == 0])
+    np.testing.assert_allclose(alone.decision_function(X_test), dets[name][0].decision_function(X_test), rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_unfitted_detector_raises_a_clear_error(name):
+    det = new(name)
+    with pytest.raises(NotFittedError, match="not fitted: call fit"):
+        det.decision_function(np.zeros((3, 6)))
+    with pytest.raises(NotFittedError):
+        det.predict(np.zeros((3, 6)))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_save_and_load_give_identical_scores(fitted, name, tmp_path):
+    dets, (_, _, X_test, _) = fitted
+    det = dets[name][0]
+    path = det.save(tmp_path / f"{name}.joblib")
+    loaded = load_detector(path)
+    assert type(loaded) is type(det) and loaded.threshold_ == det.threshold_
+    np.testing.assert_array_equal(loaded.decision_function(X_test), det.decision_function(X_test))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_same_seed_same_scores(fitted, name):
+    dets, (X, y, X_test, _) = fitted
+    again = new(name).fit(X, y)
+    np.testing.assert_allclose(again.decision_function(X_test), dets[name][0].decision_function(X_test),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_seed_changes_randomised_detectors():
+    X, y, X_test, _ = data()
+    for name in ("iforest", "ae"):
+        a = new(name, random_state=1).fit(X, y).decision_function(X_test)
+        b = new(name, random_state=2).fit(X, y).decision_function(X_test)
+        assert not np.allclose(a, b), name
+
+
+@pytest.mark.parametrize("name", ["iforest", "pca", "ae"])
+def test_calibrate_chooses_the_threshold_on_validation_rows(fitted, name):
+    dets, _ = fitted
+    det = new(name).fit(*data()[:2])
+    X_val, y_val = data(seed=7)[2:]
+    det.calibrate(X_val, y_val, method="max_f1")
+    from netad.evaluation.metrics import choose_threshold
+
+    assert det.threshold_ == choose_threshold(det.decision_function(X_val), y_val, "max_f1", upper=None)
+    assert "validation" in det.threshold_source_
+    normals = X_val[y_val == 0]
+    det.calibrate(normals, np.zeros(len(normals)), target_fpr=0.05)  # normal rows only: an FPR budget
+    assert np.mean(det.decision_function(normals) >= det.threshold_) <= 0.05 + 1e-9
+
+
+def test_bad_input():
+    det = new("pca")
+    with pytest.raises(ValueError, match="2-d"):
+        det.fit(np.zeros(5))
+    with pytest.raises(ValueError, match="NaN"):
+        det.fit(np.array([[1.0, np.nan], [0.0, 1.0]]))
+    with pytest.raises(ValueError, match="no normal rows"):
+        det.fit(np.ones((4, 2)), np.ones(4))
+    det.fit(np.random.default_rng(0).normal(size=(50, 3)))
+    with pytest.raises(ValueError, match="expected 3 features"):
+        det.decision_function(np.zeros((2, 4)))
+    with pytest.raises(ValueError, match="unknown detector 'nope'"):
+        make_detector("nope")
+    with pytest.raises(ValueError, match="needs labels"):
+        new("classifier").fit(np.zeros((10, 6)))
+    with pytest.raises(ValueError, match="contamination"):
+        make_detector("iforest", contamination=0.7)
+
+
+def test_load_refuses_other_files(tmp_path):
+    import joblib
+
+    with pytest.raises(UserError, match="not found"):
+        load_detector(tmp_path / "none.joblib")
+    (tmp_path / "text.joblib").write_text("hello")
+    with pytest.raises(UserError, match="not a netad detector"):
+        load_detector(tmp_path / "text.joblib")
+    joblib.dump({"format": 1, "detector": "a string"}, tmp_path / "other.joblib")
+    with pytest.raises(UserError, match="not a netad detector"):
+        load_detector(tmp_path / "other.joblib")
