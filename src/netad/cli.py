@@ -179,6 +179,44 @@ def assess_main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
+def compare_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="compare.py",
+                                description="The classifier and the unsupervised detectors on the same CV folds.")
+    p.add_argument("--config", default="config.yaml", help="YAML config (default: config.yaml)")
+    p.add_argument("--detectors", metavar="NAMES",
+                   help="comma-separated subset, e.g. classifier,iforest,pca (default: detectors.names in the config)")
+    p.add_argument("--test-data", metavar="PATH", help="labelled CSV of the same schema: adds test columns")
+    p.add_argument("--output", metavar="DIR", help="output folder (default: reports/compare-<time>)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, value parsed as YAML (repeatable)")
+    p.add_argument("--no-log", action="store_true", help="no TensorBoard or W&B logging")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    return p
+
+
+@user_errors
+def compare_main(argv: Optional[Sequence[str]] = None) -> int:
+    args = compare_parser().parse_args(argv)
+    _setup_logging(quiet=True)
+    from netad.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    chosen = [n.strip() for n in args.detectors.split(",") if n.strip()] if args.detectors else None
+    from netad.training.compare import format_leaderboard, run_compare
+
+    say = (lambda _m: None) if args.quiet else (lambda m: print(m, flush=True))
+    result = run_compare(cfg, detectors=chosen, test_data=args.test_data, output=args.output, log=not args.no_log,
+                         say=say)
+    print()
+    print(f"Leaderboard ({cfg.cross_validation.n_splits} folds, mean ± std; thresholds chosen on validation rows"
+          + (f"; test: {result.test_data}" if result.test_data else "") + "):")
+    print(format_leaderboard(result))
+    print(f"Files: {', '.join(result.files.values())}")
+    if result.logged:
+        print("Logged to " + ", ".join(f"{k} {v}" for k, v in result.logged.items()))
+    return 0
+
+
 def not_yet(script: str, meanwhile: str) -> int:
     print(f"error: {script} is not available in this version yet; meanwhile use {meanwhile}", file=sys.stderr)
     return 2
@@ -187,7 +225,7 @@ def not_yet(script: str, meanwhile: str) -> int:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``netad <command> ...``: the package's CLI."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"train": train_main, "test": test_main, "assess": assess_main}
+    commands = {"train": train_main, "test": test_main, "assess": assess_main, "compare": compare_main}
     if not argv or argv[0] not in commands:
         print(f"usage: netad {{{','.join(commands)}}} [options]", file=sys.stderr)
         return 2

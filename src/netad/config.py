@@ -125,6 +125,20 @@ class LoggingConfig(_Section):
     wandb_dir: str = "logs"
 
 
+#: the unsupervised detectors of netad.detectors, by registry name (kept here: loading a config imports no torch)
+DETECTOR_NAMES = ("iforest", "lof", "ocsvm", "elliptic", "pca", "kmeans", "hbos", "copod", "ae", "vae")
+DetectorName = Literal["iforest", "lof", "ocsvm", "elliptic", "pca", "kmeans", "hbos", "copod", "ae", "vae"]
+
+
+class DetectorsConfig(_Section):
+    """What ``compare.py`` runs beside the classifier, and how the detectors are set up."""
+
+    names: list[DetectorName] = Field(default_factory=lambda: list(DETECTOR_NAMES))
+    include_classifier: bool = True
+    contamination: float = Field(0.05, gt=0.0, lt=0.5)  # the training-score percentile before validation re-chooses
+    params: dict[DetectorName, dict[str, Any]] = Field(default_factory=dict)  # e.g. {iforest: {n_estimators: 300}}
+
+
 class HuggingFaceConfig(_Section):
     repo_id: Optional[str] = None
     private: bool = False
@@ -149,6 +163,7 @@ class Config(_Section):
     data: DataConfig = Field(default_factory=DataConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    detectors: DetectorsConfig = Field(default_factory=DetectorsConfig)
     huggingface: HuggingFaceConfig = Field(default_factory=HuggingFaceConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
 

@@ -208,3 +208,25 @@ def _draw_confusion(ax: Any, counts: dict[str, int], title: str) -> None:
     ax.set_xticks([0, 1], [f"pred {c}" for c in CLASS_NAMES])
     ax.set_yticks([0, 1], [f"true {c}" for c in CLASS_NAMES])
     ax.set_title(title)
+
+
+def leaderboard(entries: Sequence[dict[str, Any]], with_test: bool = False) -> Figure:
+    """ROC AUC, PR AUC and F1 per detector (mean ± std over folds), best first; chance marked."""
+    keys = [("auroc", "ROC AUC"), ("auprc", "PR AUC"), ("f1", "F1")]
+    if with_test:
+        keys += [("test_auroc", "test ROC AUC"), ("test_accuracy", "test accuracy")]
+    names = [e["detector"] for e in entries]
+    fig, ax = _figure(7.2, max(3.0, 0.55 * len(names) * (1 + 0.25 * len(keys)) + 1.2))
+    y = np.arange(len(names))[::-1]
+    height = 0.8 / len(keys)
+    for i, (key, label) in enumerate(keys):
+        means = [e[f"{key}_mean"] for e in entries]
+        stds = [0.0 if math.isnan(e[f"{key}_std"]) else e[f"{key}_std"] for e in entries]
+        ax.barh(y + 0.4 - height * (i + 0.5), means, height, xerr=stds, capsize=2, label=label)
+    ax.axvline(0.5, color="grey", linestyle=":", label="ROC AUC of chance")
+    ax.set_yticks(y, names)
+    ax.set_xlim(0, 1.05)
+    ax.set_xlabel("mean over folds (error bar: std)")
+    ax.set_title("Detectors on the same folds (thresholds chosen on validation rows)")
+    ax.legend(fontsize=7, loc="lower right")
+    return fig

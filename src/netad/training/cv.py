@@ -134,7 +134,7 @@ def new_run_name(prefix: str) -> str:
 
 
 # sections that may differ between jobs of one run (where logs go, which device) without changing results
-_RUN_NEUTRAL = ("logging", "trainer", "huggingface")
+_RUN_NEUTRAL = ("logging", "trainer", "huggingface", "detectors")
 
 
 def _config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
