@@ -216,7 +216,7 @@ def leaderboard(entries: Sequence[dict[str, Any]], with_test: bool = False) -> F
     if with_test:
         keys += [("test_auroc", "test ROC AUC"), ("test_accuracy", "test accuracy")]
     names = [e["detector"] for e in entries]
-    fig, ax = _figure(7.2, max(3.0, 0.55 * len(names) * (1 + 0.25 * len(keys)) + 1.2))
+    fig, ax = _figure(7.2, max(3.0, 0.16 * len(names) * len(keys) + 1.8))
     y = np.arange(len(names))[::-1]
     height = 0.8 / len(keys)
     for i, (key, label) in enumerate(keys):
@@ -228,5 +228,5 @@ def leaderboard(entries: Sequence[dict[str, Any]], with_test: bool = False) -> F
     ax.set_xlim(0, 1.05)
     ax.set_xlabel("mean over folds (error bar: std)")
     ax.set_title("Detectors on the same folds (thresholds chosen on validation rows)")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncols=3)
     return fig
