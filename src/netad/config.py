@@ -27,6 +27,7 @@ class _Section(BaseModel):
 
 
 class ModelConfig(_Section):
+    type: Literal["classifier", "hybrid"] = "classifier"  # hybrid: classifier OR a novelty detector (see hybrid)
     hidden_dims: list[int] = Field(default_factory=lambda: [128, 64, 32], min_length=1)
     dropout: float = Field(0.3, ge=0.0, lt=1.0)
     activation: Literal["relu", "leaky_relu", "gelu", "tanh", "elu", "silu"] = "relu"
@@ -139,6 +140,14 @@ class DetectorsConfig(_Section):
     params: dict[DetectorName, dict[str, Any]] = Field(default_factory=dict)  # e.g. {iforest: {n_estimators: 300}}
 
 
+class HybridConfig(_Section):
+    """``model.type: hybrid``: a detector fitted on the normal training rows flags traffic unlike them."""
+
+    detector: Literal["pca", "kmeans", "ae", "vae"] = "pca"  # the ones a checkpoint can hold as tensors
+    novelty_fpr: float = Field(0.05, gt=0.0, lt=0.5)  # share of normal validation rows the novelty part may flag
+    params: dict[str, Any] = Field(default_factory=dict)  # detector parameters, e.g. {variance: 0.99}
+
+
 class HuggingFaceConfig(_Section):
     repo_id: Optional[str] = None
     private: bool = False
@@ -163,6 +172,7 @@ class Config(_Section):
     data: DataConfig = Field(default_factory=DataConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    hybrid: HybridConfig = Field(default_factory=HybridConfig)
     detectors: DetectorsConfig = Field(default_factory=DetectorsConfig)
     huggingface: HuggingFaceConfig = Field(default_factory=HuggingFaceConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)

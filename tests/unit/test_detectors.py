@@ -174,3 +174,43 @@ def test_load_refuses_other_files(tmp_path):
     joblib.dump({"format": 1, "detector": "a string"}, tmp_path / "other.joblib")
     with pytest.raises(UserError, match="not a netad detector"):
         load_detector(tmp_path / "other.joblib")
+
+
+PORTABLE = [n for n in DETECTORS if DETECTORS[n].portable]
+
+
+def test_portable_detectors_are_the_documented_ones():
+    assert PORTABLE == ["pca", "kmeans", "ae", "vae"]
+
+
+@pytest.mark.parametrize("name", PORTABLE)
+def test_novelty_module_recomputes_the_detector_scores_from_weights_only_state(fitted, name, tmp_path):
+    import torch
+
+    from netad.models.novelty import scorer_from_state
+
+    dets, (_, _, X_test, _) = fitted
+    det = dets[name][0]
+    torch.save({"novelty": det.novelty_state()}, tmp_path / "n.pt")
+    state = torch.load(tmp_path / "n.pt", weights_only=True)["novelty"]  # no pickled code
+    scorer = scorer_from_state(state)
+    with torch.no_grad():
+        z = scorer(torch.from_numpy(X_test.astype(np.float32))).numpy()
+    np.testing.assert_allclose(z, det.decision_function(X_test.astype(np.float32)), rtol=1e-5, atol=1e-5)
+    assert float(scorer.threshold) == det.threshold_
+
+
+def test_other_detectors_refuse_export(fitted):
+    dets, _ = fitted
+    with pytest.raises(ValueError, match="cannot be stored in a checkpoint"):
+        dets["iforest"][0].novelty_state()
+
+
+def test_fpr_cut_flags_at_most_the_budget_even_with_ties():
+    from netad.detectors.base import fpr_cut
+
+    scores = np.array([0.0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    assert fpr_cut(scores, 0.2) == 8.0  # 8 and 9 flagged: 2 of 10
+    assert np.sum(scores >= fpr_cut(scores, 0.05)) == 0
+    tied = np.array([0.0, 1, 2, 3, 4, 5, 6, 7, 9, 9, 9])
+    assert np.sum(tied >= fpr_cut(tied, 0.2)) <= 2

@@ -39,6 +39,19 @@ def as_matrix(X: Any) -> np.ndarray:
     return X
 
 
+def fpr_cut(normal_scores: np.ndarray, fpr: float) -> float:
+    """The lowest cut that flags at most ``fpr`` of these normal rows (``score >= cut`` is flagged)."""
+    ordered = np.sort(np.asarray(normal_scores, dtype=np.float64))
+    allowed = int(np.floor(fpr * len(ordered) + 1e-9))
+    if allowed == 0:
+        return float(np.nextafter(ordered[-1], np.inf))
+    cut = ordered[len(ordered) - allowed]
+    # ties at the cut would flag more than allowed: move just above them
+    if np.sum(ordered >= cut) > allowed:
+        cut = float(np.nextafter(cut, np.inf))
+    return float(cut)
+
+
 class BaseDetector:
     """Common logic; ``name`` is the registry key (``iforest``, ``lof``, ...)."""
 
@@ -110,12 +123,31 @@ class BaseDetector:
         if y_val.min() == y_val.max():
             if y_val[0] == 1:
                 raise ValueError("validation rows are all anomalies: cannot place a threshold")
-            self.threshold_ = float(np.quantile(scores, 1.0 - target_fpr))
+            self.threshold_ = fpr_cut(scores, target_fpr)
             method = "target_fpr"
         else:
             self.threshold_ = choose_threshold(scores, y_val, method, target_fpr, upper=None)
         self.threshold_source_ = f"validation rows ({method})"
         return self
+
+    # ------------------------------------------------------------ hybrid export
+    portable = False  # True where _portable_state exists: the state a torch module can rebuild
+
+    def _portable_state(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def novelty_state(self) -> dict[str, Any]:
+        """Tensors and plain values from which :func:`netad.models.novelty.scorer_from_state`
+        recomputes ``decision_function`` inside a weights-only checkpoint (hybrid models)."""
+        from netad.models.novelty import NOVELTY_FORMAT
+
+        self._check_fitted()
+        if not self.portable:
+            raise ValueError(f"{self.name} cannot be stored in a checkpoint; use one of pca, kmeans, ae, vae")
+        return {"format": NOVELTY_FORMAT, "kind": self.name, "center": self.center_, "scale": self.scale_,
+                "threshold": self.threshold_, "params": {k: (list(v) if isinstance(v, tuple) else v)
+                                                         for k, v in self.get_params().items()},
+                **self._portable_state()}
 
     # ---------------------------------------------------------------- persistence
     def save(self, path: str | Path) -> Path:

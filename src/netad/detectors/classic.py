@@ -6,6 +6,7 @@ import warnings
 from typing import Optional
 
 import numpy as np
+import torch
 from sklearn.cluster import KMeans
 from sklearn.covariance import EllipticEnvelope
 from sklearn.decomposition import PCA
@@ -112,14 +113,21 @@ class PCADetector(BaseDetector):
         super().__init__(contamination, random_state)
         self.variance = variance
 
+    portable = True
+
     def _fit(self, X: np.ndarray) -> None:
-        n = min(X.shape) - 1
-        self.model_ = PCA(n_components=self.variance if n >= 1 else None, svd_solver="full",
-                          random_state=self.random_state).fit(X)
+        pca = PCA(svd_solver="full", random_state=self.random_state).fit(X)
+        kept = int(np.searchsorted(np.cumsum(pca.explained_variance_ratio_), self.variance) + 1)
+        # keeping every direction would reconstruct any row exactly: leave at least one out
+        kept = max(1, min(kept, X.shape[1] - 1, len(pca.components_)))
+        self.mean_, self.components_ = pca.mean_, pca.components_[:kept]
 
     def _raw_score(self, X: np.ndarray) -> np.ndarray:
-        reconstructed = self.model_.inverse_transform(self.model_.transform(X))
-        return np.square(X - reconstructed).sum(axis=1)
+        centred = X - self.mean_
+        return np.square(centred - centred @ self.components_.T @ self.components_).sum(axis=1)
+
+    def _portable_state(self) -> dict:
+        return {"tensors": {"mean": torch.from_numpy(self.mean_), "components": torch.from_numpy(self.components_)}}
 
 
 class KMeansEnsembleDetector(BaseDetector):
@@ -130,6 +138,7 @@ class KMeansEnsembleDetector(BaseDetector):
     """
 
     name = "kmeans"
+    portable = True
 
     def __init__(self, n_clusters: tuple[int, ...] = (5, 10, 20, 30, 50), contamination: float = 0.05,
                  random_state: int = 0) -> None:
@@ -145,6 +154,11 @@ class KMeansEnsembleDetector(BaseDetector):
 
     def _raw_score(self, X: np.ndarray) -> np.ndarray:
         return np.mean([km.transform(X).min(axis=1) / n for km, n in zip(self.models_, self.norms_)], axis=0)
+
+    def _portable_state(self) -> dict:
+        return {"norms": list(self.norms_),
+                "tensors": {f"centres_{i}": torch.from_numpy(km.cluster_centers_.astype(np.float64))
+                            for i, km in enumerate(self.models_)}}
 
 
 class HBOSDetector(BaseDetector):

@@ -16,7 +16,7 @@ from netad.models.autoencoder import AutoEncoder, ReconstructionModule, Variatio
 
 class AutoEncoderDetector(BaseDetector):
     name = "ae"
-    variational = False
+    portable = True
 
     def __init__(self, hidden_dims: tuple[int, ...] = (64, 32), latent_dim: int = 8, epochs: int = 20,
                  batch_size: int = 256, learning_rate: float = 1e-3, contamination: float = 0.05,
@@ -45,6 +45,11 @@ class AutoEncoderDetector(BaseDetector):
 
     def _raw_score(self, X: np.ndarray) -> np.ndarray:
         return reconstruction_error(self.net_, torch.from_numpy(X.astype(np.float32))).numpy().astype(np.float64)
+
+    def _portable_state(self) -> dict:
+        return {"architecture": {"input_dim": self.n_features_in_, "hidden_dims": list(self.hidden_dims),
+                                 "latent_dim": self.latent_dim},
+                "tensors": {k: v.detach().clone() for k, v in self.net_.state_dict().items()}}
 
 
 class VAEDetector(AutoEncoderDetector):

@@ -129,12 +129,14 @@ class TestResult:
     majority_accuracy: float
     chance: dict[str, float]
     n_bootstrap: int
+    kind: str = "classifier"
     timestamp: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
     labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False)
 
     def csv_row(self) -> dict[str, Any]:
-        row = {"timestamp": self.timestamp, "model_name": self.model_name, "checkpoint": self.checkpoint,
+        row = {"timestamp": self.timestamp, "model_name": self.model_name, "kind": self.kind,
+               "checkpoint": self.checkpoint,
                "data": self.data, "n_rows": self.n_rows, "n_anomalies": self.n_anomalies,
                "threshold": self.threshold, **self.metrics, **self.confusion}
         for name in M.CI_METRICS:
@@ -169,8 +171,15 @@ def score_rows(mut: ModelUnderTest, features: pd.DataFrame, labels: np.ndarray, 
         n_anomalies=int(np.sum(labels == 1)), threshold=threshold,
         metrics=M.held_out_metrics(scores, labels, threshold), confusion=M.confusion_counts(scores, labels, threshold),
         ci=ci, majority_accuracy=M.majority_accuracy(labels), chance=M.auroc_vs_chance(scores, labels),
-        n_bootstrap=n_bootstrap, scores=scores, labels=labels,
+        n_bootstrap=n_bootstrap, kind=describe(mut.model), scores=scores, labels=labels,
     )
+
+
+def describe(model: AnomalyClassifier) -> str:
+    """'classifier', or for a hybrid which novelty detector joins it."""
+    if not model.is_hybrid:
+        return "classifier"
+    return f"hybrid: classifier or {model.novelty_state['kind']} novelty"
 
 
 def evaluate_checkpoint(checkpoint: str | Path, data_path: Optional[str | Path] = None, *,
@@ -241,7 +250,7 @@ def format_test_result(result: TestResult) -> str:
     """What test.py prints: metrics with intervals, the confusion matrix and what chance would give."""
     share = result.n_anomalies / max(result.n_rows, 1)
     lines = [
-        f"Model {result.model_name} ({result.checkpoint})",
+        f"Model {result.model_name} ({result.checkpoint}), {result.kind}",
         f"Data  {result.data}: {result.n_rows} rows, {result.n_anomalies} anomalies ({share:.1%})",
         f"Threshold {result.threshold:.4f} (chosen on validation rows at training time)",
         "",

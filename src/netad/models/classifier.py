@@ -21,6 +21,7 @@ import netad
 from netad.errors import UserError
 from netad.evaluation.metrics import choose_threshold, metric_collection, set_threshold
 from netad.models.mlp import MLP
+from netad.models.novelty import NoveltyScorer, combine, scorer_from_state
 
 CHECKPOINT_KEY = "netad"
 CHECKPOINT_FORMAT = 1
@@ -54,11 +55,35 @@ class AnomalyClassifier(L.LightningModule):
         # set by the training code before fit; restored from checkpoints
         self.preprocessor_state: Optional[dict[str, Any]] = None
         self.metadata: dict[str, Any] = {}
+        # hybrid models: a novelty scorer fitted on normal training rows after the classifier (see attach_novelty)
+        self.novelty: Optional[NoveltyScorer] = None
+        self.novelty_state: Optional[dict[str, Any]] = None
         self._train_loss: list[torch.Tensor] = []
 
     # ------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+    @property
+    def is_hybrid(self) -> bool:
+        return self.novelty is not None
+
+    def anomaly_score(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's score in [0, 1], flagged at ``self.threshold``: the classifier's probability,
+        or for a hybrid the rule of :func:`netad.models.novelty.combine`."""
+        p = torch.sigmoid(self(x).float())
+        if self.novelty is None:
+            return p
+        if self.novelty.threshold.device != x.device:  # kept outside the module registry: follow the batch
+            self.novelty.to(x.device)
+        return combine(p, self.novelty(x), float(self.threshold), self.novelty.threshold)
+
+    def attach_novelty(self, state: dict[str, Any]) -> None:
+        """Make this a hybrid: ``state`` from a portable detector's ``novelty_state()``."""
+        # set outside nn.Module's registry: the classifier's state_dict (and resumable training
+        # checkpoints) stay the classifier's; the scorer travels as checkpoint["netad"]["novelty"]
+        object.__setattr__(self, "novelty", scorer_from_state(state))
+        self.novelty_state = state
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         # batches are (x, y) slices of in-memory tensors: move them directly, skipping
@@ -94,11 +119,15 @@ class AnomalyClassifier(L.LightningModule):
         self._step("val", batch)
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._step("test", batch)
+        if self.novelty is None:
+            self._step("test", batch)
+            return
+        x, y = batch  # a hybrid is measured on its combined score (stored as logits, like the classifier's)
+        self._outputs["test"].append((torch.logit(self.anomaly_score(x).double(), eps=1e-12).float(), y.detach()))
 
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return torch.sigmoid(self(x).float())
+        return self.anomaly_score(x)
 
     # ------------------------------------------------------ epoch metrics
     def _collect(self, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -173,18 +202,22 @@ class AnomalyClassifier(L.LightningModule):
             "preprocessor": self.preprocessor_state,
             "metadata": self.metadata,
         }
+        if self.novelty_state is not None:
+            checkpoint[CHECKPOINT_KEY]["novelty"] = self.novelty_state
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         ours = checkpoint.get(CHECKPOINT_KEY, {})
         self.preprocessor_state = ours.get("preprocessor")
         self.metadata = ours.get("metadata", {})
+        if ours.get("novelty") is not None:
+            self.attach_novelty(ours["novelty"])
 
 
 def predict_scores(model: AnomalyClassifier, x: torch.Tensor, batch_size: int = 65536) -> np.ndarray:
     """Anomaly probabilities for preprocessed rows, on the CPU, in eval mode."""
     model = model.to("cpu").eval()
     with torch.no_grad():
-        parts = [torch.sigmoid(model(x[i : i + batch_size]).float()) for i in range(0, len(x), batch_size)]
+        parts = [model.anomaly_score(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
     return torch.cat(parts).numpy() if parts else np.zeros(0, dtype=np.float32)
 
 

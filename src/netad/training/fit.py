@@ -16,13 +16,19 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from sklearn.utils.class_weight import compute_class_weight
 
-from netad.atomic import AtomicCheckpointIO
+from netad.atomic import AtomicCheckpointIO, atomic_target
 from netad.lightning_setup import quiet_lightning
 from netad.config import Config
 from netad.data.datamodule import NetworkDataModule
 from netad.data.loading import LabelledTable
 from netad.evaluation.metrics import compute_metrics, held_out_metrics
-from netad.models.classifier import AnomalyClassifier, classifier_from_checkpoint, predict_scores, read_checkpoint
+from netad.models.classifier import (
+    CHECKPOINT_KEY,
+    AnomalyClassifier,
+    classifier_from_checkpoint,
+    predict_scores,
+    read_checkpoint,
+)
 from netad.training.loggers import build_loggers, finish_loggers
 from netad.training.progress import EpochProgressBar
 
@@ -87,6 +93,26 @@ class _LastCheckpoint(ModelCheckpoint):
     def __init__(self, dirpath: Path) -> None:
         super().__init__(dirpath=dirpath, filename="last", monitor=None, save_top_k=1,
                          auto_insert_metric_name=False, enable_version_counter=False)
+
+
+def attach_novelty(cfg: Config, model: AnomalyClassifier, ckpt: dict[str, Any], path: Path,
+                   dm: NetworkDataModule, seed: int) -> None:
+    """Hybrid models: fit ``hybrid.detector`` on the normal training rows, place its threshold on the
+    normal validation rows at ``hybrid.novelty_fpr``, and store it in the best checkpoint."""
+    from netad.detectors import make_detector
+
+    hc = cfg.hybrid
+    x_train, y_train = dm.tensors["train"]
+    x_val, y_val = dm.tensors["val"]
+    detector = make_detector(hc.detector, random_state=seed, contamination=min(hc.novelty_fpr, 0.49), **hc.params)
+    detector.fit(x_train.numpy(), y_train.numpy())
+    normal_val = x_val.numpy()[y_val.numpy() == 0]
+    detector.calibrate(normal_val, np.zeros(len(normal_val)), target_fpr=hc.novelty_fpr)
+    state = detector.novelty_state()
+    model.attach_novelty(state)
+    ckpt[CHECKPOINT_KEY]["novelty"] = state
+    with atomic_target(path) as tmp:
+        torch.save(ckpt, tmp)
 
 
 def _run_trainer(trainer: L.Trainer, fn_name: str, *args: Any, **kwargs: Any) -> Any:
@@ -188,6 +214,8 @@ def fit_split(
             raise KeyboardInterrupt
         best_ckpt = read_checkpoint(best_cb.best_model_path)
         best = classifier_from_checkpoint(best_ckpt)
+        if cfg.model.type == "hybrid":
+            attach_novelty(cfg, best, best_ckpt, Path(best_cb.best_model_path), dm, seed)
         if eval_idx is not None:  # logs test/... for this split's held-out rows
             _run_trainer(trainer, "test", best, datamodule=dm, verbose=False)
     finally:

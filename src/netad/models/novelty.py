@@ -1,0 +1,110 @@
+"""Novelty scores as plain torch modules, so a hybrid model stays one weights-only checkpoint.
+
+A detector fitted on normal rows (PCA, k-means ensemble, autoencoder, VAE; see
+``netad.detectors``) exports its fitted arrays; :class:`NoveltyScorer` recomputes the same
+standardised score from them. The state is a dict of tensors and plain values: no pickle.
+
+The hybrid rule (:func:`combine`): a row is an anomaly when the classifier's probability
+reaches its threshold **or** the novelty score reaches its own (chosen on validation normal
+rows at a false-positive budget). As one score with the classifier's threshold:
+``max(p, sigmoid(z - t_novelty + logit(t_classifier)))``: the novelty part equals the
+classifier threshold exactly at the novelty threshold, and grows with each training
+standard deviation above it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from netad.models.autoencoder import AutoEncoder, VariationalAutoEncoder
+
+NOVELTY_FORMAT = 1
+
+
+class PCAReconstructionError(nn.Module):
+    def __init__(self, mean: torch.Tensor, components: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mean", mean.double())
+        self.register_buffer("components", components.double())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        centred = x.double() - self.mean
+        projected = centred @ self.components.T @ self.components
+        return ((centred - projected) ** 2).sum(dim=1)
+
+
+class KMeansDistance(nn.Module):
+    """Mean over k-means models of the (normalised) distance to the nearest centre."""
+
+    def __init__(self, centres: Sequence[torch.Tensor], norms: Sequence[float]) -> None:
+        super().__init__()
+        self.n_models = len(centres)
+        for i, c in enumerate(centres):
+            self.register_buffer(f"centres_{i}", c.double())
+        self.register_buffer("norms", torch.tensor(list(norms), dtype=torch.float64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.double()
+        dists = [torch.cdist(x, getattr(self, f"centres_{i}")).min(dim=1).values / self.norms[i]
+                 for i in range(self.n_models)]
+        return torch.stack(dists).mean(dim=0)
+
+
+class ReconstructionMSE(nn.Module):
+    """Per-row mean squared reconstruction error of an (eval-mode) autoencoder or VAE."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        out = self.net(x)
+        recon = out[0] if isinstance(out, tuple) else out
+        return ((recon - x) ** 2).mean(dim=1).double()
+
+
+class NoveltyScorer(nn.Module):
+    """Standardised novelty score ``(raw - center) / scale`` and its threshold."""
+
+    def __init__(self, raw: nn.Module, center: float, scale: float, threshold: float) -> None:
+        super().__init__()
+        self.raw = raw
+        self.register_buffer("center", torch.tensor(center, dtype=torch.float64))
+        self.register_buffer("scale", torch.tensor(scale, dtype=torch.float64))
+        self.register_buffer("threshold", torch.tensor(threshold, dtype=torch.float64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.raw(x) - self.center) / self.scale
+
+
+def combine(probability: torch.Tensor, novelty: torch.Tensor, classifier_threshold: float,
+            novelty_threshold: torch.Tensor) -> torch.Tensor:
+    """The hybrid score: flagged (``>= classifier_threshold``) when either part reaches its threshold."""
+    t = torch.as_tensor(classifier_threshold, dtype=torch.float64).clamp(1e-6, 1 - 1e-6)
+    novelty_part = torch.sigmoid(novelty.double() - novelty_threshold + torch.logit(t))
+    return torch.maximum(probability.double(), novelty_part).to(probability.dtype)
+
+
+def scorer_from_state(state: dict[str, Any]) -> NoveltyScorer:
+    """Rebuild a :class:`NoveltyScorer` from :meth:`netad.detectors.base.BaseDetector.novelty_state` output."""
+    if state.get("format") != NOVELTY_FORMAT:
+        raise ValueError("novelty state from an unknown version")
+    kind, tensors = state["kind"], state["tensors"]
+    if kind == "pca":
+        raw: nn.Module = PCAReconstructionError(tensors["mean"], tensors["components"])
+    elif kind == "kmeans":
+        n = len(state["norms"])
+        raw = KMeansDistance([tensors[f"centres_{i}"] for i in range(n)], state["norms"])
+    elif kind in ("ae", "vae"):
+        arch = state["architecture"]
+        cls = VariationalAutoEncoder if kind == "vae" else AutoEncoder
+        net = cls(arch["input_dim"], arch["hidden_dims"], arch["latent_dim"])
+        net.load_state_dict(tensors)
+        raw = ReconstructionMSE(net.eval())
+    else:
+        raise ValueError(f"no portable novelty scorer for {kind!r}")
+    return NoveltyScorer(raw, state["center"], state["scale"], state["threshold"]).eval()
