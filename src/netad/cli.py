@@ -25,6 +25,9 @@ def user_errors(func: Callable[..., int]) -> Callable[..., int]:
         except KeyboardInterrupt:
             print("interrupted: resume with --resume <run folder>", file=sys.stderr)
             return 130
+        except BrokenPipeError:  # output piped into head & co.: stop quietly, like other command-line tools
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
 
     return wrapper
 
