@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import os
+import socket
+import tempfile
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
-from lightning.pytorch.callbacks import Callback
-
-from netad.config import Config, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,6 +15,40 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.pop("WANDB_API_KEY", None)
+
+# the Hub is a local server (tests/hub_server.py): huggingface_hub reads these at import, so set them now
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+HUB_PORT = _free_port()
+os.environ["HF_ENDPOINT"] = f"http://127.0.0.1:{HUB_PORT}"
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="netad-test-hf-home-")
+os.environ["HF_HUB_DISABLE_XET"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+for _var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE"):
+    os.environ.pop(_var, None)
+
+
+@pytest.fixture(scope="session")
+def hub():
+    """The local Hub-compatible server at HF_ENDPOINT, for the whole session."""
+    from hub_server import FakeHub
+
+    server = FakeHub(port=HUB_PORT).start()
+    yield server
+    server.stop()
+
+
+# after the environment above: nothing may import huggingface_hub before it is set
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from lightning.pytorch.callbacks import Callback  # noqa: E402
+
+from netad.config import Config, load_config  # noqa: E402
 
 
 def make_frame(n: int = 300, anomaly_rate: float = 0.2, signal: float = 2.0, seed: int = 0) -> pd.DataFrame:

@@ -7,6 +7,7 @@ import functools
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from netad.errors import UserError
@@ -220,15 +221,57 @@ def compare_main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
-def not_yet(script: str, meanwhile: str) -> int:
-    print(f"error: {script} is not available in this version yet; meanwhile use {meanwhile}", file=sys.stderr)
-    return 2
+def upload_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="upload_to_hub.py",
+                                description="Export a checkpoint and publish it to the Hugging Face Hub.")
+    p.add_argument("--checkpoint", default="checkpoints/best_model.ckpt", help="default: checkpoints/best_model.ckpt")
+    p.add_argument("--repo-id", metavar="USER/NAME", help="default: huggingface.repo_id in the config")
+    p.add_argument("--config", metavar="PATH", help="config for huggingface.* (default: the checkpoint's saved config)")
+    p.add_argument("--token", help="Hub token (default: HF_TOKEN, else the cached login); never printed or written")
+    p.add_argument("--private", action="store_true", help="create the repo as private (or huggingface.private)")
+    p.add_argument("--commit-message", metavar="M", help="commit message")
+    p.add_argument("--output", metavar="DIR", help="export folder (default: exports/<run>_<split>)")
+    p.add_argument("--dry-run", action="store_true", help="export and list what would be uploaded; upload nothing")
+    return p
+
+
+@user_errors
+def upload_main(argv: Optional[Sequence[str]] = None) -> int:
+    args = upload_parser().parse_args(argv)
+    _setup_logging(quiet=True)
+    from netad.config import config_from_dict, load_config
+    from netad.evaluation.publish import safe_name
+    from netad.hub.upload import check_repo_id, export_for_upload, resolve_token, upload_folder
+    from netad.models.classifier import read_checkpoint
+
+    ckpt = read_checkpoint(args.checkpoint)
+    meta = ckpt["netad"].get("metadata", {})
+    cfg = load_config(args.config) if args.config else config_from_dict(meta.get("config", {}), "saved config")
+    repo_id = check_repo_id(args.repo_id or cfg.huggingface.repo_id)
+    token = None if args.dry_run else resolve_token(args.token)  # before the export: no token, no work
+    default_name = f"{meta.get('run_name', 'model')}_{meta.get('split', 'best')}"
+    output = Path(args.output) if args.output else Path("exports") / safe_name(default_name)
+    say = lambda m: print(m, flush=True)  # noqa: E731
+    folder = export_for_upload(args.checkpoint, output, say=say)
+    files = {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.is_file()}
+    print(f"Exported {args.checkpoint} to {folder}:")
+    for name, size in files.items():
+        print(f"  {name:<20} {size:>10,} bytes")
+    if args.dry_run:
+        print(f"Dry run: would upload these {len(files)} files to {repo_id}"
+              f" ({'private' if args.private or cfg.huggingface.private else 'public'}); nothing was sent")
+        return 0
+    url, commit = upload_folder(folder, repo_id, token, private=args.private or cfg.huggingface.private,
+                                commit_message=args.commit_message)
+    print(f"Uploaded to {url}" + (f" (commit {commit[:12]})" if commit else ""))
+    return 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``netad <command> ...``: the package's CLI."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"train": train_main, "test": test_main, "assess": assess_main, "compare": compare_main}
+    commands = {"train": train_main, "test": test_main, "assess": assess_main, "compare": compare_main,
+                "upload": upload_main}
     if not argv or argv[0] not in commands:
         print(f"usage: netad {{{','.join(commands)}}} [options]", file=sys.stderr)
         return 2

@@ -11,7 +11,8 @@ import torch
 from netad.data.datamodule import TensorBatchLoader
 from netad.detectors.base import BaseDetector
 from netad.lightning_setup import quiet_lightning
-from netad.models.autoencoder import AutoEncoder, ReconstructionModule, VariationalAutoEncoder, reconstruction_error
+from netad.models.autoencoder import AutoEncoder, VariationalAutoEncoder, reconstruction_error
+from netad.models.reconstruction import ReconstructionModule
 
 
 class AutoEncoderDetector(BaseDetector):

@@ -1,1 +1,5 @@
-"""Model export and Hugging Face Hub publishing (safetensors + JSON, no pickle). Planned: issue #5."""
+"""The exported model (``NetadPredictor``), export from checkpoints and publishing to the Hugging Face Hub."""
+
+from netad.hub.predictor import NetadPredictor
+
+__all__ = ["NetadPredictor"]

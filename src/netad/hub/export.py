@@ -1,0 +1,153 @@
+"""Export a training checkpoint to a self-contained model folder: weights, config and model card."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+import netad
+from netad.hub.predictor import ARTIFACT_FORMAT, ARTIFACT_VERSION, NetadPredictor
+from netad.models.classifier import CHECKPOINT_KEY, read_checkpoint
+
+CARD_METRICS = ("accuracy", "precision", "recall", "f1", "auroc", "auprc", "fpr")
+
+
+def artifact_from_checkpoint(ckpt: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(config.json content, safetensors tensors) of a loaded checkpoint dict."""
+    hp, ours = ckpt["hyper_parameters"], ckpt[CHECKPOINT_KEY]
+    meta = ours.get("metadata", {})
+    train_cfg = meta.get("config", {})
+    data = train_cfg.get("data", {})
+    weights = {f"mlp.{k[len('model.'):]}": v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    novelty = ours.get("novelty")
+    if novelty:
+        weights.update({f"novelty.{k}": v for k, v in novelty["tensors"].items()})
+    config = {
+        "format": ARTIFACT_FORMAT,
+        "format_version": ARTIFACT_VERSION,
+        "package": "netad",
+        "package_version": netad.__version__,
+        "architecture": {"input_dim": hp["input_dim"], "hidden_dims": list(hp["hidden_dims"]),
+                         "dropout": hp["dropout"], "activation": hp["activation"]},
+        "preprocessing": ours["preprocessor"],
+        "threshold": float(ours["threshold"]),
+        "threshold_method": hp.get("threshold_method", "max_f1"),
+        "threshold_target_fpr": hp.get("target_fpr"),
+        "label": {"column": data.get("label_column"), "normal_value": data.get("normal_value"),
+                  "meaning": "score = probability-like anomaly score; is_anomaly = 1 when score >= threshold"},
+        "data": {"column_names": data.get("column_names"), "drop_columns": data.get("drop_columns", []),
+                 "source": meta.get("data_path")},
+        "model_type": "hybrid" if novelty else "classifier",
+        "novelty": {k: v for k, v in novelty.items() if k != "tensors"} if novelty else None,
+        "training": {"run": meta.get("run_name"), "split": meta.get("split"), "cv_summary": meta.get("cv_summary"),
+                     "cv_verdict": meta.get("cv_verdict"), "epoch": ckpt.get("epoch")},
+    }
+    return config, {k: v.detach().clone().contiguous() for k, v in weights.items()}
+
+
+def _cv_summary(config: dict[str, Any], ckpt: dict[str, Any]) -> tuple[Optional[dict], Optional[str]]:
+    training = config["training"]
+    if training.get("cv_summary"):
+        return training["cv_summary"], training.get("cv_verdict")
+    run_dir = ckpt[CHECKPOINT_KEY].get("metadata", {}).get("run_dir")
+    path = Path(run_dir) / "cv_results.json" if run_dir else None
+    if path is not None and path.is_file():
+        saved = json.loads(path.read_text())
+        return saved.get("summary"), saved.get("verdict", {}).get("message")
+    return None, None
+
+
+def _fmt(v: Any) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+
+
+def model_card(config: dict[str, Any], cv_summary: Optional[dict], cv_verdict: Optional[str],
+               test: Optional[dict[str, Any]]) -> str:
+    """README.md with YAML metadata for the Hub."""
+    source = config["data"].get("source") or "unknown"
+    dataset = Path(source).stem
+    no_signal = bool(cv_verdict and "NOT beat chance" in cv_verdict)
+    lines = [
+        "---",
+        "library_name: netad",
+        "license: mit",
+        "pipeline_tag: tabular-classification",
+        "tags:",
+        "- anomaly-detection",
+        "- network-security",
+        "- tabular-classification",
+        "- pytorch",
+        "- safetensors",
+        "datasets:",
+        f"- {dataset}",
+        "---",
+        "",
+        f"# netad {config['model_type']}: network-anomaly detection on `{dataset}`",
+        "",
+        f"A feedforward classifier ({' -> '.join(map(str, [config['architecture']['input_dim'], *config['architecture']['hidden_dims'], 1]))}) "
+        f"trained with netad {config['package_version']} on `{source}` "
+        f"(label column `{config['label']['column']}`"
+        + (f", normal value `{config['label']['normal_value']}`" if config["label"]["normal_value"] is not None else "")
+        + "). It scores raw records: preprocessing fitted on the training rows is part of the model.",
+    ]
+    if config["novelty"]:
+        nov = config["novelty"]
+        lines += ["", f"Hybrid: a row is also flagged when a `{nov['kind']}` novelty detector, fitted on normal "
+                      f"training rows, scores it at or above {nov['threshold']:.4f} (a threshold that flags the "
+                      "configured share of normal validation rows)."]
+    lines += ["", "## Threshold", "",
+              f"`is_anomaly = score >= {config['threshold']:.4f}`. The threshold was chosen on validation rows "
+              f"({config['threshold_method']}), never on test rows."]
+    lines += ["", "## Cross-validation", ""]
+    if cv_summary:
+        lines += ["Metrics on each fold's held-out rows, mean ± std over folds:", "",
+                  "| metric | mean ± std |", "| --- | --- |"]
+        lines += [f"| {m} | {_fmt(cv_summary[m]['mean'])} ± {_fmt(cv_summary[m]['std'])} |"
+                  for m in CARD_METRICS if m in cv_summary]
+        if cv_verdict:
+            lines += ["", cv_verdict]
+    else:
+        lines.append("Not cross-validated (a single train/validation split).")
+    lines += ["", "## Test hold-out", ""]
+    if test:
+        lines += [f"On {test['n_rows']} rows held out before training ({test['n_anomalies']} anomalies):", "",
+                  "| metric | value | 95 % bootstrap CI |", "| --- | --- | --- |"]
+        for m in CARD_METRICS:
+            ci = test["ci"].get(m)
+            ci_text = f"[{_fmt(ci['low'])}, {_fmt(ci['high'])}]" if ci else ""
+            lines.append(f"| {m} | {_fmt(test['metrics'][m])} | {ci_text} |")
+        lines += ["", f"Always answering the majority class would score accuracy {_fmt(test['majority_accuracy'])}."]
+    else:
+        lines.append("Not measured when this card was written (the training data was not available).")
+    lines += ["", "## Intended use", "",
+              "Ranking and flagging network records of the same kind and schema as the training data, as one "
+              "signal for an analyst. Not a substitute for a security review; check it on your own traffic first."]
+    lines += ["", "## Limitations", ""]
+    if no_signal:
+        lines.append("**The training labels carry no detectable signal: this model does not beat chance** (see the "
+                     "cross-validation verdict). Its scores are noise; do not use it to detect anything.")
+    lines += ["- It knows the traffic and attack types of its training data; attacks unlike them may score as normal"
+              + (" (the hybrid's novelty part is there to catch some of them)." if config["novelty"] else "."),
+              "- Columns are read by name; unseen categories go to an unknown bucket, and numeric drift is not detected.",
+              "- Accuracy depends on the share of anomalies; compare it with the majority-class rate."]
+    lines += ["", "## Use it", "", "```python", "from netad.hub import NetadPredictor",
+              "model = NetadPredictor.from_pretrained(\"<repo id or folder>\")",
+              "print(model.predict(\"records.csv\"))   # score and is_anomaly per row", "```", ""]
+    return "\n".join(lines)
+
+
+def export_checkpoint(checkpoint: str | Path, output: str | Path, *, test: Optional[dict[str, Any]] = None) -> Path:
+    """Write ``model.safetensors``, ``config.json`` and ``README.md`` to ``output``; returns the folder."""
+    ckpt = read_checkpoint(checkpoint)
+    config, weights = artifact_from_checkpoint(ckpt)
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    predictor = NetadPredictor(config=config, weights=weights)
+    predictor.save_pretrained(out)
+    cv_summary, cv_verdict = _cv_summary(config, ckpt)
+    (out / "README.md").write_text(model_card(config, cv_summary, cv_verdict, test))
+    return out

@@ -1,0 +1,217 @@
+"""Export, the predictor and upload_to_hub.py against a local Hub-compatible server (tests/hub_server.py).
+
+The real huggingface_hub client talks to it through HF_ENDPOINT (set in conftest before import).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import ROOT, fast_config, make_frame
+from netad.cli import upload_main
+from netad.training.cv import run_cv, run_single
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    """A tiny trained single-split model and the frame it was trained on."""
+    root = tmp_path_factory.mktemp("hubmodel")
+    frame = make_frame(n=300, seed=2)
+    csv_path = root / "traffic.csv"
+    frame.to_csv(csv_path, index=False)
+    cfg = fast_config(root, csv_path, training__num_epochs="5")
+    run_single(cfg, run_name="tiny", quiet=True)
+    return {"root": root, "csv": csv_path, "frame": frame, "ckpt": root / "checkpoints" / "best_model.ckpt"}
+
+
+def checkpoint_scores(ckpt: Path, frame: pd.DataFrame) -> np.ndarray:
+    from netad.data.preprocessing import TabularPreprocessor
+    from netad.models.classifier import load_classifier, predict_scores
+
+    m = load_classifier(ckpt)
+    x = TabularPreprocessor.from_state(m.preprocessor_state).transform(frame.drop(columns=["label"]))
+    return predict_scores(m, torch.from_numpy(x))
+
+
+def run_upload(capsys, *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = upload_main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def files_under(*roots: Path) -> list[Path]:
+    return [p for root in roots if root.exists() for p in root.rglob("*") if p.is_file()]
+
+
+def test_round_trip_through_the_hub_is_bit_identical(model, hub, capsys, tmp_path):
+    from netad.hub import NetadPredictor
+
+    export = tmp_path / "export"
+    code, out, err = run_upload(capsys, "--checkpoint", str(model["ckpt"]), "--repo-id", "alice/tiny-netad",
+                                "--token", hub.token, "--output", str(export), "--commit-message", "first")
+    assert code == 0, err
+    assert f"Uploaded to {hub.url}/alice/tiny-netad" in out
+    assert sorted(hub.repos["alice/tiny-netad"]["files"]) == ["README.md", "config.json", "model.safetensors"]
+    assert hub.repos["alice/tiny-netad"]["files"]["model.safetensors"] == (export / "model.safetensors").read_bytes()
+
+    from_hub = NetadPredictor.from_pretrained("alice/tiny-netad")
+    from_folder = NetadPredictor.from_pretrained(export)
+    rows = model["frame"].drop(columns=["label"])
+    expected = checkpoint_scores(model["ckpt"], model["frame"])
+    np.testing.assert_array_equal(from_hub.score(rows), expected)  # bit-identical
+    np.testing.assert_array_equal(from_folder.score(rows), expected)
+    pd.testing.assert_frame_equal(from_hub.predict(rows), from_folder.predict(rows))
+    assert from_hub.predict(rows)["is_anomaly"].tolist() == (expected >= from_hub.threshold).astype(int).tolist()
+
+    # a second upload to the same repo is fine (create_repo with exist_ok)
+    code, out, err = run_upload(capsys, "--checkpoint", str(model["ckpt"]), "--repo-id", "alice/tiny-netad",
+                                "--token", hub.token, "--output", str(tmp_path / "export2"))
+    assert code == 0, err
+
+    # the token is in no file written (export, Hub cache) and in no output
+    written = files_under(export, tmp_path / "export2", Path(os.environ["HF_HOME"]), model["root"])
+    assert written
+    for path in written:
+        assert hub.token.encode() not in path.read_bytes(), path
+    assert hub.token not in out + err
+
+
+def test_the_predictor_takes_frames_dicts_and_csv_files(model, tmp_path):
+    from netad.hub import NetadPredictor
+    from netad.hub.export import export_checkpoint
+
+    folder = export_checkpoint(model["ckpt"], tmp_path / "m")
+    pred = NetadPredictor.from_pretrained(folder)
+    frame = model["frame"].head(20)
+    features = frame.drop(columns=["label"])
+    by_frame = pred.score(features)
+    path = tmp_path / "rows.csv"
+    frame.to_csv(path, index=False)  # with the label column: extra columns are ignored
+    np.testing.assert_array_equal(pred.score(path), by_frame)
+    records = json.loads(features.to_json(orient="records"))
+    np.testing.assert_allclose(pred.score(records), by_frame, rtol=1e-6)
+    np.testing.assert_allclose(pred.score(records[0]), by_frame[:1], rtol=1e-6)
+    with pytest.raises(ValueError, match="missing columns the model reads: bytes"):
+        pred.score(features.drop(columns=["bytes"]))
+
+
+def test_exported_folder_is_json_and_safetensors_and_loads_without_lightning_or_pickle(model, tmp_path):
+    from netad.hub.export import export_checkpoint
+
+    folder = export_checkpoint(model["ckpt"], tmp_path / "m")
+    config = json.loads((folder / "config.json").read_text())
+    assert config["format"] == "netad-model" and config["threshold"] > 0
+    assert config["preprocessing"]["input_columns"] == [c for c in model["frame"].columns if c != "label"]
+    assert config["preprocessing"]["categorical"]["columns"] == ["protocol"]
+    assert "test_indices" not in json.dumps(config)
+    from safetensors import safe_open
+
+    with safe_open(folder / "model.safetensors", framework="pt") as fh:
+        assert all(k.startswith("mlp.") for k in fh.keys())
+    card = (folder / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: netad\n") and "## Use it" in card and "## Limitations" in card
+    assert "Not cross-validated" in card and f"{config['threshold']:.4f}" in card
+
+    script = (
+        "import sys, pickle, torch\n"
+        "def refuse(*a, **k): raise AssertionError('unpickling during load')\n"
+        "pickle.loads = pickle.load = torch.load = refuse\n"
+        "from netad.hub import NetadPredictor\n"
+        f"m = NetadPredictor.from_pretrained({str(folder)!r})\n"
+        f"s = m.score({str(model['csv'])!r})\n"
+        "print(len(s), 'lightning' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["300", "False"]
+
+
+def test_model_card_of_a_cv_model_on_data_without_signal_says_so(tmp_path):
+    from netad.hub.export import export_checkpoint
+
+    csv_path = tmp_path / "noise.csv"
+    make_frame(n=300, signal=0.0, seed=4).to_csv(csv_path, index=False)
+    cfg = fast_config(tmp_path, csv_path)
+    result = run_cv(cfg, run_name="noise", quiet=True)
+    assert "NOT beat chance" in result.verdict["message"]
+    folder = export_checkpoint(tmp_path / "checkpoints" / "best_model.ckpt", tmp_path / "m")
+    card = (folder / "README.md").read_text()
+    assert "does not beat chance" in card and "| auroc |" in card
+    auroc = result.summary["auroc"]
+    assert f"{auroc['mean']:.3f} ± {auroc['std']:.3f}" in card
+
+
+def test_hybrid_exports_with_its_novelty_detector(tmp_path, csv_path):
+    from netad.hub import NetadPredictor
+    from netad.hub.export import export_checkpoint
+
+    cfg = fast_config(tmp_path, csv_path, model__type="hybrid", hybrid__detector="ae", hybrid__params="{epochs: 3}")
+    run_single(cfg, run_name="hy", quiet=True)
+    ckpt = tmp_path / "checkpoints" / "best_model.ckpt"
+    pred = NetadPredictor.from_pretrained(export_checkpoint(ckpt, tmp_path / "m"))
+    assert pred.novelty is not None and pred.config["model_type"] == "hybrid"
+    frame = pd.read_csv(csv_path)
+    np.testing.assert_array_equal(pred.score(frame.drop(columns=["label"])), checkpoint_scores(ckpt, frame))
+
+
+# ------------------------------------------------------------------ bad input
+
+
+def assert_one_line(code: int, err: str, *needles: str) -> None:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_refused_token_is_a_clear_error_without_the_token(model, hub, capsys, tmp_path):
+    code, out, err = run_upload(capsys, "--checkpoint", str(model["ckpt"]), "--repo-id", "alice/other",
+                                "--token", "hf_wrong_secret_value", "--output", str(tmp_path / "e"))
+    assert_one_line(code, err, "refused the token (HTTP 401)")
+    assert "hf_wrong_secret_value" not in out + err
+    assert "alice/other" not in hub.repos
+
+
+@pytest.mark.parametrize("repo_id", ["noslash", "a/b/c", "bad name/x", "user/-x", "user/x..y"])
+def test_malformed_repo_id(model, capsys, repo_id):
+    code, _, err = run_upload(capsys, "--checkpoint", str(model["ckpt"]), "--repo-id", repo_id, "--dry-run")
+    assert_one_line(code, err, "is not of the form user/name")
+
+
+def test_no_repo_id_no_token_missing_checkpoint(model, capsys, tmp_path):
+    code, _, err = run_upload(capsys, "--checkpoint", str(model["ckpt"]))  # the config has no huggingface.repo_id
+    assert_one_line(code, err, "no repo id")
+    code, _, err = run_upload(capsys, "--checkpoint", str(model["ckpt"]), "--repo-id", "alice/x")
+    assert_one_line(code, err, "no Hugging Face token")
+    code, _, err = run_upload(capsys, "--checkpoint", str(tmp_path / "nope.ckpt"), "--repo-id", "alice/x")
+    assert_one_line(code, err, "checkpoint not found")
+
+
+def test_dry_run_uploads_nothing(model, hub, capsys, tmp_path):
+    code, out, err = run_upload(capsys, "--checkpoint", str(model["ckpt"]), "--repo-id", "alice/dry", "--dry-run",
+                                "--output", str(tmp_path / "d"))
+    assert code == 0, err
+    assert "Dry run: would upload these 3 files to alice/dry" in out and "model.safetensors" in out
+    assert "alice/dry" not in hub.repos
+
+
+def test_unreachable_hub_through_the_script(model, tmp_path):
+    with __import__("socket").socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = dict(os.environ, HF_ENDPOINT=f"http://127.0.0.1:{port}", HF_TOKEN="hf_env_secret_value")
+    proc = subprocess.run([sys.executable, str(ROOT / "upload_to_hub.py"), "--checkpoint", str(model["ckpt"]),
+                           "--repo-id", "alice/x", "--output", str(tmp_path / "u")],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert_one_line(proc.returncode, proc.stderr, f"cannot reach the Hub at http://127.0.0.1:{port}")
+    assert "hf_env_secret_value" not in proc.stdout + proc.stderr
