@@ -232,6 +232,7 @@ def upload_parser() -> argparse.ArgumentParser:
     p.add_argument("--commit-message", metavar="M", help="commit message")
     p.add_argument("--output", metavar="DIR", help="export folder (default: exports/<run>_<split>)")
     p.add_argument("--dry-run", action="store_true", help="export and list what would be uploaded; upload nothing")
+    p.add_argument("--onnx", action="store_true", help="also export model.onnx (checked against PyTorch to 1e-5)")
     return p
 
 
@@ -252,7 +253,7 @@ def upload_main(argv: Optional[Sequence[str]] = None) -> int:
     default_name = f"{meta.get('run_name', 'model')}_{meta.get('split', 'best')}"
     output = Path(args.output) if args.output else Path("exports") / safe_name(default_name)
     say = lambda m: print(m, flush=True)  # noqa: E731
-    folder = export_for_upload(args.checkpoint, output, say=say)
+    folder = export_for_upload(args.checkpoint, output, say=say, onnx=args.onnx)
     files = {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.is_file()}
     print(f"Exported {args.checkpoint} to {folder}:")
     for name, size in files.items():

@@ -199,9 +199,10 @@ def test_no_repo_id_no_token_missing_checkpoint(model, capsys, tmp_path):
 
 def test_dry_run_uploads_nothing(model, hub, capsys, tmp_path):
     code, out, err = run_upload(capsys, "--checkpoint", str(model["ckpt"]), "--repo-id", "alice/dry", "--dry-run",
-                                "--output", str(tmp_path / "d"))
+                                "--onnx", "--output", str(tmp_path / "d"))
     assert code == 0, err
-    assert "Dry run: would upload these 3 files to alice/dry" in out and "model.safetensors" in out
+    assert "Dry run: would upload these 4 files to alice/dry" in out and "model.safetensors" in out
+    assert "model.onnx" in out and (tmp_path / "d" / "model.onnx").is_file()
     assert "alice/dry" not in hub.repos
 
 
@@ -215,3 +216,25 @@ def test_unreachable_hub_through_the_script(model, tmp_path):
                           capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert_one_line(proc.returncode, proc.stderr, f"cannot reach the Hub at http://127.0.0.1:{port}")
     assert "hf_env_secret_value" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("kind", ["classifier", "pca", "kmeans", "ae"])
+def test_onnx_export_matches_pytorch(tmp_path, csv_path, kind):
+    import onnxruntime
+
+    from netad.hub import NetadPredictor
+    from netad.hub.export import export_checkpoint
+
+    extra = {} if kind == "classifier" else {"model__type": "hybrid", "hybrid__detector": kind}
+    if kind == "ae":
+        extra["hybrid__params"] = "{epochs: 3}"
+    cfg = fast_config(tmp_path, csv_path, **extra)
+    run_single(cfg, run_name="ox", quiet=True)
+    folder = export_checkpoint(tmp_path / "checkpoints" / "best_model.ckpt", tmp_path / "m", onnx=True)
+    pred = NetadPredictor.from_pretrained(folder)
+    assert pred.config["onnx"]["file"] == "model.onnx" and pred.config["onnx"]["max_abs_diff_vs_pytorch"] <= 1e-5
+    frame = pd.read_csv(csv_path).drop(columns=["label"])
+    x = pred.preprocessor.transform(frame)  # the preprocessing config.json describes
+    session = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"features": x})[0]
+    np.testing.assert_allclose(got, pred.score(frame), atol=1e-5, rtol=0)

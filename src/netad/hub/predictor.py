@@ -88,10 +88,14 @@ class NetadPredictor(
         frame = self._frame(rows)
         x = torch.from_numpy(self.preprocessor.transform(frame[self.columns]))
         with torch.no_grad():
-            p = torch.sigmoid(self.net(x).float())
-            if self.novelty is not None:
-                p = combine(p, self.novelty(x), self.threshold, self.novelty.threshold)
-        return p.numpy()
+            return self.score_features(x).numpy()
+
+    def score_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Scores of already preprocessed rows (float32, ``config['preprocessing']['feature_names']`` order)."""
+        p = torch.sigmoid(self.net(x).float())
+        if self.novelty is not None:
+            p = combine(p, self.novelty(x), self.threshold, self.novelty.threshold)
+        return p
 
     def predict(self, rows: Rows) -> pd.DataFrame:
         """One row per input row: ``score`` and ``is_anomaly`` (0/1)."""

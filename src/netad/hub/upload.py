@@ -49,7 +49,7 @@ def resolve_token(explicit: Optional[str]) -> str:
     return cached
 
 
-def export_for_upload(checkpoint: str | Path, output: str | Path, say: Any = None) -> Path:
+def export_for_upload(checkpoint: str | Path, output: str | Path, say: Any = None, onnx: bool = False) -> Path:
     """Export the checkpoint, with test hold-out metrics in the model card when the training data is here."""
     from netad.evaluation.evaluate import evaluate_checkpoint
     from netad.hub.export import export_checkpoint
@@ -61,7 +61,7 @@ def export_for_upload(checkpoint: str | Path, output: str | Path, say: Any = Non
     except UserError as exc:  # no training data or no recorded test rows: the card says "not measured"
         if say:
             say(f"test metrics not in the model card: {exc}")
-    return export_checkpoint(checkpoint, output, test=test)
+    return export_checkpoint(checkpoint, output, test=test, onnx=onnx)
 
 
 def upload_folder(folder: Path, repo_id: str, token: str, *, private: bool = False,
