@@ -238,3 +238,17 @@ def test_onnx_export_matches_pytorch(tmp_path, csv_path, kind):
     session = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
     got = session.run(None, {"features": x})[0]
     np.testing.assert_allclose(got, pred.score(frame), atol=1e-5, rtol=0)
+
+
+def test_repo_id_and_private_default_to_the_config(model, capsys, tmp_path):
+    import yaml
+
+    from netad.config import load_config
+
+    cfg = load_config(None, ["huggingface.repo_id=team/from-config", "huggingface.private=true"])
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(cfg.to_dict()))
+    code, out, err = run_upload(capsys, "--checkpoint", str(model["ckpt"]), "--config", str(config), "--dry-run",
+                                "--output", str(tmp_path / "d"))
+    assert code == 0, err
+    assert "to team/from-config (private)" in out
