@@ -22,6 +22,7 @@ class FakeHub:
         self.token = token
         self.repos: dict[str, dict[str, Any]] = {}
         self.requests: list[tuple[str, str]] = []
+        self.unrouted: list[tuple[str, str]] = []
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -107,6 +108,7 @@ class FakeHub:
         m = re.match(r"^/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$", path)
         if method in ("GET", "HEAD") and m:
             return self._resolve(h, m.group(1), m.group(3), method)
+        self.unrouted.append((method, path))
         self._send(h, 404, {"error": f"fake hub: no route for {method} {path}"}, method=method)
 
     def _create(self, h: BaseHTTPRequestHandler, payload: dict[str, Any]) -> None:

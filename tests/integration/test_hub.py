@@ -62,6 +62,8 @@ def test_round_trip_through_the_hub_is_bit_identical(model, hub, capsys, tmp_pat
     assert code == 0, err
     assert f"Uploaded to {hub.url}/alice/tiny-netad" in out
     assert sorted(hub.repos["alice/tiny-netad"]["files"]) == ["README.md", "config.json", "model.safetensors"]
+    assert {("POST", "/api/repos/create"), ("POST", "/api/models/alice/tiny-netad/preupload/main"),
+            ("POST", "/api/models/alice/tiny-netad/commit/main")} <= set(hub.requests)
     assert hub.repos["alice/tiny-netad"]["files"]["model.safetensors"] == (export / "model.safetensors").read_bytes()
 
     from_hub = NetadPredictor.from_pretrained("alice/tiny-netad")
@@ -71,6 +73,7 @@ def test_round_trip_through_the_hub_is_bit_identical(model, hub, capsys, tmp_pat
     np.testing.assert_array_equal(from_hub.score(rows), expected)  # bit-identical
     np.testing.assert_array_equal(from_folder.score(rows), expected)
     pd.testing.assert_frame_equal(from_hub.predict(rows), from_folder.predict(rows))
+    assert hub.unrouted == []  # the client asked for nothing the server does not implement
     assert from_hub.predict(rows)["is_anomaly"].tolist() == (expected >= from_hub.threshold).astype(int).tolist()
 
     # a second upload to the same repo is fine (create_repo with exist_ok)
