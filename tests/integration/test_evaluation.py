@@ -344,3 +344,13 @@ def test_assess_logs_figures_and_tables_to_wandb(trained, capsys, monkeypatch, t
         assert any(k.startswith(f"Assess/{name}/") for k in run["keys"]), name
     assert any(k.startswith("Metrics by part/") for k in run["keys"])
     assert "Metrics/AUC" in run["keys"]
+
+
+def test_changed_training_file_is_refused(tmp_path, csv_path, capsys):
+    cfg = fast_config(tmp_path, csv_path)
+    run_single(cfg, run_name="chg", quiet=True)
+    frame = make_frame()
+    frame.iloc[::-1].to_csv(csv_path, index=False)  # same rows, another order: recorded indices would lie
+    code, _, err = cli(run_test_main, capsys, "--checkpoint", str(tmp_path / "checkpoints" / "best_model.ckpt"),
+                       "--no-log", "--bootstrap", "0", "--results", str(tmp_path / "r.csv"))
+    assert_one_line_error(code, err, "is not the file this model was trained on")

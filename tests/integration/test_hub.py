@@ -255,3 +255,18 @@ def test_repo_id_and_private_default_to_the_config(model, capsys, tmp_path):
                                 "--output", str(tmp_path / "d"))
     assert code == 0, err
     assert "to team/from-config (private)" in out
+
+
+def test_upload_sends_only_the_model_files(model, hub, capsys, tmp_path):
+    export = tmp_path / "shared_folder"
+    export.mkdir()
+    (export / ".env").write_text("SECRET=1\n")
+    (export / "model.onnx").write_bytes(b"stale")  # from an earlier export of something else
+    code, _, err = run_upload(capsys, "--checkpoint", str(model["ckpt"]), "--repo-id", "alice/clean",
+                              "--token", hub.token, "--output", str(export))
+    assert code == 0, err
+    assert sorted(hub.repos["alice/clean"]["files"]) == ["README.md", "config.json", "model.safetensors"]
+    assert not (export / "model.onnx").exists()
+    config = json.loads((export / "config.json").read_text())
+    assert config["data"]["source"] == "traffic.csv"  # a file name, not the local path
+    assert str(model["root"]) not in (export / "README.md").read_text()

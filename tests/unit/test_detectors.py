@@ -214,3 +214,20 @@ def test_fpr_cut_flags_at_most_the_budget_even_with_ties():
     assert np.sum(scores >= fpr_cut(scores, 0.05)) == 0
     tied = np.array([0.0, 1, 2, 3, 4, 5, 6, 7, 9, 9, 9])
     assert np.sum(tied >= fpr_cut(tied, 0.2)) <= 2
+
+
+@pytest.mark.parametrize("t", [1e-8, 0.3, 0.999999, 1.0])
+def test_hybrid_rule_holds_for_any_classifier_threshold(t):
+    import torch
+
+    from netad.models.novelty import combine
+
+    rng = np.random.default_rng(0)
+    p = torch.tensor(np.r_[rng.random(200), [0.0, 1.0, t, t]], dtype=torch.float32)
+    z = torch.tensor(np.r_[rng.normal(0, 3, 200), [10.0, -10.0, 1.5, 1.5 - 1e-9]], dtype=torch.float64)
+    t_n = torch.tensor(1.5, dtype=torch.float64)
+    h = combine(p, z, float(np.float32(t)), t_n).numpy()
+    t32 = float(np.float32(t))
+    expected = (p.numpy() >= t32) | (z.numpy() >= 1.5)
+    assert ((h >= t32) == expected).all()
+    assert (h[z.numpy() < 1.5] == p.numpy()[z.numpy() < 1.5]).all()  # below the novelty cut: the classifier's score

@@ -328,3 +328,10 @@ def test_unbounded_detector_scores_give_the_same_metrics_as_sklearn():
     ci_s = bootstrap_ci(1 / (1 + np.exp(-z)), y, 1 / (1 + np.exp(-threshold)), 50, seed=3)
     for name in ("f1", "auroc", "auprc"):
         assert ci_z[name]["low"] == pytest.approx(ci_s[name]["low"], abs=1e-6), name
+
+
+def test_target_fpr_with_saturated_scores_flags_nothing_rather_than_too_much():
+    s = np.array([1.0, 1.0, 1.0, 0.2, 0.1, 0.9], dtype=np.float32)
+    y = np.array([1, 0, 0, 0, 0, 1])
+    t = choose_threshold(s, y, "target_fpr", target_fpr=0.01)
+    assert false_positive_rate(s, y, t) == 0.0  # a cut of exactly 1.0 would flag half the normal rows

@@ -19,7 +19,7 @@ from typing import Any, Optional
 import numpy as np
 
 from netad.errors import UserError
-from netad.evaluation.metrics import choose_threshold
+from netad.evaluation.metrics import choose_threshold, just_above
 
 DETECTOR_FORMAT = 1
 
@@ -44,11 +44,11 @@ def fpr_cut(normal_scores: np.ndarray, fpr: float) -> float:
     ordered = np.sort(np.asarray(normal_scores, dtype=np.float64))
     allowed = int(np.floor(fpr * len(ordered) + 1e-9))
     if allowed == 0:
-        return float(np.nextafter(ordered[-1], np.inf))
+        return just_above(ordered[-1])
     cut = ordered[len(ordered) - allowed]
     # ties at the cut would flag more than allowed: move just above them
     if np.sum(ordered >= cut) > allowed:
-        cut = float(np.nextafter(cut, np.inf))
+        cut = just_above(cut)
     return float(cut)
 
 

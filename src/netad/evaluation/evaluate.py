@@ -96,7 +96,15 @@ def training_table(mut: ModelUnderTest) -> LabelledTable:
     if not data_path.is_file():
         raise UserError(f"training data {data_path} not found: run from the folder the model was trained in, "
                         f"or pass --data")
-    return load_table(mut.saved_cfg.data)
+    table = load_table(mut.saved_cfg.data)
+    meta = mut.metadata
+    from netad.training.cv import file_digest
+
+    if (meta.get("data_rows") not in (None, len(table))
+            or meta.get("data_sha256") not in (None, file_digest(data_path))):
+        raise UserError(f"{data_path} is not the file this model was trained on (its contents changed): "
+                        f"the recorded train/validation/test rows would point at other rows; pass --data")
+    return table
 
 
 def training_rows(mut: ModelUnderTest, table: Optional[LabelledTable] = None) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:

@@ -244,9 +244,19 @@ def choose_threshold(scores: Any, target: Any, method: str = "max_f1", target_fp
         cut = thresholds[ok[-1]]
         if np.isfinite(cut):
             return float(min(cut, upper)) if upper is not None else float(cut)
-        # roc_curve's first threshold is +inf (nothing flagged): just above the highest score
-        return float(upper) if upper is not None else float(np.nextafter(scores.max(), np.inf))
+        # roc_curve's first threshold is +inf: even the top score flags too many normal rows, so
+        # flag nothing; just above the highest score (a cut of 1.0 would still flag saturated 1.0s)
+        return just_above(scores.max())
     raise ValueError(f"unknown threshold method {method!r}")
+
+
+def just_above(value: float) -> float:
+    """The smallest cut above ``value`` that float32 scores also see as above it (numpy compares a
+    float32 array with a Python float in float32, where a float64 step above 1.0 is 1.0 again)."""
+    up = np.float32(value)
+    if float(up) <= float(value):
+        up = np.nextafter(up, np.float32(np.inf))
+    return float(up)
 
 
 def auroc_vs_chance(scores: Any, target: Any) -> dict[str, float]:

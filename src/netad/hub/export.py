@@ -41,7 +41,8 @@ def artifact_from_checkpoint(ckpt: dict[str, Any]) -> tuple[dict[str, Any], dict
         "label": {"column": data.get("label_column"), "normal_value": data.get("normal_value"),
                   "meaning": "score = probability-like anomaly score; is_anomaly = 1 when score >= threshold"},
         "data": {"column_names": data.get("column_names"), "drop_columns": data.get("drop_columns", []),
-                 "source": meta.get("data_path")},
+                 # the file name only: a local path would publish the user's directory layout
+                 "source": Path(meta["data_path"]).name if meta.get("data_path") else None},
         "model_type": "hybrid" if novelty else "classifier",
         "novelty": {k: v for k, v in novelty.items() if k != "tensors"} if novelty else None,
         "training": {"run": meta.get("run_name"), "split": meta.get("split"), "cv_summary": meta.get("cv_summary"),
@@ -192,6 +193,8 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path, *, test: Optio
     predictor = NetadPredictor(config=config, weights=weights)
     if onnx:
         config["onnx"] = export_onnx(predictor, out / "model.onnx")
+    else:
+        (out / "model.onnx").unlink(missing_ok=True)  # never ship a stale one from an earlier export
     predictor.save_pretrained(out)
     cv_summary, cv_verdict = _cv_summary(config, ckpt)
     (out / "README.md").write_text(model_card(config, cv_summary, cv_verdict, test))

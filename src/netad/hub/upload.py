@@ -13,6 +13,9 @@ from typing import Any, Optional
 
 from netad.errors import UserError
 
+#: the files of an exported model, the only ones an upload sends
+ARTIFACT_FILES = ("model.safetensors", "config.json", "README.md", "model.onnx")
+
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 
 
@@ -75,6 +78,7 @@ def upload_folder(folder: Path, repo_id: str, token: str, *, private: bool = Fal
     try:
         url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
         info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
+                                 allow_patterns=list(ARTIFACT_FILES),  # never whatever else is in the folder
                                  commit_message=commit_message or f"Upload netad model ({folder.name})")
     except HfHubHTTPError as exc:
         status = exc.response.status_code if exc.response is not None else None

@@ -122,8 +122,8 @@ class AnomalyClassifier(L.LightningModule):
         if self.novelty is None:
             self._step("test", batch)
             return
-        x, y = batch  # a hybrid is measured on its combined score (stored as logits, like the classifier's)
-        self._outputs["test"].append((torch.logit(self.anomaly_score(x).double(), eps=1e-12).float(), y.detach()))
+        x, y = batch  # a hybrid is measured on its combined score, kept as it is (not as logits)
+        self._outputs["test"].append((self.anomaly_score(x).detach(), y.detach()))
 
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
@@ -136,8 +136,9 @@ class AnomalyClassifier(L.LightningModule):
         self._outputs[stage] = []
         return torch.cat([lg for lg, _ in outputs]), torch.cat([t for _, t in outputs])
 
-    def _log_stage(self, stage: str, logits: torch.Tensor, target: torch.Tensor) -> None:
-        probs = torch.sigmoid(logits)
+    def _log_stage(self, stage: str, logits: torch.Tensor, target: torch.Tensor, scores: bool = False) -> None:
+        """Log the stage's metrics; ``scores=True`` when the buffer holds final scores, not logits."""
+        probs = logits if scores else torch.sigmoid(logits)
         collection = self.stage_metrics[f"{stage}_metrics"]
         set_threshold(collection, float(self.threshold))
         collection.update(probs, target.long())  # once per epoch; compute groups share the work
@@ -170,7 +171,7 @@ class AnomalyClassifier(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         if self._outputs["test"]:
-            self._log_stage("test", *self._collect("test"))
+            self._log_stage("test", *self._collect("test"), scores=self.novelty is not None)
 
     # ---------------------------------------------------------- optimizer
     def configure_optimizers(self) -> Any:

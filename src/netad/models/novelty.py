@@ -6,10 +6,7 @@ standardised score from them. The state is a dict of tensors and plain values: n
 
 The hybrid rule (:func:`combine`): a row is an anomaly when the classifier's probability
 reaches its threshold **or** the novelty score reaches its own (chosen on validation normal
-rows at a false-positive budget). As one score with the classifier's threshold:
-``max(p, sigmoid(z - t_novelty + logit(t_classifier)))``: the novelty part equals the
-classifier threshold exactly at the novelty threshold, and grows with each training
-standard deviation above it.
+rows at a false-positive budget), expressed as one score flagged at the classifier's threshold.
 """
 
 from __future__ import annotations
@@ -83,10 +80,18 @@ class NoveltyScorer(nn.Module):
 
 def combine(probability: torch.Tensor, novelty: torch.Tensor, classifier_threshold: float,
             novelty_threshold: torch.Tensor) -> torch.Tensor:
-    """The hybrid score: flagged (``>= classifier_threshold``) when either part reaches its threshold."""
-    t = torch.as_tensor(classifier_threshold, dtype=torch.float64).clamp(1e-6, 1 - 1e-6)
-    novelty_part = torch.sigmoid(novelty.double() - novelty_threshold + torch.logit(t))
-    return torch.maximum(probability.double(), novelty_part).to(probability.dtype)
+    """The hybrid score: flagged (``>= classifier_threshold``) when either part reaches its threshold.
+
+    Rows below the novelty threshold keep the classifier's probability. Rows at or above it score
+    at least the classifier threshold, rising towards 1 with each training standard deviation of
+    novelty above the cut: ``t + (1 - t) * (1 - exp(-(z - t_novelty)))``.
+    """
+    p = probability.double()
+    t = torch.as_tensor(classifier_threshold, dtype=torch.float64)
+    excess = (novelty.double() - novelty_threshold).clamp(min=0.0)
+    novelty_part = t + (1.0 - t).clamp(min=0.0) * (1.0 - torch.exp(-excess))
+    combined = torch.where(novelty.double() >= novelty_threshold, torch.maximum(p, novelty_part), p)
+    return combined.to(probability.dtype)
 
 
 def scorer_from_state(state: dict[str, Any]) -> NoveltyScorer:

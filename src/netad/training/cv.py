@@ -181,6 +181,7 @@ def find_run(path: str | Path) -> tuple[RunFolder, Config]:
 def run_metadata(cfg: Config, run: RunFolder, table: LabelledTable, test: np.ndarray) -> dict[str, Any]:
     """What every checkpoint of a run carries: where it came from and which rows are its test set."""
     return {"run_dir": str(run.path), "run_name": run.name, "data_path": table.source,
+            "data_sha256": file_digest(table.source), "data_rows": len(table),
             "label_column": cfg.data.label_column, "normal_value": cfg.data.normal_value,
             # one tensor, not thousands of pickled ints: this is written with every checkpoint
             "test_indices": torch.from_numpy(test.astype(np.int64)), "config": cfg.to_dict()}
