@@ -230,4 +230,5 @@ def test_hybrid_rule_holds_for_any_classifier_threshold(t):
     t32 = float(np.float32(t))
     expected = (p.numpy() >= t32) | (z.numpy() >= 1.5)
     assert ((h >= t32) == expected).all()
-    assert (h[z.numpy() < 1.5] == p.numpy()[z.numpy() < 1.5]).all()  # below the novelty cut: the classifier's score
+    below = z.numpy() < 1.5
+    assert (h[below] >= p.numpy()[below]).all()  # below the novelty cut it may lift the rank, never flag alone

@@ -80,17 +80,21 @@ class NoveltyScorer(nn.Module):
 
 def combine(probability: torch.Tensor, novelty: torch.Tensor, classifier_threshold: float,
             novelty_threshold: torch.Tensor) -> torch.Tensor:
-    """The hybrid score: flagged (``>= classifier_threshold``) when either part reaches its threshold.
+    """The hybrid score: flagged (``>= classifier_threshold``) exactly when either part reaches its threshold.
 
-    Rows below the novelty threshold keep the classifier's probability. Rows at or above it score
-    at least the classifier threshold, rising towards 1 with each training standard deviation of
-    novelty above the cut: ``t + (1 - t) * (1 - exp(-(z - t_novelty)))``.
+    At or above the novelty cut a row scores at least the classifier threshold ``t``, rising towards 1
+    with each training standard deviation of novelty: ``t + (1 - t) * (1 - exp(-(z - t_novelty)))``.
+    Below it, novelty still lifts the row's rank (``sigmoid(z - t_novelty + logit(t))``) but is capped
+    just under ``t``, so it never flags a row on its own. Holds for any ``t``, even 0 or 1.
     """
     p = probability.double()
-    t = torch.as_tensor(classifier_threshold, dtype=torch.float64)
-    excess = (novelty.double() - novelty_threshold).clamp(min=0.0)
-    novelty_part = t + (1.0 - t).clamp(min=0.0) * (1.0 - torch.exp(-excess))
-    combined = torch.where(novelty.double() >= novelty_threshold, torch.maximum(p, novelty_part), p)
+    z = novelty.double()
+    t32 = torch.as_tensor(classifier_threshold, dtype=torch.float32)
+    t = t32.double()
+    under_t = torch.nextafter(t32, torch.tensor(-float("inf"))).double()  # the largest float32 below t
+    above = t + (1.0 - t).clamp(min=0.0) * (1.0 - torch.exp(-(z - novelty_threshold).clamp(min=0.0)))
+    below = torch.sigmoid(z - novelty_threshold + torch.logit(t.clamp(1e-6, 1 - 1e-6))).clamp(max=under_t)
+    combined = torch.where(z >= novelty_threshold, torch.maximum(p, above), torch.maximum(p, below))
     return combined.to(probability.dtype)
 
 
