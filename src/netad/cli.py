@@ -268,11 +268,38 @@ def upload_main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
+def predict_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="predict.py", description="Score a CSV of records with a trained model.")
+    p.add_argument("--model", required=True, metavar="PATH_OR_REPO",
+                   help="a checkpoint (.ckpt), an exported model folder, or a Hub repo id user/name")
+    p.add_argument("--input", required=True, metavar="CSV", help="records to score (no label needed)")
+    p.add_argument("--output", required=True, metavar="CSV", help="the input rows plus score and is_anomaly")
+    p.add_argument("--rejects", metavar="CSV", help="rows that could not be scored (default: <output>.rejects.csv)")
+    p.add_argument("--chunk-size", type=int, default=100_000, metavar="N", help="rows read at a time (default 100000)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+@user_errors
+def predict_main(argv: Optional[Sequence[str]] = None) -> int:
+    args = predict_parser().parse_args(argv)
+    _setup_logging(quiet=True)
+    from netad.serving.batch import score_file
+
+    result = score_file(args.model, args.input, args.output, rejects_path=args.rejects, chunk_size=args.chunk_size,
+                        progress=not args.quiet)
+    print(f"Scored {result.n_scored} of {result.n_rows} rows in {result.seconds:.2f} s "
+          f"({result.rows_per_second:,.0f} rows/s): {result.n_flagged} flagged as anomalies -> {result.output}")
+    if result.rejects:
+        print(f"{result.n_rejected} rows could not be scored -> {result.rejects} (row number and reason for each)")
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``netad <command> ...``: the package's CLI."""
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = {"train": train_main, "test": test_main, "assess": assess_main, "compare": compare_main,
-                "upload": upload_main}
+                "upload": upload_main, "predict": predict_main}
     if not argv or argv[0] not in commands:
         print(f"usage: netad {{{','.join(commands)}}} [options]", file=sys.stderr)
         return 2

@@ -121,6 +121,7 @@ class TabularPreprocessor:
             "categorical": {"columns": list(map(str, categorical)), "categories": categories},
             "feature_names": feature_names,
             "scaler": self.scaler,
+            "nan_policy": self.nan_policy,  # at inference: impute (median, zero) or refuse rows with gaps
         }
         return self
 
@@ -172,6 +173,35 @@ class TabularPreprocessor:
         missing = [c for c in self.state["input_columns"] if c not in frame.columns]
         if missing:
             raise UserError(f"data is missing columns the model was trained on: {', '.join(missing)}")
+
+    def row_problems(self, frame: pd.DataFrame) -> np.ndarray:
+        """Why each row cannot be scored ('' when it can): a non-number in a numeric column, a
+        non-boolean in a boolean one, or a missing value the training-time NaN policy did not impute.
+        Unseen categories are not a problem (they go to the unknown bucket)."""
+        self.check_schema(frame)
+        st = self.state
+        reasons = np.full(len(frame), "", dtype=object)
+        imputes = st.get("nan_policy", "error") in ("median", "zero")
+
+        def note(mask: np.ndarray, text: str) -> None:
+            fresh = mask & (reasons == "")
+            reasons[fresh] = text
+
+        for col in st["numeric"]["columns"]:
+            raw = frame[col]
+            values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            present = raw.notna().to_numpy()
+            note(present & np.isnan(values), f"column '{col}': not a number")
+            if not imputes:
+                note(~np.isfinite(values), f"column '{col}': missing or infinite value")
+        for col in st["boolean"]["columns"]:
+            raw = frame[col]
+            if raw.dtype == bool:
+                continue
+            text = raw.astype(str).str.strip().str.lower()
+            note(raw.isna().to_numpy(), f"column '{col}': missing value")
+            note(~text.isin(_BOOL_VALUES).to_numpy(), f"column '{col}': not true/false or 1/0")
+        return reasons
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         self.check_schema(frame)

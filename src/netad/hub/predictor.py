@@ -85,10 +85,15 @@ class NetadPredictor(
 
     def score(self, rows: Rows) -> np.ndarray:
         """Anomaly scores in [0, 1]; a row is an anomaly at ``score >= self.threshold``."""
+        return self.score_with_novelty(rows)[0]
+
+    def score_with_novelty(self, rows: Rows) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """The scores and, for a hybrid, the novelty detector's own (standardised) scores."""
         frame = self._frame(rows)
         x = torch.from_numpy(self.preprocessor.transform(frame[self.columns]))
         with torch.no_grad():
-            return self.score_features(x).numpy()
+            novelty = self.novelty(x).numpy() if self.novelty is not None else None
+            return self.score_features(x).numpy(), novelty
 
     def score_features(self, x: torch.Tensor) -> torch.Tensor:
         """Scores of already preprocessed rows (float32, ``config['preprocessing']['feature_names']`` order)."""
