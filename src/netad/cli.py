@@ -295,11 +295,47 @@ def predict_main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
+def serve_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m netad serve", description="REST API for a trained model (FastAPI).")
+    p.add_argument("--model", required=True, metavar="PATH_OR_REPO",
+                   help="a checkpoint (.ckpt), an exported model folder, or a Hub repo id user/name")
+    p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
+    p.add_argument("--port", type=int, default=8000, help="default 8000")
+    p.add_argument("--api-key-env", metavar="NAME", help="environment variable holding the API key (X-API-Key)")
+    p.add_argument("--max-records", type=int, default=10_000, help="records per request (default 10000)")
+    p.add_argument("--max-body-mb", type=float, default=10.0, help="request body limit in MB (default 10)")
+    return p
+
+
+@user_errors
+def serve_main(argv: Optional[Sequence[str]] = None) -> int:
+    args = serve_parser().parse_args(argv)
+    _setup_logging(quiet=False)
+    api_key = None
+    if args.api_key_env:
+        api_key = os.environ.get(args.api_key_env)
+        if not api_key:
+            raise UserError(f"--api-key-env {args.api_key_env}: that environment variable is empty or not set")
+    import uvicorn
+
+    from netad.serving.api import create_app
+    from netad.serving.batch import load_predictor
+
+    predictor = load_predictor(args.model)
+    app = create_app(predictor, model_name=Path(str(args.model)).stem if Path(str(args.model)).is_file()
+                     else str(args.model), api_key=api_key, max_records=args.max_records,
+                     max_body_bytes=int(args.max_body_mb * 1024 * 1024))
+    print(f"Serving {args.model} on http://{args.host}:{args.port} (docs: /docs"
+          f"{'; X-API-Key required' if api_key else ''})", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``netad <command> ...``: the package's CLI."""
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = {"train": train_main, "test": test_main, "assess": assess_main, "compare": compare_main,
-                "upload": upload_main, "predict": predict_main}
+                "upload": upload_main, "predict": predict_main, "serve": serve_main}
     if not argv or argv[0] not in commands:
         print(f"usage: netad {{{','.join(commands)}}} [options]", file=sys.stderr)
         return 2
