@@ -77,6 +77,18 @@ def reference_scores(checkpoint: Path, features) -> np.ndarray:
         return torch.sigmoid(model(x)).numpy()
 
 
+def wandb_config(trained, tmp_path, monkeypatch) -> Path:
+    """The run's config with offline W&B and TensorBoard under tmp_path, for --config."""
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+    monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb-cache"))
+    cfg = trained["cfg"].to_dict()
+    cfg["logging"].update(use_wandb=True, wandb_mode="offline", wandb_dir=str(tmp_path / "wb"),
+                          tensorboard_dir=str(tmp_path / "tb"))
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    return config
+
+
 # ------------------------------------------------------------------------- test.py
 
 
@@ -147,13 +159,7 @@ def test_tensorboard_and_wandb_get_metrics_and_figures(trained, capsys, monkeypa
     from wandb_records import summarize_run
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
-    monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb-cache"))
-    cfg = trained["cfg"].to_dict()
-    cfg["logging"].update(use_wandb=True, wandb_mode="offline", wandb_dir=str(tmp_path / "wb"),
-                          tensorboard_dir=str(tmp_path / "tb"))
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump(cfg))
+    config = wandb_config(trained, tmp_path, monkeypatch)
     code, out, err = cli(run_test_main, capsys, "--checkpoint", str(trained["best"]), "--config", str(config),
                          "--bootstrap", "50")
     assert code == 0, err
@@ -327,13 +333,7 @@ def test_assess_model_script_end_to_end(trained, tmp_path):
 def test_assess_logs_figures_and_tables_to_wandb(trained, capsys, monkeypatch, tmp_path):
     from wandb_records import summarize_run
 
-    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
-    monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb-cache"))
-    cfg = trained["cfg"].to_dict()
-    cfg["logging"].update(use_wandb=True, wandb_mode="offline", wandb_dir=str(tmp_path / "wb"),
-                          tensorboard_dir=str(tmp_path / "tb"))
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump(cfg))
+    config = wandb_config(trained, tmp_path, monkeypatch)
     code, out, err = cli(assess_main, capsys, "--checkpoint", str(trained["best"]), "--config", str(config),
                          "--output", str(tmp_path / "rep"), "--bootstrap", "20")
     assert code == 0, err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -26,6 +27,15 @@ class LabelledTable:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file: which data a run, its splits and its checkpoints were made from."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_csv(path: str | Path, column_names: Optional[list[str]] = None) -> pd.DataFrame:

@@ -119,7 +119,8 @@ def assess_checkpoint(checkpoint: str | Path, *, data_path: Optional[str | Path]
             "Threshold": f"{threshold:.4f} (chosen on validation rows at training time)"}
     _write(result, figures, info, title=f"Assessment of {mut.name}", say=say)
     if log:
-        result.logged = _publish(mut, result, figures, group=mut.metadata.get("run_name"))
+        scalars = {tag: evaluation.metrics[key] for tag, key in TB_METRICS.items()}
+        result.logged = _publish(mut, mut.name, result, figures, scalars, group=mut.metadata.get("run_name"))
     return result
 
 
@@ -224,7 +225,8 @@ def assess_folds(*, checkpoint: Optional[str | Path] = None, run: Optional[str |
             "Majority-class accuracy": f"{M.majority_accuracy(labels):.4f} on the held-out rows"}
     _write(result, figures, info, title=f"Assessment of run {run_dir.name}: {len(paths)} fold models", say=say)
     if log:
-        result.logged = _publish_folds(mut, name, result, figures, group=run_dir.name)
+        scalars = {f"{tag}_{stat}": summary[key][stat] for tag, key in TB_METRICS.items() for stat in ("mean", "std")}
+        result.logged = _publish(mut, name, result, figures, scalars, group=run_dir.name)
     return result
 
 
@@ -307,16 +309,7 @@ def _write(result: AssessResult, figures: dict[str, Figure], info: dict[str, str
     say(f"Report: {result.report} ({len(result.figures)} figures)")
 
 
-def _publish(mut: ModelUnderTest, result: AssessResult, figures: dict[str, Figure], group: Optional[str]) -> dict[str, str]:
-    ev = result.evaluation
-    scalars = {tag: ev.metrics[key] for tag, key in TB_METRICS.items()} if ev is not None else {}
-    return publish(mut.cfg, kind="assess", name=mut.name, group=group, scalars=scalars,
-                   figures={f"Assess/{k}": v for k, v in figures.items()}, tables=_tables(result))
-
-
-def _publish_folds(mut: ModelUnderTest, name: str, result: AssessResult, figures: dict[str, Figure],
-                   group: Optional[str]) -> dict[str, str]:
-    scalars = {f"{tag}_mean": result.fold_summary[key]["mean"] for tag, key in TB_METRICS.items()}
-    scalars.update({f"{tag}_std": result.fold_summary[key]["std"] for tag, key in TB_METRICS.items()})
+def _publish(mut: ModelUnderTest, name: str, result: AssessResult, figures: dict[str, Figure],
+             scalars: dict[str, float], group: Optional[str]) -> dict[str, str]:
     return publish(mut.cfg, kind="assess", name=name, group=group, scalars=scalars,
                    figures={f"Assess/{k}": v for k, v in figures.items()}, tables=_tables(result))

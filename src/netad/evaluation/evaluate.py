@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from netad.config import Config, config_from_dict, load_config
-from netad.data.loading import LabelledTable, load_table
+from netad.data.loading import LabelledTable, file_digest, load_table
 from netad.data.preprocessing import TabularPreprocessor
 from netad.errors import UserError
 from netad.evaluation import metrics as M
@@ -98,8 +98,6 @@ def training_table(mut: ModelUnderTest) -> LabelledTable:
                         f"or pass --data")
     table = load_table(mut.saved_cfg.data)
     meta = mut.metadata
-    from netad.training.cv import file_digest
-
     if (meta.get("data_rows") not in (None, len(table))
             or meta.get("data_sha256") not in (None, file_digest(data_path))):
         raise UserError(f"{data_path} is not the file this model was trained on (its contents changed): "

@@ -13,7 +13,6 @@ Run folder ``<checkpoint.save_dir>/<run>/``:
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import shutil
@@ -28,7 +27,7 @@ import yaml
 
 from netad.atomic import atomic_target, write_text_atomic
 from netad.config import Config, config_from_dict
-from netad.data.loading import LabelledTable, load_table
+from netad.data.loading import LabelledTable, file_digest, load_table
 from netad.data.splits import FoldSplit, make_folds, split_test, split_val
 from netad.errors import UserError
 from netad.evaluation.metrics import TABLE_METRICS, auroc_vs_chance, format_p, held_out_metrics, summarize
@@ -41,14 +40,6 @@ Say = Callable[[str], None]
 
 def _write_json(path: Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, default=float))
-
-
-def file_digest(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class FoldLock:
