@@ -126,3 +126,59 @@ def test_predict_script(trained, tmp_path):
                           timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "Scored 57 of 60 rows" in proc.stdout
+
+
+def reference_scores(model_path, frame):
+    """What the predictor gives for the same rows through pandas (the path every other tool uses)."""
+    from netad.serving.batch import load_predictor
+
+    return load_predictor(model_path).score(frame)
+
+
+def test_arrow_blocks_and_pandas_blocks_agree(trained, tmp_path, monkeypatch):
+    """The fast path (pyarrow) writes each input line back byte for byte; blocks it cannot take
+    (quotes, values that do not parse) go through pandas; either way the scores are the model's."""
+    from netad.serving import batch
+
+    frame = make_frame(n=90, seed=11).astype({"packet_size": object})
+    frame.loc[5, "protocol"] = "sctp"  # unseen category on the fast path
+    frame.loc[40, "protocol"] = '"quoted, with comma"'  # a block pandas must read
+    frame.loc[70, "packet_size"] = "n/a"  # pandas' and Arrow's missing marker: rejected (no imputing)
+    path = tmp_path / "in.csv"
+    frame.to_csv(path, index=False, lineterminator="\r\n")  # CRLF line breaks are kept on the fast path
+    taken = []
+    parse = batch._ArrowBlocks.parse
+    monkeypatch.setattr(batch._ArrowBlocks, "parse", lambda self, b, e: taken.append(parse(self, b, e)) or taken[-1])
+    result = batch.score_file(trained["ckpt"], path, tmp_path / "out.csv", chunk_size=20, progress=False)
+    assert any(t is not None for t in taken) and any(t is None for t in taken)  # both paths ran
+    assert (result.n_rows, result.n_rejected) == (90, 1)
+
+    scored = pd.read_csv(tmp_path / "out.csv")
+    expected_frame = pd.read_csv(path).drop(index=70)
+    np.testing.assert_allclose(scored["score"], reference_scores(trained["ckpt"], expected_frame), rtol=0, atol=2e-6)
+    pd.testing.assert_frame_equal(scored[expected_frame.columns], expected_frame.reset_index(drop=True))
+    predictor = batch.load_predictor(trained["ckpt"])
+    assert scored["is_anomaly"].tolist() == (reference_scores(trained["ckpt"], expected_frame)
+                                             >= predictor.threshold).astype(int).tolist()
+    # fast-path lines: the input line, untouched, then ,score,is_anomaly
+    in_lines = path.read_bytes().split(b"\r\n")
+    out_lines = (tmp_path / "out.csv").read_bytes().split(b"\n")
+    assert out_lines[0] == in_lines[0] + b",score,is_anomaly"
+    assert out_lines[1].startswith(in_lines[1]) and out_lines[1].endswith(b"\r")
+    assert len(out_lines[1][len(in_lines[1]):].split(b",")) == 3
+
+
+def test_headerless_files_and_files_without_a_final_newline(trained, tmp_path):
+    """A model trained on headerless data (column names from its config) reads headerless files."""
+    from netad.serving import batch
+
+    frame = make_frame(n=50, seed=3)
+    predictor = batch.load_predictor(trained["ckpt"])
+    predictor.config = dict(predictor.config, data=dict(predictor.config.get("data", {}),
+                                                           column_names=list(frame.columns)))
+    path = tmp_path / "headerless.csv"
+    path.write_bytes(frame.to_csv(index=False, header=False).encode().rstrip(b"\n"))
+    result = batch.score_file(predictor, path, tmp_path / "out.csv", progress=False)
+    scored = pd.read_csv(tmp_path / "out.csv")
+    assert result.n_rows == 50 and list(scored.columns) == list(frame.columns) + ["score", "is_anomaly"]
+    np.testing.assert_allclose(scored["score"], predictor.score(frame), rtol=0, atol=2e-6)

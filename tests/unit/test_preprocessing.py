@@ -264,3 +264,36 @@ def test_transform_before_fit(features):
         pre.transform(features)
     with pytest.raises(RuntimeError):
         _ = pre.output_dim
+
+
+def test_encode_records_and_encode_match_transform():
+    """The API's pandas-free path and the compact form give the matrix ``transform`` gives."""
+    from conftest import make_frame
+
+    frame = make_frame(n=40, seed=2).drop(columns=["label"])
+    pre = TabularPreprocessor().fit(frame)
+    new = make_frame(n=12, seed=9).drop(columns=["label"])
+    new.loc[3, "protocol"] = "sctp"  # unseen: the unknown bucket
+    expected = pre.transform(new)
+    np.testing.assert_array_equal(pre.to_matrix(pre.encode(new)), expected)
+    records = new.to_dict(orient="records")
+    records[5]["is_tcp"] = "yes"  # booleans as JSON text are read as pandas reads them
+    expected[5, pre.state["feature_names"].index("is_tcp")] = 1.0
+    np.testing.assert_array_equal(pre.to_matrix(pre.encode_records(records)), expected)
+
+
+def test_split_input_mlp_gives_the_mlp_logits():
+    import torch
+
+    from netad.models.mlp import MLP, SplitInputMLP
+
+    torch.manual_seed(0)
+    net = MLP(5 + 4 + 3, [16, 8], 0.0, "gelu").eval()
+    dense = torch.randn(20_000, 5)  # more rows than one slice
+    codes = [torch.randint(0, 4, (20_000,)), torch.randint(0, 3, (20_000,))]
+    onehot = torch.cat([dense, torch.nn.functional.one_hot(codes[0], 4), torch.nn.functional.one_hot(codes[1], 3)], 1)
+    with torch.no_grad():
+        expected = net(onehot.float())
+    torch.testing.assert_close(SplitInputMLP(net, 5, [4, 3])(dense, codes), expected, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="first layer reads 12 features"):
+        SplitInputMLP(net, 5, [4, 4])

@@ -8,6 +8,7 @@ without pickling, and ``transform`` reuses it at validation, test and inference 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import numpy as np
@@ -35,6 +36,30 @@ def _bool_to_float(series: pd.Series) -> np.ndarray:
     if series.dtype == bool:
         return series.to_numpy(dtype=np.float32)
     return series.astype(str).str.strip().str.lower().isin(_TRUE).to_numpy(dtype=np.float32)
+
+
+def _text(value: Any, lower: bool = True) -> str:
+    """How a JSON value reads as text, the way pandas' ``astype(str)`` (and ``.strip().lower()``) sees it."""
+    if isinstance(value, bool):
+        text = "True" if value else "False"
+    elif value is None:
+        text = "nan"
+    else:
+        text = str(value)
+    return text.strip().lower() if lower else text
+
+
+@dataclass
+class Encoded:
+    """Preprocessed rows in compact form: ``dense`` holds the scaled numeric then the boolean
+    features (float32), ``codes`` one int64 array per categorical column (its one-hot position).
+    :meth:`TabularPreprocessor.to_matrix` expands it to the full feature matrix."""
+
+    dense: np.ndarray
+    codes: list[np.ndarray]
+
+    def __len__(self) -> int:
+        return self.dense.shape[0]
 
 
 def infer_kinds(frame: pd.DataFrame) -> dict[str, str]:
@@ -66,6 +91,7 @@ class TabularPreprocessor:
         self.nan_policy = nan_policy
         self.max_categories = max_categories
         self.state: Optional[dict[str, Any]] = None
+        self._lookups: dict[int, dict[str, int]] = {}
 
     @classmethod
     def from_config(cls, data_cfg: Any) -> "TabularPreprocessor":
@@ -73,6 +99,7 @@ class TabularPreprocessor:
 
     # ------------------------------------------------------------------ fit
     def fit(self, frame: pd.DataFrame) -> "TabularPreprocessor":
+        self._lookups = {}
         kinds = infer_kinds(frame)
         constant = [c for c in frame.columns if frame[c].nunique(dropna=False) <= 1]
         if constant:
@@ -204,28 +231,84 @@ class TabularPreprocessor:
         return reasons
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        """The float32 feature matrix (``state['feature_names']`` order)."""
+        return self.to_matrix(self.encode(frame))
+
+    def encode(self, frame: pd.DataFrame) -> "Encoded":
+        """Rows of a DataFrame as :class:`Encoded` (the compact form of :meth:`transform`)."""
         self.check_schema(frame)
         st = self.state
-        parts = []
         ncfg = st["numeric"]
-        if ncfg["columns"]:
-            num = frame[ncfg["columns"]].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64, copy=True)
-            num[~np.isfinite(num)] = np.nan
-            num = np.where(np.isnan(num), np.asarray(ncfg["impute"]), num)
-            log_mask = np.asarray(ncfg["log"], dtype=bool)
-            num = np.where(log_mask, np.log1p(np.maximum(num, 0.0)), num)
-            parts.append((num - np.asarray(ncfg["center"])) / np.asarray(ncfg["scale"]))
-        for col in st["boolean"]["columns"]:
-            parts.append(_bool_to_float(frame[col])[:, None])
-        for col, cats in zip(st["categorical"]["columns"], st["categorical"]["categories"]):
-            index = {c: i for i, c in enumerate(cats)}
-            codes = frame[col].astype(str).map(index).fillna(len(cats)).to_numpy(dtype=np.int64)
-            onehot = np.zeros((len(frame), len(cats) + 1), dtype=np.float32)
-            onehot[np.arange(len(frame)), codes] = 1.0
-            parts.append(onehot)
-        if not parts:
-            return np.zeros((len(frame), 0), dtype=np.float32)
-        return np.hstack(parts).astype(np.float32)
+        num = (frame[ncfg["columns"]].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64, copy=True)
+               if ncfg["columns"] else np.zeros((len(frame), 0)))
+        booleans = [_bool_to_float(frame[col]) for col in st["boolean"]["columns"]]
+        codes = [self.category_codes(i, frame[col].astype(str).to_numpy(dtype=object))
+                 for i, col in enumerate(st["categorical"]["columns"])]
+        return self.encode_arrays(num, booleans, codes, owned=True)
+
+    def encode_records(self, records: list[dict[str, Any]]) -> "Encoded":
+        """Already validated JSON records (dicts) as :class:`Encoded`, without pandas (the API's path)."""
+        self._check_fitted()
+        st = self.state
+        cols = st["numeric"]["columns"]
+        num = np.array([[r[c] for c in cols] for r in records], dtype=np.float64).reshape(len(records), len(cols))
+        booleans = [np.array([1.0 if _text(r[c]) in _TRUE else 0.0 for r in records], dtype=np.float32)
+                    for c in st["boolean"]["columns"]]
+        codes = [self.category_codes(i, [_text(r[c], lower=False) for r in records])
+                 for i, c in enumerate(st["categorical"]["columns"])]
+        return self.encode_arrays(num, booleans, codes)
+
+    def category_lookup(self, i: int) -> dict[str, int]:
+        """Category -> position in the one-hot block of categorical column ``i``; others go to the
+        unknown bucket at position ``len(categories)``."""
+        if i not in self._lookups:
+            self._lookups[i] = {c: j for j, c in enumerate(self.state["categorical"]["categories"][i])}
+        return self._lookups[i]
+
+    def category_codes(self, i: int, values: Any) -> np.ndarray:
+        lookup, unknown = self.category_lookup(i), len(self.state["categorical"]["categories"][i])
+        return np.fromiter((lookup.get(v, unknown) for v in values), dtype=np.int64, count=len(values))
+
+    def encode_arrays(self, numeric: Any, booleans: list[np.ndarray], codes: list[np.ndarray], *,
+                      owned: bool = False) -> "Encoded":
+        """The shared last step: raw numeric values (float64, NaN for gaps; a 2-D array or one array
+        per numeric column) are imputed, log-transformed and scaled; booleans are 0/1; ``codes`` index
+        each categorical column's one-hot block. ``owned``: the numeric arrays may be worked on in place."""
+        ncfg = self.state["numeric"]
+        columns = [numeric[:, j] for j in range(numeric.shape[1])] if isinstance(numeric, np.ndarray) else numeric
+        n = len(columns[0]) if columns else (len(booleans[0]) if booleans else (len(codes[0]) if codes else 0))
+        if isinstance(numeric, np.ndarray):
+            n = numeric.shape[0]
+        dense = np.empty((len(columns) + len(booleans), n), dtype=np.float32).T  # column-major: contiguous columns
+        for j, column in enumerate(columns):  # column by column: each stays in cache through every step
+            x = column if owned and column.dtype == np.float64 and column.flags.writeable else \
+                np.array(column, dtype=np.float64)
+            gaps = ~np.isfinite(x)
+            if gaps.any():
+                x[gaps] = ncfg["impute"][j]
+            if ncfg["log"][j]:
+                np.maximum(x, 0.0, out=x)
+                np.log1p(x, out=x)
+            x -= ncfg["center"][j]
+            x /= ncfg["scale"][j]
+            dense[:, j] = x
+        for j, b in enumerate(booleans):
+            dense[:, len(columns) + j] = b
+        return Encoded(dense, list(codes))
+
+    def block_sizes(self) -> list[int]:
+        """Width of each categorical column's one-hot block (its categories plus the unknown bucket)."""
+        return [len(c) + 1 for c in self.state["categorical"]["categories"]]
+
+    def to_matrix(self, enc: "Encoded") -> np.ndarray:
+        n, width = enc.dense.shape[0], self.output_dim
+        out = np.zeros((n, width), dtype=np.float32)
+        out[:, : enc.dense.shape[1]] = enc.dense
+        offset = enc.dense.shape[1]
+        for codes, size in zip(enc.codes, self.block_sizes()):
+            out[np.arange(n), offset + codes] = 1.0
+            offset += size
+        return out
 
     def fit_transform(self, frame: pd.DataFrame) -> np.ndarray:
         return self.fit(frame).transform(frame)

@@ -21,8 +21,8 @@ import torch
 from huggingface_hub import ModelHubMixin, hf_hub_download
 from safetensors.torch import load_file, save_file
 
-from netad.data.preprocessing import TabularPreprocessor
-from netad.models.mlp import MLP
+from netad.data.preprocessing import Encoded, TabularPreprocessor
+from netad.models.mlp import MLP, SplitInputMLP
 from netad.models.novelty import combine, scorer_from_state
 
 ARTIFACT_FORMAT = "netad-model"
@@ -57,6 +57,9 @@ class NetadPredictor(
         if config.get("novelty"):
             tensors = {k[len("novelty."):]: v for k, v in weights.items() if k.startswith("novelty.")}
             self.novelty = scorer_from_state(dict(config["novelty"], tensors=tensors))
+        pre = self.preprocessor.state
+        self._split_mlp = SplitInputMLP(self.net, len(pre["numeric"]["columns"]) + len(pre["boolean"]["columns"]),
+                                        self.preprocessor.block_sizes())
 
     # ---------------------------------------------------------------- scoring
     @property
@@ -90,10 +93,17 @@ class NetadPredictor(
     def score_with_novelty(self, rows: Rows) -> tuple[np.ndarray, Optional[np.ndarray]]:
         """The scores and, for a hybrid, the novelty detector's own (standardised) scores."""
         frame = self._frame(rows)
-        x = torch.from_numpy(self.preprocessor.transform(frame[self.columns]))
+        return self.score_encoded(self.preprocessor.encode(frame[self.columns]))
+
+    def score_encoded(self, enc: Encoded) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """Scores (and hybrid novelty scores) of rows already encoded by ``self.preprocessor``."""
+        logits = self._split_mlp(torch.from_numpy(enc.dense), [torch.from_numpy(c) for c in enc.codes])
+        p = torch.sigmoid(logits.float())
+        if self.novelty is None:
+            return p.numpy(), None
         with torch.no_grad():
-            novelty = self.novelty(x).numpy() if self.novelty is not None else None
-            return self.score_features(x).numpy(), novelty
+            z = self.novelty(torch.from_numpy(self.preprocessor.to_matrix(enc)))
+            return combine(p, z, self.threshold, self.novelty.threshold).numpy(), z.numpy()
 
     def score_features(self, x: torch.Tensor) -> torch.Tensor:
         """Scores of already preprocessed rows (float32, ``config['preprocessing']['feature_names']`` order)."""

@@ -8,6 +8,8 @@ column is needed; any extra column is passed through.
 
 from __future__ import annotations
 
+import io
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 import pandas as pd
+import torch
 
 from netad.errors import UserError
 
@@ -57,23 +60,190 @@ def load_predictor(model: str | Path) -> Any:
         raise UserError(f"cannot load model '{model}' from the Hub ({type(exc).__name__})") from None
 
 
-def _chunks(path: Path, predictor: Any, chunk_size: int) -> Iterator[pd.DataFrame]:
-    names = predictor.config.get("data", {}).get("column_names")
-    try:
-        reader = pd.read_csv(path, chunksize=chunk_size, low_memory=False,
-                             **({"header": None, "names": names} if names else {}))
-        yield from reader
-    except pd.errors.EmptyDataError:
-        raise UserError(f"input file is empty: {path}") from None
-    except pd.errors.ParserError as exc:
-        raise UserError(f"{path}: cannot be parsed as CSV ({str(exc).splitlines()[0]})") from None
+_MAX_BLOCK_BYTES = 8 << 20  # raw CSV read at a time; a block also holds at most chunk_size rows
+SCORE_DECIMALS = 9  # written scores: fixed point, enough for float32 scores in [0, 1]; a multiple of 3
+
+
+class _Source:
+    """The input file as blocks of whole lines, plus what is needed to parse any block on its own:
+    the column names (from the model's config for headerless data, else the header line)."""
+
+    def __init__(self, path: Path, predictor: Any) -> None:
+        self.path = path
+        self.fh = path.open("rb")
+        names = predictor.config.get("data", {}).get("column_names")
+        first = self.fh.readline()
+        if first.startswith(b"\xef\xbb\xbf"):
+            first = first[3:]
+        if names:
+            self.names, self.header, self.pending = list(names), None, first
+        else:
+            if not first.strip():
+                raise UserError(f"input file is empty: {path}")
+            self.header = first.rstrip(b"\r\n")
+            try:
+                self.names = pd.read_csv(io.BytesIO(first), nrows=0).columns.tolist()
+            except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+                raise UserError(f"{path}: cannot be parsed as CSV ({str(exc).splitlines()[0]})") from None
+            self.pending = b""
+        missing = [c for c in predictor.columns if c not in self.names]
+        if missing:
+            raise UserError(f"{path}: missing columns the model reads: {', '.join(missing)}")
+
+    def blocks(self, max_lines: int) -> Iterator[tuple[bytes, np.ndarray]]:
+        """``(block, ends)``: whole lines, and the offset just past each line's newline."""
+        rest = self.pending
+        while True:
+            data = self.fh.read(_MAX_BLOCK_BYTES)
+            if not data:
+                if rest.strip():
+                    yield from _split_lines(rest if rest.endswith(b"\n") else rest + b"\n", max_lines)
+                return
+            buf = rest + data if rest else data
+            cut = buf.rfind(b"\n") + 1
+            block, rest = buf[:cut], buf[cut:]
+            if block:
+                yield from _split_lines(block, max_lines)
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+def _split_lines(block: bytes, max_lines: int) -> Iterator[tuple[bytes, np.ndarray]]:
+    ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10) + 1
+    if len(ends) <= max_lines:
+        yield block, ends
+        return
+    for i in range(0, len(ends), max_lines):
+        start = int(ends[i - 1]) if i else 0
+        piece = ends[i: i + max_lines]
+        yield block[start: int(piece[-1])], piece - start
+
+
+_DIGITS3 = np.array([[48 + i // 100, 48 + i // 10 % 10, 48 + i % 10] for i in range(1000)], dtype=np.uint8)
+
+
+def score_text(scores: np.ndarray, flagged: np.ndarray) -> np.ndarray:
+    """``,score,is_anomaly`` per row as fixed-width ASCII (uint8 rows), scores with SCORE_DECIMALS decimals."""
+    n, d = len(scores), SCORE_DECIMALS
+    fixed = np.rint(np.clip(scores.astype(np.float64), 0.0, 1.0) * 10.0 ** d).astype(np.int64)
+    out = np.empty((n, d + 5), dtype=np.uint8)
+    out[:, 0] = out[:, d + 3] = ord(",")
+    out[:, 1] = 48 + fixed // 10 ** d
+    out[:, 2] = ord(".")
+    frac = fixed % 10 ** d
+    for k in range(d // 3):  # three digits at a time
+        out[:, d - 3 * k: d + 3 - 3 * k] = _DIGITS3[frac % 1000]
+        frac //= 1000
+    out[:, d + 4] = 48 + flagged
+    return out
+
+
+class _ArrowBlocks:
+    """The fast path for plain blocks (no quotes, every value parses to the model's column types):
+    pyarrow parses the block (multithreaded), the predictor scores the encoded columns, and each
+    input line is written back byte for byte with the new columns appended. Any block it does not
+    take (``parse`` or ``encode`` gives None) goes through pandas, which finds and explains the rows
+    that cannot be scored."""
+
+    def __init__(self, predictor: Any, names: list[str]) -> None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.csv as pacsv
+
+        self.pa, self.pc, self.pacsv, self.pre = pa, pc, pacsv, predictor.preprocessor
+        st = self.pre.state
+        self.imputes = st.get("nan_policy", "error") in ("median", "zero")
+        types = {c: pa.float64() for c in st["numeric"]["columns"]}
+        types.update({c: pa.bool_() for c in st["boolean"]["columns"]})
+        types.update({c: pa.dictionary(pa.int32(), pa.string()) for c in st["categorical"]["columns"]})
+        # the parser runs beside the scoring thread: on a small machine each gets one core
+        self.threads = (os.cpu_count() or 1) >= 4
+        self.names = names
+        true, false = ["true", "t", "yes", "1"], ["false", "f", "no", "0"]
+        self.convert_options = pacsv.ConvertOptions(
+            column_types=types, include_columns=[c for c in names if c in types], strings_can_be_null=True,
+            null_values=_PANDAS_NA, true_values=[v for t in true for v in (t, t.upper(), t.title())],
+            false_values=[v for f in false for v in (f, f.upper(), f.title())])
+
+    def parse(self, block: bytes, ends: np.ndarray) -> Optional[Any]:
+        """An Arrow table of the block, or None when pandas should read it. Runs in a worker thread."""
+        if b'"' in block:  # quoted fields may hold newlines: the line bookkeeping below would not hold
+            return None
+        try:
+            # one parse block per block when single-threaded: one chunk per column, read without copying
+            options = self.pacsv.ReadOptions(column_names=self.names, use_threads=self.threads,
+                                             block_size=(1 << 20) if self.threads else len(block) + 1)
+            table = self.pacsv.read_csv(self.pa.py_buffer(block), read_options=options,
+                                        convert_options=self.convert_options)
+        except self.pa.ArrowInvalid:
+            return None
+        return table if table.num_rows == len(ends) else None  # blank lines: let pandas count the rows
+
+    def encode(self, table: Any) -> Optional[Any]:
+        st = self.pre.state
+        cols = st["numeric"]["columns"]
+        num = [table[c].to_numpy() for c in cols]
+        if not self.imputes and not all(np.isfinite(x).all() for x in num):
+            return None
+        booleans = []
+        for c in st["boolean"]["columns"]:
+            if table[c].null_count:
+                return None
+            booleans.append(table[c].to_numpy().astype(np.float32))
+        codes = []
+        for i, c in enumerate(st["categorical"]["columns"]):
+            unknown = len(st["categorical"]["categories"][i])
+            column = np.full(table.num_rows, unknown, dtype=np.int64)
+            start = 0
+            for chunk in table[c].chunks:
+                lookup = self.pre.category_codes(i, chunk.dictionary.to_pylist())
+                idx = chunk.indices.to_numpy(zero_copy_only=False)
+                valid = chunk.is_valid().to_numpy(zero_copy_only=False)
+                column[start: start + len(chunk)][valid] = lookup[idx[valid].astype(np.int64)]
+                start += len(chunk)
+            codes.append(column)
+        return self.pre.encode_arrays(num, booleans, codes, owned=True)  # read-only (zero-copy) columns are copied
+
+    def write(self, out: Any, block: bytes, ends: np.ndarray, suffix: np.ndarray,
+              novelty: Optional[np.ndarray]) -> None:
+        """Each line of the block, byte for byte, with its suffix inserted before the line break."""
+        pa, pc = self.pa, self.pc
+        data = np.frombuffer(block, dtype=np.uint8)
+        cr = (data[np.maximum(ends - 2, 0)] == 13) & (ends >= 2)  # keep CRLF line breaks as they are
+        cuts = (ends - 1 - cr).astype(np.int32)
+        offsets = np.concatenate([[0], cuts]).astype(np.int32)  # line i carries line i-1's break in front
+        lines = pa.Array.from_buffers(pa.binary(), len(ends), [None, pa.py_buffer(offsets), pa.py_buffer(block)])
+        width = suffix.shape[1]
+        parts = [lines, pa.Array.from_buffers(pa.binary(), len(ends), [
+            None, pa.py_buffer(np.arange(0, (len(ends) + 1) * width, width, dtype=np.int32)),
+            pa.py_buffer(np.ascontiguousarray(suffix))])]
+        if novelty is not None:
+            parts.append(pc.binary_join_element_wise(pa.scalar(b",", pa.binary()),
+                                                     pc.cast(pc.cast(pa.array(novelty), pa.string()), pa.binary()),
+                                                     pa.scalar(b"", pa.binary())))
+        joined = pc.binary_join_element_wise(*parts, pa.scalar(b"", pa.binary()))
+        offs = np.frombuffer(joined.buffers()[1], dtype=np.int32)[joined.offset: joined.offset + len(joined) + 1]
+        out.write(joined.buffers()[2][int(offs[0]): int(offs[-1])])
+        out.write(block[int(cuts[-1]):])  # the last line break
+
+
+# pandas' default missing-value markers, so both parsers see the same gaps
+_PANDAS_NA = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+              "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
 
 
 def score_file(model: str | Path | Any, input_path: str | Path, output_path: str | Path, *,
                rejects_path: Optional[str | Path] = None, chunk_size: int = 100_000,
                progress: bool = True) -> BatchResult:
     """Score ``input_path`` into ``output_path``; rejected rows go to ``rejects_path``
-    (default: ``<output>.rejects.csv``, written only when there are any)."""
+    (default: ``<output>.rejects.csv``, written only when there are any).
+
+    Blocks of the file are parsed by pyarrow in a worker thread while the previous block is
+    scored; a block with anything unusual (quotes, blank lines, values that do not parse, gaps the
+    model does not impute) is read by pandas instead, row by row reasons and all."""
+    from concurrent.futures import ThreadPoolExecutor
+
     predictor = load_predictor(model) if isinstance(model, (str, Path)) else model
     input_path, output_path = Path(input_path), Path(output_path)
     if not input_path.is_file():
@@ -86,43 +256,64 @@ def score_file(model: str | Path | Any, input_path: str | Path, output_path: str
     output_path.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = output_path.with_name(f".{output_path.name}.partial")
     tmp_rej = rejects_path.with_name(f".{rejects_path.name}.partial")
+    start = time.perf_counter()
+    source = _Source(input_path, predictor)
+    fast = _ArrowBlocks(predictor, source.names)
+    extra = ["score", "is_anomaly"] + (["novelty_score"] if predictor.novelty is not None else [])
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(unit="rows", unit_scale=True, desc="scoring", disable=None)
-    start = time.perf_counter()
+        bar = tqdm(total=input_path.stat().st_size, unit="B", unit_scale=True, desc="scoring", disable=None)
     n_rows = n_rejected = n_flagged = 0
-    wrote_out = wrote_rej = False
+    wrote_rej = False
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2 if (os.cpu_count() or 1) >= 4 else torch_threads - 1))
     try:
-        with tmp_out.open("w", newline="") as out, tmp_rej.open("w", newline="") as rej:
-            for chunk in _chunks(input_path, predictor, chunk_size):
-                missing = [c for c in predictor.columns if c not in chunk.columns]
-                if missing:
-                    raise UserError(f"{input_path}: missing columns the model reads: {', '.join(missing)}")
-                row_numbers = np.arange(n_rows, n_rows + len(chunk)) + 1  # 1-based data rows
-                reasons = predictor.preprocessor.row_problems(chunk[predictor.columns])
-                bad = reasons != ""
-                good = chunk[~bad]
-                if len(good):
-                    scores, novelty = predictor.score_with_novelty(good)
-                    flagged = (scores >= predictor.threshold).astype(np.int64)
-                    scored = good.assign(score=scores, is_anomaly=flagged)
-                    if novelty is not None:  # a hybrid: the novelty detector's own score too
-                        scored = scored.assign(novelty_score=novelty)
-                    scored.to_csv(out, index=False, header=not wrote_out)
-                    wrote_out = True
+        with tmp_out.open("wb") as out, tmp_rej.open("w", newline="") as rej, ThreadPoolExecutor(1) as pool:
+            header = source.header if source.header is not None else ",".join(source.names).encode()
+            out.write(header + ("," + ",".join(extra) + "\n").encode())
+            blocks = source.blocks(chunk_size)
+
+            def read_and_parse() -> Optional[tuple[bytes, np.ndarray, Any]]:
+                item = next(blocks, None)  # only ever called from the one worker thread, in turn
+                return None if item is None else (*item, fast.parse(*item))
+
+            upcoming = pool.submit(read_and_parse)
+            while (current := upcoming.result()) is not None:
+                upcoming = pool.submit(read_and_parse)  # the next block is read and parsed while this one is scored
+                block, ends, table = current
+                enc = fast.encode(table) if table is not None else None
+                if enc is not None:
+                    scores, novelty = predictor.score_encoded(enc)
+                    flagged = (scores >= predictor.threshold).astype(np.uint8)
+                    fast.write(out, block, ends, score_text(scores, flagged), novelty)
                     n_flagged += int(flagged.sum())
-                if bad.any():
-                    rejected = chunk[bad].assign(row=row_numbers[bad], reason=reasons[bad])
-                    rejected.to_csv(rej, index=False, header=not wrote_rej)
-                    wrote_rej = True
-                    n_rejected += int(bad.sum())
-                n_rows += len(chunk)
+                    n_rows += len(scores)
+                else:
+                    chunk = _read_block(block, source)
+                    row_numbers = np.arange(n_rows, n_rows + len(chunk)) + 1  # 1-based data rows
+                    reasons = predictor.preprocessor.row_problems(chunk[predictor.columns])
+                    bad = reasons != ""
+                    good = chunk[~bad]
+                    if len(good):
+                        scores, novelty = predictor.score_with_novelty(good)
+                        flagged = (scores >= predictor.threshold).astype(np.uint8)
+                        text = score_text(scores, flagged)[:, 1: SCORE_DECIMALS + 3].copy().view(
+                            f"S{SCORE_DECIMALS + 2}").ravel().astype(str)
+                        scored = good.assign(score=text, is_anomaly=flagged)
+                        if novelty is not None:  # a hybrid: the novelty detector's own score too
+                            scored = scored.assign(novelty_score=novelty)
+                        out.write(scored.to_csv(index=False, header=False).encode())
+                        n_flagged += int(flagged.sum())
+                    if bad.any():
+                        rejected = chunk[bad].assign(row=row_numbers[bad], reason=reasons[bad])
+                        rejected.to_csv(rej, index=False, header=not wrote_rej)
+                        wrote_rej = True
+                        n_rejected += int(bad.sum())
+                    n_rows += len(chunk)
                 if bar is not None:
-                    bar.update(len(chunk))
-            if not wrote_out:  # every row rejected: still a valid (header-only) output file
-                pd.DataFrame(columns=[*predictor.columns, "score", "is_anomaly"]).to_csv(out, index=False)
+                    bar.update(len(block))
         tmp_out.replace(output_path)
         if wrote_rej:
             tmp_rej.replace(rejects_path)
@@ -133,7 +324,16 @@ def score_file(model: str | Path | Any, input_path: str | Path, output_path: str
         tmp_rej.unlink(missing_ok=True)
         raise
     finally:
+        torch.set_num_threads(torch_threads)
+        source.close()
         if bar is not None:
             bar.close()
     return BatchResult(output_path, rejects_path if wrote_rej else None, n_rows, n_rows - n_rejected, n_rejected,
                        n_flagged, time.perf_counter() - start)
+
+
+def _read_block(block: bytes, source: _Source) -> pd.DataFrame:
+    try:
+        return pd.read_csv(io.BytesIO(block), header=None, names=source.names, low_memory=False)
+    except pd.errors.ParserError as exc:
+        raise UserError(f"{source.path}: cannot be parsed as CSV ({str(exc).splitlines()[0]})") from None
