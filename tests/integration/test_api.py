@@ -148,7 +148,7 @@ def test_api_key_guards_everything_but_health(served, caplog):
     assert client.post("/predict", json=records).status_code == 401
     assert client.post("/predict", json=records, headers={"X-API-Key": "wrong"}).status_code == 401
     assert client.get("/model").status_code == 401
-    with caplog.at_level("INFO", logger="netad.serving"):
+    with caplog.at_level("DEBUG", logger="netad.serving"):
         r = client.post("/predict", json=records, headers={"X-API-Key": "s3cret-key"})
     assert r.status_code == 200
     assert "scored 1 records" in caplog.text  # counts only

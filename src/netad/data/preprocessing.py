@@ -38,15 +38,21 @@ def _bool_to_float(series: pd.Series) -> np.ndarray:
     return series.astype(str).str.strip().str.lower().isin(_TRUE).to_numpy(dtype=np.float32)
 
 
-def _text(value: Any, lower: bool = True) -> str:
-    """How a JSON value reads as text, the way pandas' ``astype(str)`` (and ``.strip().lower()``) sees it."""
-    if isinstance(value, bool):
-        text = "True" if value else "False"
-    elif value is None:
-        text = "nan"
-    else:
-        text = str(value)
-    return text.strip().lower() if lower else text
+def _scale(x: np.ndarray, impute: Any, log: Any, center: Any, scale: Any) -> np.ndarray:
+    """Impute gaps, log-transform and scale raw numeric values in place: a whole (rows x columns)
+    matrix with per-column vectors, or one column with scalars. One formula for every path."""
+    gaps = ~np.isfinite(x)
+    if gaps.any():
+        x[gaps] = np.broadcast_to(impute, x.shape)[gaps]
+    log = np.asarray(log, dtype=bool)
+    if log.ndim == 0:
+        if log:
+            np.log1p(np.maximum(x, 0.0, out=x), out=x)
+    elif log.any():
+        x[:, log] = np.log1p(np.maximum(x[:, log], 0.0))
+    x -= center
+    x /= scale
+    return x
 
 
 @dataclass
@@ -246,18 +252,6 @@ class TabularPreprocessor:
                  for i, col in enumerate(st["categorical"]["columns"])]
         return self.encode_arrays(num, booleans, codes, owned=True)
 
-    def encode_records(self, records: list[dict[str, Any]]) -> "Encoded":
-        """Already validated JSON records (dicts) as :class:`Encoded`, without pandas (the API's path)."""
-        self._check_fitted()
-        st = self.state
-        cols = st["numeric"]["columns"]
-        num = np.array([[r[c] for c in cols] for r in records], dtype=np.float64).reshape(len(records), len(cols))
-        booleans = [np.array([1.0 if _text(r[c]) in _TRUE else 0.0 for r in records], dtype=np.float32)
-                    for c in st["boolean"]["columns"]]
-        codes = [self.category_codes(i, [_text(r[c], lower=False) for r in records])
-                 for i, c in enumerate(st["categorical"]["columns"])]
-        return self.encode_arrays(num, booleans, codes)
-
     def category_lookup(self, i: int) -> dict[str, int]:
         """Category -> position in the one-hot block of categorical column ``i``; others go to the
         unknown bucket at position ``len(categories)``."""
@@ -271,29 +265,30 @@ class TabularPreprocessor:
 
     def encode_arrays(self, numeric: Any, booleans: list[np.ndarray], codes: list[np.ndarray], *,
                       owned: bool = False) -> "Encoded":
-        """The shared last step: raw numeric values (float64, NaN for gaps; a 2-D array or one array
-        per numeric column) are imputed, log-transformed and scaled; booleans are 0/1; ``codes`` index
-        each categorical column's one-hot block. ``owned``: the numeric arrays may be worked on in place."""
+        """The shared last step: raw numeric values (float64, NaN for gaps) are imputed, log-transformed
+        and scaled; booleans are 0/1; ``codes`` index each categorical column's one-hot block.
+
+        ``numeric`` is a 2-D array (rows x numeric columns), worked on whole, or a list of one array per
+        numeric column, worked on column by column so each stays in cache (large blocks of a file).
+        ``owned``: the arrays may be changed in place."""
         ncfg = self.state["numeric"]
-        columns = [numeric[:, j] for j in range(numeric.shape[1])] if isinstance(numeric, np.ndarray) else numeric
-        n = len(columns[0]) if columns else (len(booleans[0]) if booleans else (len(codes[0]) if codes else 0))
         if isinstance(numeric, np.ndarray):
-            n = numeric.shape[0]
-        dense = np.empty((len(columns) + len(booleans), n), dtype=np.float32).T  # column-major: contiguous columns
-        for j, column in enumerate(columns):  # column by column: each stays in cache through every step
-            x = column if owned and column.dtype == np.float64 and column.flags.writeable else \
-                np.array(column, dtype=np.float64)
-            gaps = ~np.isfinite(x)
-            if gaps.any():
-                x[gaps] = ncfg["impute"][j]
-            if ncfg["log"][j]:
-                np.maximum(x, 0.0, out=x)
-                np.log1p(x, out=x)
-            x -= ncfg["center"][j]
-            x /= ncfg["scale"][j]
-            dense[:, j] = x
+            n, k = numeric.shape
+            dense = np.empty((n, k + len(booleans)), dtype=np.float32)
+            if k:
+                x = numeric if owned and numeric.dtype == np.float64 and numeric.flags.writeable else \
+                    np.array(numeric, dtype=np.float64)
+                dense[:, :k] = _scale(x, *(np.asarray(ncfg[key]) for key in ("impute", "log", "center", "scale")))
+        else:
+            k = len(numeric)
+            n = len(numeric[0]) if k else len((booleans or codes)[0]) if (booleans or codes) else 0
+            dense = np.empty((k + len(booleans), n), dtype=np.float32).T  # column-major: contiguous columns
+            for j, column in enumerate(numeric):
+                x = column if owned and column.dtype == np.float64 and column.flags.writeable else \
+                    np.array(column, dtype=np.float64)
+                dense[:, j] = _scale(x, *(ncfg[key][j] for key in ("impute", "log", "center", "scale")))
         for j, b in enumerate(booleans):
-            dense[:, len(columns) + j] = b
+            dense[:, k + j] = b
         return Encoded(dense, list(codes))
 
     def block_sizes(self) -> list[int]:

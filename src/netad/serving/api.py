@@ -9,18 +9,22 @@ never record contents or keys.
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import logging
-import math
 import secrets
 import time
 from typing import Any, Optional
 
 import numpy as np
+import orjson
 import pandas as pd
 from fastapi import FastAPI, File, Request, UploadFile
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, Response
+
+from netad.data.preprocessing import _BOOL_VALUES, _TRUE
+from netad.serving.page import PAGE
 
 import netad
 
@@ -48,36 +52,107 @@ def _schema(predictor: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _check_record(i: int, record: Any, schema: dict[str, dict[str, Any]], warnings: list) -> dict[str, Any]:
-    if not isinstance(record, dict):
-        raise ApiError(422, "each record must be a JSON object", record=i)
-    missing = [c for c in schema if c not in record]
-    if missing:
-        raise ApiError(422, "missing field", record=i, field=missing[0], missing=missing)
-    unknown = [k for k in record if k not in schema]
-    if unknown:
-        raise ApiError(422, "unknown field", record=i, field=unknown[0], unknown=unknown)
-    for name, spec in schema.items():
-        value = record[name]
-        kind = spec["kind"]
-        if kind == "numeric":
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ApiError(422, "wrong type: expected a number", record=i, field=name, got=type(value).__name__)
-            if not math.isfinite(value):
-                raise ApiError(422, "not a finite number", record=i, field=name)
-        elif kind == "boolean":
-            ok = isinstance(value, bool) or value in (0, 1) or (
-                isinstance(value, str) and value.strip().lower() in ("true", "false", "t", "f", "yes", "no", "0", "1"))
-            if not ok:
+_NUMBER_TYPES = {int, float}
+_TEXT_TYPES = {str, int, float, bool}
+
+
+def records_to_encoded(pre: Any, records: list, schema: dict[str, dict[str, Any]]) -> tuple[Any, list]:
+    """Validate JSON records and encode them for the model, column by column (fast for large
+    batches). Raises :class:`ApiError` naming the record and field of the first problem; returns
+    the encoded rows and the warnings (unseen categories)."""
+    keys = schema.keys()
+    for i, record in enumerate(records):
+        if type(record) is not dict:
+            raise ApiError(422, "each record must be a JSON object", record=i)
+        if record.keys() != keys:
+            missing = [c for c in schema if c not in record]
+            if missing:
+                raise ApiError(422, "missing field", record=i, field=missing[0], missing=missing)
+            unknown = [k for k in record if k not in schema]
+            raise ApiError(422, "unknown field", record=i, field=unknown[0], unknown=unknown)
+    st = pre.state
+
+    cols = st["numeric"]["columns"]
+    values = [[r[c] for c in cols] for r in records]
+    if not {type(v) for row in values for v in row} <= _NUMBER_TYPES:
+        i, j = next((i, j) for i, row in enumerate(values) for j, v in enumerate(row) if type(v) not in _NUMBER_TYPES)
+        raise ApiError(422, "wrong type: expected a number", record=i, field=cols[j], got=type(values[i][j]).__name__)
+    numeric = np.array(values, dtype=np.float64).reshape(len(records), len(cols))
+    finite = np.isfinite(numeric)
+    if not finite.all():
+        i, j = np.argwhere(~finite)[0]
+        raise ApiError(422, "not a finite number", record=int(i), field=cols[j])
+    booleans = []
+    for name in st["boolean"]["columns"]:
+        flags = []
+        for i, v in enumerate(r[name] for r in records):
+            text = str(v).strip().lower() if type(v) in (str, bool) or v in (0, 1) else None
+            if text not in _BOOL_VALUES:
                 raise ApiError(422, "wrong type: expected true or false", record=i, field=name)
-        else:
-            if value is None or isinstance(value, (dict, list)):
-                raise ApiError(422, "wrong type: expected a string", record=i, field=name)
-            cats = spec.get("categories")
-            if cats is not None and str(value) not in cats:
-                warnings.append({"record": i, "field": name, "value": str(value),
-                                 "note": "unseen category: scored through the unknown bucket"})
-    return record
+            flags.append(text in _TRUE)
+        booleans.append(np.array(flags, dtype=np.float32))
+    codes, warnings = [], []
+    for j, name in enumerate(st["categorical"]["columns"]):
+        values = [r[name] for r in records]
+        types = set(map(type, values))
+        if not types <= _TEXT_TYPES:
+            i = next(i for i, v in enumerate(values) if type(v) not in _TEXT_TYPES)
+            raise ApiError(422, "wrong type: expected a string", record=i, field=name)
+        if types != {str}:
+            values = [str(v) for v in values]
+        column = pre.category_codes(j, values)
+        unknown = len(st["categorical"]["categories"][j])
+        warnings += [{"record": int(i), "field": name, "value": values[i],
+                      "note": "unseen category: scored through the unknown bucket"}
+                     for i in np.flatnonzero(column == unknown)]
+        codes.append(column)
+    warnings.sort(key=lambda w: w["record"])
+    return pre.encode_arrays(numeric, booleans, codes, owned=True), warnings
+
+
+class _Guard:
+    """Pure ASGI middleware (cheaper per request than ``@app.middleware``): the API key on every
+    path but the open ones, and the body-size limit from ``Content-Length`` before anything is read."""
+
+    OPEN = ("/health", "/")
+
+    def __init__(self, app: Any, api_key: Optional[str], max_body_bytes: int) -> None:
+        self.app, self.key, self.max_body = app, api_key.encode() if api_key else None, max_body_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope["headers"])
+            if self.key is not None and scope["path"] not in self.OPEN and \
+                    not secrets.compare_digest(headers.get(b"x-api-key", b""), self.key):
+                await _json(401, {"error": "missing or wrong X-API-Key header"})(scope, receive, send)
+                return
+            length = headers.get(b"content-length", b"")
+            if length.isdigit() and int(length) > self.max_body:
+                await _json(413, {"error": "body too large", "limit_bytes": self.max_body})(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _json(status: int, content: Any) -> Response:
+    return Response(orjson.dumps(content), status_code=status, media_type="application/json")
+
+
+def _loads(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        try:  # the standard library also reads NaN and Infinity, so those get a field-level error
+            return json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            raise ApiError(400, "malformed JSON", detail=str(exc).splitlines()[0]) from None
+
+
+def _record_schema(schema: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    kinds = {"numeric": {"type": "number"}, "boolean": {"type": "boolean"}, "categorical": {"type": "string"}}
+    record = {"type": "object", "additionalProperties": False, "required": list(schema),
+              "properties": {name: dict(kinds[spec["kind"]]) for name, spec in schema.items()}}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "oneOf": [record, {"type": "array", "items": record, "minItems": 1}]}}}}}
 
 
 def create_app(predictor: Any, *, model_name: str = "netad-model", api_key: Optional[str] = None,
@@ -86,29 +161,25 @@ def create_app(predictor: Any, *, model_name: str = "netad-model", api_key: Opti
                   description="Scores network records with a trained netad model.")
     schema = {s["name"]: s for s in _schema(predictor)}
     threshold = float(predictor.threshold)
+    column_names = predictor.config.get("data", {}).get("column_names")
+    app.add_middleware(_Guard, api_key=api_key, max_body_bytes=max_body_bytes)
 
     @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(status_code=exc.status, content=exc.body)
+    async def _api_error(request: Request, exc: ApiError) -> Response:
+        return _json(exc.status, exc.body)
 
-    @app.middleware("http")
-    async def _guard(request: Request, call_next: Any) -> Any:
-        if api_key and request.url.path not in ("/health",):
-            given = request.headers.get("x-api-key", "")
-            if not secrets.compare_digest(given.encode(), api_key.encode()):
-                return JSONResponse(status_code=401, content={"error": "missing or wrong X-API-Key header"})
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > max_body_bytes:
-            return JSONResponse(status_code=413, content={"error": "body too large", "limit_bytes": max_body_bytes})
-        return await call_next(request)
-
-    def _respond(frame: pd.DataFrame, warnings: list, started: float) -> dict[str, Any]:
-        scores = predictor.score(frame)
+    def _respond(enc: Any, warnings: list, started: float) -> Response:
+        scores = predictor.score_encoded(enc)[0]
         flagged = scores >= threshold
-        log.info("scored %d records, %d flagged", len(scores), int(flagged.sum()))
-        return {"model": model_name, "api_version": API_VERSION, "threshold": threshold,
-                "predictions": [{"score": float(s), "is_anomaly": bool(f)} for s, f in zip(scores, flagged)],
-                "warnings": warnings, "processing_time_ms": (time.perf_counter() - started) * 1000.0}
+        log.debug("scored %d records, %d flagged", len(scores), int(flagged.sum()))
+        return _json(200, {"model": model_name, "api_version": API_VERSION, "threshold": threshold,
+                           "predictions": [{"score": s, "is_anomaly": f}
+                                           for s, f in zip(scores.tolist(), flagged.tolist())],
+                           "warnings": warnings, "processing_time_ms": (time.perf_counter() - started) * 1000.0})
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> HTMLResponse:
+        return HTMLResponse(PAGE.replace("__MODEL__", html.escape(model_name)))
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -123,37 +194,31 @@ def create_app(predictor: Any, *, model_name: str = "netad-model", api_key: Opti
                 "metrics": {"cross_validation": cfg.get("training", {}).get("cv_summary")},
                 "label": cfg.get("label")}
 
-    @app.post("/predict")
-    async def predict(request: Request) -> dict[str, Any]:
+    @app.post("/predict", openapi_extra=_record_schema(schema))
+    async def predict(request: Request) -> Response:
+        """Score one record (a JSON object) or a list of them."""
         started = time.perf_counter()
         raw = await request.body()
         if len(raw) > max_body_bytes:
             raise ApiError(413, "body too large", limit_bytes=max_body_bytes)
-        try:
-            body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ApiError(400, "malformed JSON", detail=str(exc).splitlines()[0]) from None
+        body = _loads(raw)
         records = body if isinstance(body, list) else [body]
         if not records:
             raise ApiError(422, "no records: send one JSON object or a non-empty list")
         if len(records) > max_records:
             raise ApiError(413, "too many records", limit=max_records, got=len(records))
-        warnings: list = []
-        checked = [_check_record(i, r, schema, warnings) for i, r in enumerate(records)]
-        return _respond(pd.DataFrame.from_records(checked, columns=list(schema)), warnings, started)
+        enc, warnings = records_to_encoded(predictor.preprocessor, records, schema)
+        return _respond(enc, warnings, started)
 
     @app.post("/predict/csv")
-    async def predict_csv(file: UploadFile = File(...)) -> dict[str, Any]:
+    async def predict_csv(file: UploadFile = File(...)) -> Response:
+        """Score the rows of an uploaded CSV file (with a header row, or headerless for a model trained on
+        headerless data)."""
         started = time.perf_counter()
         data = await file.read()
         if len(data) > max_body_bytes:
             raise ApiError(413, "body too large", limit_bytes=max_body_bytes)
-        try:
-            frame = pd.read_csv(io.BytesIO(data), low_memory=False)
-        except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-            raise ApiError(400, "not a readable CSV file", detail=str(exc).splitlines()[0] if str(exc) else "") from None
-        if frame.empty:
-            raise ApiError(422, "no records in the CSV file")
+        frame = _read_upload(data, column_names)
         if len(frame) > max_records:
             raise ApiError(413, "too many records", limit=max_records, got=len(frame))
         missing = [c for c in schema if c not in frame.columns]
@@ -164,14 +229,26 @@ def create_app(predictor: Any, *, model_name: str = "netad-model", api_key: Opti
         if bad.size:
             raise ApiError(422, "invalid values", record=int(bad[0]), reason=str(reasons[bad[0]]),
                            invalid_records=int(bad.size))
-        warnings: list = []
-        for spec in schema.values():
-            cats = spec.get("categories")
-            if cats is not None:
-                unseen = ~frame[spec["name"]].astype(str).isin(cats)
-                warnings += [{"record": int(i), "field": spec["name"], "value": str(frame[spec["name"]].iloc[i]),
-                              "note": "unseen category: scored through the unknown bucket"}
-                             for i in np.flatnonzero(unseen.to_numpy())]
-        return _respond(frame, warnings, started)
+        enc = predictor.preprocessor.encode(frame[list(schema)])
+        warnings = []
+        for j, name in enumerate(predictor.preprocessor.state["categorical"]["columns"]):
+            unseen = np.flatnonzero(enc.codes[j] == len(schema[name]["categories"]))
+            warnings += [{"record": int(i), "field": name, "value": str(frame[name].iloc[i]),
+                          "note": "unseen category: scored through the unknown bucket"} for i in unseen]
+        warnings.sort(key=lambda w: w["record"])
+        return _respond(enc, warnings, started)
 
     return app
+
+
+def _read_upload(data: bytes, column_names: Optional[list[str]]) -> pd.DataFrame:
+    """The uploaded CSV; for a model trained on headerless data, a file without a header row too."""
+    try:
+        frame = pd.read_csv(io.BytesIO(data), low_memory=False)
+        if column_names and list(frame.columns) != list(column_names):
+            frame = pd.read_csv(io.BytesIO(data), header=None, names=column_names, low_memory=False)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "not a readable CSV file", detail=str(exc).splitlines()[0] if str(exc) else "") from None
+    if frame.empty:
+        raise ApiError(422, "no records in the CSV file")
+    return frame

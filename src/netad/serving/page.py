@@ -1,0 +1,125 @@
+"""The one web page the API serves at ``GET /``: upload a CSV, see the flagged rows and the scores.
+
+Plain HTML and JavaScript (no external scripts: the page works without internet). It posts the
+file to ``/predict/csv`` (with the API key when one is typed in), then shows a histogram of all
+scores with the threshold and a table of the flagged rows, highest score first.
+"""
+
+PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>netad: score network records</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+  body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 70rem; padding: 0 1rem; color: #222; }
+  h1 { font-size: 1.4rem; } .muted { color: #666; }
+  form { display: flex; gap: .75rem; align-items: center; flex-wrap: wrap; margin: 1rem 0; }
+  #status { margin: .5rem 0; min-height: 1.4em; } #status.error { color: #b00020; }
+  canvas { border: 1px solid #ddd; max-width: 100%; }
+  table { border-collapse: collapse; margin-top: 1rem; width: 100%; font-size: .9rem; }
+  th, td { border-bottom: 1px solid #eee; padding: .3rem .5rem; text-align: left; }
+  td.score { font-variant-numeric: tabular-nums; } td.record { font-family: monospace; word-break: break-all; }
+</style>
+</head>
+<body>
+<h1>Score network records <span class="muted">with model <code>__MODEL__</code></span></h1>
+<p class="muted">Upload a CSV file of records in the model's columns (the label column may be present;
+it is ignored). Rows at or above the model's threshold are flagged.</p>
+<form id="form">
+  <input type="file" id="file" accept=".csv,.txt,text/csv" required>
+  <input type="password" id="key" placeholder="API key (if the server needs one)" autocomplete="off">
+  <button type="submit" id="score">Score</button>
+</form>
+<div id="status" role="status"></div>
+<canvas id="histogram" width="720" height="220" hidden></canvas>
+<table id="flagged" hidden>
+  <thead><tr><th>row</th><th>score</th><th>record</th></tr></thead>
+  <tbody></tbody>
+</table>
+<script>
+"use strict";
+const BINS = 20, MAX_ROWS = 1000;
+const $ = (id) => document.getElementById(id);
+
+function say(text, error) {
+  $("status").textContent = text;
+  $("status").className = error ? "error" : "";
+}
+
+function histogram(scores, threshold) {
+  const counts = new Array(BINS).fill(0);
+  for (const s of scores) counts[Math.min(BINS - 1, Math.floor(s * BINS))]++;
+  const canvas = $("histogram"), ctx = canvas.getContext("2d");
+  canvas.hidden = false;
+  canvas.dataset.counts = JSON.stringify(counts);
+  canvas.dataset.threshold = String(threshold);
+  const W = canvas.width, H = canvas.height, left = 50, bottom = 30, top = 20;
+  const plotW = W - left - 10, plotH = H - bottom - top, peak = Math.max(1, ...counts);
+  ctx.clearRect(0, 0, W, H);
+  ctx.font = "12px sans-serif";
+  counts.forEach((c, i) => {
+    const x = left + (i / BINS) * plotW, h = (c / peak) * plotH;
+    ctx.fillStyle = (i + 1) / BINS > threshold ? "#d9534f" : "#5b8def";
+    ctx.fillRect(x + 1, top + plotH - h, plotW / BINS - 2, h);
+  });
+  ctx.fillStyle = "#222";
+  ctx.fillText("0", left - 3, H - 10); ctx.fillText("1", left + plotW - 6, H - 10);
+  ctx.fillText("score", left + plotW / 2 - 15, H - 8); ctx.fillText(String(peak), 5, top + 10);
+  const tx = left + threshold * plotW;
+  ctx.strokeStyle = "#222"; ctx.setLineDash([5, 4]);
+  ctx.beginPath(); ctx.moveTo(tx, top - 5); ctx.lineTo(tx, top + plotH); ctx.stroke(); ctx.setLineDash([]);
+  ctx.fillText("threshold " + threshold.toFixed(3), Math.min(tx + 4, W - 110), top);
+}
+
+function table(body, lines) {
+  const preds = body.predictions;
+  const offset = lines.length > preds.length ? 1 : 0;  // a header line above the records
+  const flagged = preds.map((p, i) => ({row: i + 1, score: p.score, flagged: p.is_anomaly}))
+                       .filter((p) => p.flagged).sort((a, b) => b.score - a.score);
+  const tbody = $("flagged").querySelector("tbody");
+  tbody.replaceChildren();
+  for (const p of flagged.slice(0, MAX_ROWS)) {
+    const tr = document.createElement("tr");
+    for (const [cls, text] of [["row", String(p.row)], ["score", p.score.toFixed(6)],
+                               ["record", (lines[p.row - 1 + offset] || "").slice(0, 200)]]) {
+      const td = document.createElement("td");
+      td.className = cls; td.textContent = text; tr.appendChild(td);
+    }
+    tbody.appendChild(tr);
+  }
+  $("flagged").hidden = false;
+  return flagged.length;
+}
+
+$("form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const file = $("file").files[0];
+  if (!file) { say("Choose a CSV file first.", true); return; }
+  say("Scoring " + file.name + " ...");
+  const form = new FormData();
+  form.append("file", file);
+  const headers = $("key").value ? {"X-API-Key": $("key").value} : {};
+  try {
+    const response = await fetch("predict/csv", {method: "POST", body: form, headers});
+    const body = await response.json();
+    if (!response.ok) {
+      const where = body.field ? " (field " + body.field + ")" : (body.record !== undefined ? " (row " + (body.record + 1) + ")" : "");
+      say("Error " + response.status + ": " + body.error + where + (body.reason ? ": " + body.reason : ""), true);
+      return;
+    }
+    const lines = (await file.text()).split(/\\r?\\n/).filter((l) => l.length > 0);
+    histogram(body.predictions.map((p) => p.score), body.threshold);
+    const n = table(body, lines);
+    say(n + " of " + body.predictions.length + " rows flagged (threshold " + body.threshold.toFixed(4) + ", "
+        + body.processing_time_ms.toFixed(1) + " ms)" + (n > MAX_ROWS ? "; the table shows the top " + MAX_ROWS : "")
+        + (body.warnings.length ? "; " + body.warnings.length + " unseen-category warnings" : ""));
+    document.body.dataset.done = "1";
+  } catch (err) {
+    say("Request failed: " + err, true);
+  }
+});
+</script>
+</body>
+</html>
+"""
