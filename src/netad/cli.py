@@ -50,7 +50,11 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default="config.yaml", help="YAML config (default: config.yaml)")
     p.add_argument("--use-cv", action="store_true", help="stratified k-fold cross-validation, then a final model")
     p.add_argument("--resume", metavar="PATH", help="run folder (or a checkpoint in it) of an interrupted run")
-    p.add_argument("--fold", type=int, metavar="K", help="run fold K only (0-based), e.g. for job arrays")
+    p.add_argument("--fold", type=int, metavar="K",
+                   help="run fold K only (0-based) and its permutation baseline, e.g. one job of a job array")
+    p.add_argument("--gather", action="store_true",
+                   help="summarise a run whose folds --fold jobs trained: trains no fold, only the final model, "
+                        "and writes cv_results.json (needs --run-name or --resume)")
     p.add_argument("--run-name", metavar="NAME", help="run folder name under checkpoint.save_dir")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, value parsed as YAML (repeatable)")
@@ -76,13 +80,20 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
         cv_mode = args.use_cv
     if args.fold is not None and not cv_mode:
         raise UserError("--fold needs --use-cv")
+    if args.gather and not cv_mode:
+        raise UserError("--gather needs --use-cv")
+    if args.gather and args.fold is not None:
+        raise UserError("--gather summarises the folds that --fold jobs trained; give one of them, not both")
+    if args.gather and not (args.run_name or args.resume):
+        raise UserError("--gather needs the run's name: --run-name NAME (the one the --fold jobs used) "
+                        "or --resume checkpoints/NAME")
 
     from netad.training.cv import format_table, run_cv, run_single
 
     say = (lambda _m: None) if args.quiet else (lambda m: print(m, flush=True))
     if cv_mode:
         result = run_cv(None if args.resume else cfg, run_name=args.run_name, resume=args.resume, only_fold=args.fold,
-                        quiet=args.quiet, say=say)
+                        gather=args.gather, quiet=args.quiet, say=say)
         if result is None:
             return 0
         print()
@@ -96,6 +107,8 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     fit = run_single(None if args.resume else cfg, run_name=args.run_name, resume=args.resume, quiet=args.quiet,
                      say=say)
+    if fit is None:  # a DDP process other than the first: that one reports
+        return 0
     m = fit.val_metrics
     print()
     print(f"Validation (threshold {fit.threshold:.3f}, chosen on these rows): "
@@ -304,6 +317,9 @@ def serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--api-key-env", metavar="NAME", help="environment variable holding the API key (X-API-Key)")
     p.add_argument("--max-records", type=int, default=10_000, help="records per request (default 10000)")
     p.add_argument("--max-body-mb", type=float, default=10.0, help="request body limit in MB (default 10)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="PyTorch threads (default 1: requests are small, and idle threads spinning on other "
+                        "cores cost more than they give)")
     return p
 
 
@@ -322,6 +338,9 @@ def serve_main(argv: Optional[Sequence[str]] = None) -> int:
     from netad.serving.batch import load_predictor
 
     predictor = load_predictor(args.model)
+    import torch
+
+    torch.set_num_threads(args.threads)
     app = create_app(predictor, model_name=Path(str(args.model)).stem if Path(str(args.model)).is_file()
                      else str(args.model), api_key=api_key, max_records=args.max_records,
                      max_body_bytes=int(args.max_body_mb * 1024 * 1024))

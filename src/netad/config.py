@@ -154,14 +154,34 @@ class HuggingFaceConfig(_Section):
 
 
 class TrainerConfig(_Section):
-    accelerator: str = "auto"
-    devices: Union[int, str, list[int]] = "auto"
+    """Where Lightning trains (see netad.training.hardware): a GPU when present with ``auto``; several
+    GPUs or machines through Lightning's ``ddp`` strategy."""
+
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
+    devices: Union[Literal["auto"], int, list[int]] = 1  # per machine; a list picks GPU indices
+    strategy: Literal["auto", "ddp"] = "auto"
+    num_nodes: int = Field(1, ge=1)
     precision: Literal["32", "32-true", "16-mixed", "bf16-mixed", "64", "64-true"] = "32-true"
 
     @field_validator("precision", mode="before")
     @classmethod
     def _precision_to_str(cls, value: Any) -> Any:
         return str(value) if isinstance(value, int) else value
+
+    @field_validator("devices", mode="before")
+    @classmethod
+    def _device_count(cls, value: Any) -> Any:
+        allowed = "must be a count >= 1, -1 (all), 'auto' or a list of GPU indices such as [0, 1]"
+        if isinstance(value, str) and value.strip() != "auto":
+            try:
+                value = int(value)
+            except ValueError:
+                raise ValueError(allowed) from None
+        if isinstance(value, int) and not isinstance(value, bool) and not (value >= 1 or value == -1):
+            raise ValueError(allowed)
+        if isinstance(value, list) and (not value or any(i < 0 for i in value) or len(set(value)) != len(value)):
+            raise ValueError("a list of devices must hold distinct GPU indices >= 0")
+        return value
 
 
 class Config(_Section):

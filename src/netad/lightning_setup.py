@@ -12,5 +12,9 @@ def quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     for message in (".*smaller than the logging interval.*", ".*does not have many workers.*",
                     ".*isn't a `torch.utils.data.DataLoader`.*", ".*LeafSpec.*is deprecated.*",
-                    ".*overridden `transfer_batch_to_device`.*"):
+                    ".*overridden `transfer_batch_to_device`.*",
+                    # DDP: Lightning's all_gather calls a function torch deprecated; the epoch-level values every
+                    # process computes on all validation rows need no sync_dist
+                    ".*torch.distributed.nn.functional.all_gather is deprecated.*",
+                    ".*when logging on epoch level in distributed setting.*"):
         warnings.filterwarnings("ignore", message=message)

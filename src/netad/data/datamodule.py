@@ -1,4 +1,4 @@
-"""LightningDataModule over in-memory tensors, with batch-level shuffling."""
+"""LightningDataModule over in-memory tensors, with batch-level shuffling, kept on the training device."""
 
 from __future__ import annotations
 
@@ -34,22 +34,48 @@ class EpochPermutation:
 
 
 class TensorBatchLoader:
-    """Yields ``(x, y)`` slices of whole tensors: one index operation per batch, no collate."""
+    """Yields ``(x, y)`` slices of whole tensors: one index operation per batch, no collate.
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = False, seed: int = 0):
+    The tensors stay where they are: on a GPU, batches are slices of GPU tensors and nothing is copied
+    from the host per step. With ``world_size > 1`` (DDP) each process takes every ``world_size``-th row
+    of the epoch's order starting at its ``rank``; the order is padded by wrapping around so every
+    process gets the same number of rows and batches (what ``DistributedSampler`` does). All processes
+    share the seed, so together they cover the epoch once.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = False, seed: int = 0,
+                 rank: int = 0, world_size: int = 1):
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside world size {world_size}")
         self.x, self.y, self.batch_size = x, y, batch_size
+        self.rank, self.world_size = rank, world_size
         self.sampler = EpochPermutation(len(y), shuffle, seed)
         self.batch_sampler = None  # Lightning looks for it; batching is done here, whole slices at a time
 
+    @property
+    def rows_per_process(self) -> int:
+        return -(-len(self.y) // self.world_size)
+
     def __len__(self) -> int:
-        return (len(self.y) + self.batch_size - 1) // self.batch_size
+        return (self.rows_per_process + self.batch_size - 1) // self.batch_size
+
+    def indices(self) -> Optional[torch.Tensor]:
+        """This process's rows of the epoch, in order; None for all rows in their stored order."""
+        if self.world_size == 1 and not self.sampler.shuffle:
+            return None
+        order = self.sampler.order()
+        if self.world_size > 1:
+            total = self.rows_per_process * self.world_size
+            order = order.repeat(-(-total // len(order)))[:total][self.rank :: self.world_size]
+        return order
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = self.sampler.order()
-        if self.sampler.shuffle:
-            x, y = self.x[order], self.y[order]
-        else:
+        idx = self.indices()
+        if idx is None:
             x, y = self.x, self.y
+        else:
+            idx = idx.to(self.x.device)
+            x, y = self.x[idx], self.y[idx]
         for start in range(0, len(y), self.batch_size):
             yield x[start : start + self.batch_size], y[start : start + self.batch_size]
 
@@ -78,6 +104,7 @@ class NetworkDataModule(L.LightningDataModule):
         self.seed = seed
         self.preprocessor: Optional[TabularPreprocessor] = None
         self.tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._on_device: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def prepare_data(self) -> None:  # reading a local CSV needs no download
         pass
@@ -107,10 +134,25 @@ class NetworkDataModule(L.LightningDataModule):
     def train_labels(self) -> np.ndarray:
         return self.table.labels[self.train_idx]
 
-    def _loader(self, part: str, shuffle: bool = False) -> TensorBatchLoader:
+    def device_tensors(self, part: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """``tensors[part]`` on ``device``, copied there once and kept (``tensors`` itself stays on the CPU)."""
         x, y = self.tensors[part]
+        if x.device == device:
+            return x, y
+        key = (part, str(device))
+        if key not in self._on_device:
+            self._on_device[key] = (x.to(device), y.to(device))
+        return self._on_device[key]
+
+    def _loader(self, part: str, shuffle: bool = False) -> TensorBatchLoader:
+        trainer = self.trainer  # set by Lightning while this datamodule serves a fit or test
+        device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+        x, y = self.device_tensors(part, device)
         batch = self.cfg.training.batch_size if part == "train" else max(self.cfg.training.batch_size, 4096)
-        return TensorBatchLoader(x, y, batch, shuffle=shuffle, seed=self.seed)
+        # only training rows are split between DDP processes: every process validates and tests on all rows,
+        # so thresholds, monitored metrics and checkpoint choices agree without any gathering
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None and part == "train" else (0, 1)
+        return TensorBatchLoader(x, y, batch, shuffle=shuffle, seed=self.seed, rank=rank, world_size=world)
 
     def train_dataloader(self) -> TensorBatchLoader:
         return self._loader("train", shuffle=True)

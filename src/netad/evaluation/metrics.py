@@ -33,16 +33,20 @@ TABLE_METRICS = list(METRIC_NAMES) + ["fpr"]
 CI_METRICS = ("f1", "auroc", "auprc")
 
 
-def metric_collection(prefix: str) -> MetricCollection:
-    """A torchmetrics collection for one stage; keys come out as ``<prefix>/<metric>``."""
+def metric_collection(prefix: str, sync_on_compute: bool = True) -> MetricCollection:
+    """A torchmetrics collection for one stage; keys come out as ``<prefix>/<metric>``.
+
+    ``sync_on_compute=False``: under DDP each process computes on the rows it was given, no gathering.
+    """
+    kw = {"sync_on_compute": sync_on_compute}
     return MetricCollection(
         {
-            "accuracy": BinaryAccuracy(),
-            "precision": BinaryPrecision(zero_division=0),
-            "recall": BinaryRecall(zero_division=0),
-            "f1": BinaryF1Score(zero_division=0),
-            "auroc": BinaryAUROC(),
-            "auprc": BinaryAveragePrecision(),
+            "accuracy": BinaryAccuracy(**kw),
+            "precision": BinaryPrecision(zero_division=0, **kw),
+            "recall": BinaryRecall(zero_division=0, **kw),
+            "f1": BinaryF1Score(zero_division=0, **kw),
+            "auroc": BinaryAUROC(**kw),
+            "auprc": BinaryAveragePrecision(**kw),
         },
         prefix=f"{prefix}/",
         # accuracy/precision/recall/F1 share one stat-scores state; AUROC/AUPRC share one curve

@@ -50,7 +50,10 @@ class AnomalyClassifier(L.LightningModule):
         self.register_buffer("class_weights", torch.tensor(class_weights, dtype=torch.float32))
         self.register_buffer("threshold", torch.tensor(0.5))
         # ModuleDict keys must not clash with nn.Module attributes such as .train
-        self.stage_metrics = torch.nn.ModuleDict({f"{s}_metrics": metric_collection(s) for s in ("train", "val", "test")})
+        # no torchmetrics syncing under DDP: every process validates and tests on all rows, and the
+        # training rows of all processes are gathered explicitly (on_train_epoch_end)
+        self.stage_metrics = torch.nn.ModuleDict({f"{s}_metrics": metric_collection(s, sync_on_compute=False)
+                                                  for s in ("train", "val", "test")})
         self._outputs: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {"train": [], "val": [], "test": []}
         # set by the training code before fit; restored from checkpoints
         self.preprocessor_state: Optional[dict[str, Any]] = None
@@ -108,8 +111,8 @@ class AnomalyClassifier(L.LightningModule):
         return loss
 
     def on_train_epoch_start(self) -> None:
-        # dropout noise depends only on (seed, epoch): a resumed run repeats an uninterrupted one
-        torch.manual_seed(self.hparams.seed * 100_003 + self.current_epoch)
+        # dropout noise depends only on (seed, epoch) (and the DDP process): a resumed run repeats an uninterrupted one
+        torch.manual_seed(self.hparams.seed * 100_003 + self.current_epoch + 7_919 * self.global_rank)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         # logged once per epoch in on_train_epoch_end: self.log on every step costs as much as the step
@@ -150,11 +153,17 @@ class AnomalyClassifier(L.LightningModule):
         self.log_dict(values, on_step=False, on_epoch=True)
 
     def on_train_epoch_end(self) -> None:
+        distributed = self.trainer.world_size > 1
         if self._train_loss:
-            self.log("train/loss", torch.stack(self._train_loss).mean(), on_step=False, on_epoch=True)
+            # DDP processes hold equal shares of the rows (padded), so the mean of their means is the epoch's mean
+            self.log("train/loss", torch.stack(self._train_loss).mean(), on_step=False, on_epoch=True,
+                     sync_dist=distributed)
             self._train_loss = []
         if self._outputs["train"]:
-            self._log_stage("train", *self._collect("train"))
+            logits, target = self._collect("train")
+            if distributed:  # every process gets the same rows, the training rows of all of them
+                logits, target = (t.reshape(-1) for t in self.all_gather((logits.reshape(-1), target.reshape(-1))))
+            self._log_stage("train", logits, target)
 
     def on_validation_epoch_end(self) -> None:
         if not self._outputs["val"]:

@@ -5,7 +5,7 @@ Run folder ``<checkpoint.save_dir>/<run>/``:
 - ``splits.json``   test hold-out and every fold's train / val / eval row indices;
 - ``fold_<k>/``     that fold's checkpoints (best, last, every N epochs) and ``result.json``;
 - ``manifest.json`` which folds are finished (derived from the ``result.json`` files);
-- ``baselines/``    label-permutation models, one per fold;
+- ``baselines/``    label-permutation models, one per fold (a ``--fold K`` job trains fold K's);
 - ``final/``        the model trained on all non-test rows, copied to ``best_model.ckpt``;
 - ``cv_results.json``, ``cv_results.csv``, ``oof_predictions.csv``.
 """
@@ -17,9 +17,10 @@ import json
 import os
 import shutil
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -33,6 +34,7 @@ from netad.errors import UserError
 from netad.evaluation.metrics import TABLE_METRICS, auroc_vs_chance, format_p, held_out_metrics, summarize
 from netad.models.classifier import read_checkpoint
 from netad.training.fit import FitResult, fit_split
+from netad.training.hardware import is_primary_process, launched_world_size, trainer_arguments
 from netad.training.loggers import log_wandb_summary
 
 Say = Callable[[str], None]
@@ -302,42 +304,119 @@ def format_table(result: CVResult) -> str:
 
 
 # ------------------------------------------------------------------------ main
+#: the run name the first process of a DDP job hands to the processes Lightning starts for it
+RUN_NAME_ENV = "NETAD_RUN_NAME"
+
+
+@contextmanager
+def _shared_run_name(name: str) -> Iterator[None]:
+    """While a run trains, processes started for it (Lightning's DDP launcher) inherit its name."""
+    before = os.environ.get(RUN_NAME_ENV)
+    os.environ[RUN_NAME_ENV] = name
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(RUN_NAME_ENV, None)
+        else:
+            os.environ[RUN_NAME_ENV] = before
+
+
+def _run_name(given: Optional[str], prefix: str) -> str:
+    name = given or os.environ.get(RUN_NAME_ENV)
+    if name:
+        return name
+    if launched_world_size() > 1:  # torchrun / srun start every process at once: they cannot agree on a time stamp
+        raise UserError("a distributed launch (torchrun, srun) needs --run-name NAME, the same for every process")
+    return new_run_name(prefix)
+
+
+def check_trainer(cfg: Config) -> None:
+    """A GPU that is not there, or 16-mixed on the CPU: refused before a run writes anything."""
+    trainer_arguments(cfg.trainer, warn=lambda _msg: None)  # fit_split says the notes, once
+
+
+def fold_job_names(cfg: Config, fold: int) -> list[str]:
+    """What a ``--fold K`` job trains: the fold's model and, when configured, its label-permutation baseline."""
+    names = [f"fold_{fold}"]
+    if cfg.cross_validation.permutation_baseline:
+        names.append(f"baselines/permutation_fold_{fold}")
+    return names
+
+
+def _permuted_table(cfg: Config, table: LabelledTable, fold: FoldSplit) -> LabelledTable:
+    """The fold's training and validation labels shuffled (a pure function of the split seed and the fold)."""
+    rng = np.random.default_rng(cfg.cross_validation.random_state + 7919 * (fold.fold + 1))
+    labels = table.labels.copy()
+    fit_rows = np.concatenate([fold.train, fold.val])
+    labels[fit_rows] = rng.permutation(labels[fit_rows])  # eval rows keep their true labels
+    return LabelledTable(table.features, labels, table.source)
+
+
 def run_cv(
     cfg: Optional[Config],
     *,
     run_name: Optional[str] = None,
     resume: Optional[str | Path] = None,
     only_fold: Optional[int] = None,
+    gather: bool = False,
     quiet: bool = False,
     say: Optional[Say] = None,
     extra_callbacks: Optional[Callable[[str], list]] = None,
 ) -> Optional[CVResult]:
-    """Cross-validate ``cfg``; returns the results (None when ``only_fold`` ran a single fold)."""
-    say = say or (lambda _msg: None)
+    """Cross-validate ``cfg``; returns the results (None when ``only_fold`` ran a single fold, and in every
+    process of a DDP job but the first).
+
+    ``only_fold=K`` trains fold K and its permutation baseline only (a job of a job array);
+    ``gather=True`` summarises a run whose folds those jobs trained: it trains no fold (a missing one is
+    an error), only the final model, and writes what a whole run writes.
+    """
+    primary = is_primary_process()  # in a DDP job every process runs this; only the first writes files
+    say = (say or (lambda _msg: None)) if primary else (lambda _msg: None)
+    quiet = quiet or not primary
+    if gather and only_fold is not None:
+        raise UserError("--gather summarises the folds that --fold jobs trained; give one of them, not both")
     if resume:
         run, cfg = find_run(resume)
         if not is_cv_run(run):
             raise UserError(f"{run.path} is a single train/validation run, not a cross-validation run")
-        say(f"Resuming run {run.path} (finished: {', '.join(run.finished()) or 'nothing yet'})")
+        check_trainer(cfg)
+        if not gather:
+            say(f"Resuming run {run.path} (finished: {', '.join(run.finished()) or 'nothing yet'})")
         table = load_table(cfg.data)
         saved = load_splits(run, table)
         dev, test, folds = saved["dev"], saved["test"], saved["folds"]
     else:
+        check_trainer(cfg)
         table = load_table(cfg.data)  # bad data or impossible splits stop here, before anything is written
         dev, test, folds = compute_splits(cfg, table)
         if only_fold is not None and not 0 <= only_fold < len(folds):
             raise UserError(f"--fold {only_fold}: the run has folds 0 to {len(folds) - 1}")
-        run = open_run(cfg, run_name or new_run_name("cv"))
+        name = _run_name(run_name, "cv")
+        existing = RunFolder(Path(cfg.checkpoint.save_dir) / name)
+        if gather and not (existing.path / "splits.json").is_file():
+            raise UserError(f"--gather: there is no run '{name}' in {cfg.checkpoint.save_dir} "
+                            f"(its --fold jobs write {existing.path})")
+        run = open_run(cfg, name) if primary else existing
         if (run.path / "splits.json").is_file():  # --fold jobs of one run share its splits
             if not is_cv_run(run):
                 raise UserError(f"run '{run.name}' is a single train/validation run: pick a new --run-name")
             saved = load_splits(run, table)
             dev, test, folds = saved["dev"], saved["test"], saved["folds"]
-        else:
+        elif primary:
             save_splits(run, table, dev, test, folds)
         say(f"Run folder: {run.path}")
     if only_fold is not None and not 0 <= only_fold < len(folds):
         raise UserError(f"--fold {only_fold}: the run has folds 0 to {len(folds) - 1}")
+    if gather:
+        missing = [f.fold for f in folds if any(run.load_result(n) is None for n in fold_job_names(cfg, f.fold))]
+        if missing:
+            many = len(missing) > 1
+            raise UserError(f"--gather: run '{run.name}' has not finished fold{'s' if many else ''} "
+                            f"{', '.join(map(str, missing))} (train.py --use-cv --run-name {run.name} --fold "
+                            f"{'K trains fold K' if many else f'{missing[0]} trains it'}; without --gather this "
+                            f"command trains {'them' if many else 'it'} itself)")
+        say(f"Gathering run {run.path}: {len(folds)} folds finished")
     base_meta = run_metadata(cfg, run, table, test)
 
     def fit_or_resume(name: str, train, val, eval_idx, seed, log=True, table_=table, meta=None) -> FitResult:
@@ -345,8 +424,9 @@ def run_cv(
         if done is not None:
             say(f"{name}: finished earlier, skipped")
             return done
-        with FoldLock(run.path / name, name):
-            done = run.load_result(name)  # finished by another job while we waited for the data
+        # the processes of a DDP job train the same fit together: only the first one locks and writes
+        with FoldLock(run.path / name, name) if primary else nullcontext():
+            done = run.load_result(name) if primary else None  # finished by another job while we waited for the data
             if done is not None:
                 return done
             last = run.last_checkpoint(name)
@@ -356,22 +436,37 @@ def run_cv(
                                eval_idx=eval_idx, seed=seed, resume_from=last, log=log, quiet=quiet,
                                metadata=dict(base_meta, **(meta or {})),
                                extra_callbacks=extra_callbacks(name) if extra_callbacks else None)
-            run.save_result(result)
+            if primary:
+                run.save_result(result)
         return result
 
-    results: list[FitResult] = []
-    for fold in folds:
-        if only_fold is not None and fold.fold != only_fold:
-            continue
-        say(f"Fold {fold.fold + 1}/{len(folds)}: {len(fold.train)} train, {len(fold.val)} validation, "
-            f"{len(fold.eval)} held-out rows")
-        results.append(fit_or_resume(f"fold_{fold.fold}", fold.train, fold.val, fold.eval,
-                                     cfg.training.seed + fold.fold, meta={"fold": fold.fold}))
-    if only_fold is not None:
-        say(f"fold_{only_fold} done: ROC AUC {results[0].eval_metrics['auroc']:.3f}; "
-            f"run again without --fold to summarise once every fold is finished")
-        return None
+    def permutation_fit(f: FoldSplit) -> FitResult:
+        say(f"Label-permutation baseline {f.fold + 1}/{len(folds)}")
+        return fit_or_resume(f"baselines/permutation_fold_{f.fold}", f.train, f.val, f.eval,
+                             cfg.training.seed + f.fold, log=False, table_=_permuted_table(cfg, table, f))
 
+    with _shared_run_name(run.name):
+        results: list[FitResult] = []
+        for fold in folds:
+            if only_fold is not None and fold.fold != only_fold:
+                continue
+            say(f"Fold {fold.fold + 1}/{len(folds)}: {len(fold.train)} train, {len(fold.val)} validation, "
+                f"{len(fold.eval)} held-out rows")
+            results.append(fit_or_resume(f"fold_{fold.fold}", fold.train, fold.val, fold.eval,
+                                         cfg.training.seed + fold.fold, meta={"fold": fold.fold}))
+        if only_fold is not None:
+            if cfg.cross_validation.permutation_baseline:  # its share of the baselines, so the gather step trains none
+                permutation_fit(folds[only_fold])
+            say(f"fold_{only_fold} done: ROC AUC {results[0].eval_metrics['auroc']:.3f}; once every fold is "
+                f"finished, summarise with: train.py --use-cv --run-name {run.name} --gather")
+            return None
+        return _finish_cv(cfg, run, table, dev, test, folds, results, fit_or_resume, permutation_fit, primary, say)
+
+
+def _finish_cv(cfg: Config, run: RunFolder, table: LabelledTable, dev: np.ndarray, test: np.ndarray,
+               folds: list[FoldSplit], results: list[FitResult], fit_or_resume: Callable[..., FitResult],
+               permutation_fit: Callable[[FoldSplit], FitResult], primary: bool, say: Say) -> Optional[CVResult]:
+    """Fold table, baselines, verdict, final model and the result files of a run whose folds are trained."""
     rows = [_fold_row(r, f) for r, f in zip(results, folds)]
     summary = summarize(rows, TABLE_METRICS + ["threshold"])
     oof = []
@@ -389,14 +484,7 @@ def run_cv(
     if cfg.cross_validation.permutation_baseline:
         perm_rows = []
         for f in folds:
-            say(f"Label-permutation baseline {f.fold + 1}/{len(folds)}")
-            rng = np.random.default_rng(cfg.cross_validation.random_state + 7919 * (f.fold + 1))
-            labels = table.labels.copy()
-            fit_rows = np.concatenate([f.train, f.val])
-            labels[fit_rows] = rng.permutation(labels[fit_rows])  # eval rows keep their true labels
-            shuffled = LabelledTable(table.features, labels, table.source)
-            res = fit_or_resume(f"baselines/permutation_fold_{f.fold}", f.train, f.val, f.eval,
-                                cfg.training.seed + f.fold, log=False, table_=shuffled)
+            res = permutation_fit(f)
             perm_rows.append({m: res.eval_metrics[m] for m in TABLE_METRICS})
         perm_summary = summarize(perm_rows, TABLE_METRICS)
         baselines["permutation"] = {"folds": perm_rows, "summary": perm_summary}
@@ -405,7 +493,8 @@ def run_cv(
                        baselines["majority"]["summary"]["accuracy"]["mean"])
 
     cv_result = CVResult(run.path, rows, summary, baselines, verdict)
-    cv_result.files = _write_tables(run, rows, summary, oof)
+    if primary:
+        cv_result.files = _write_tables(run, rows, summary, oof)
 
     # ---- final model on all non-test rows
     if cfg.cross_validation.train_final_model:
@@ -413,7 +502,10 @@ def run_cv(
         train, val = split_val(dev, table.labels, cfg.data.val_size, cfg.cross_validation.random_state)
         final = fit_or_resume("final", train, val, None, cfg.training.seed,
                               meta={"cv_summary": summary, "cv_verdict": verdict["message"]})
-        cv_result.final_checkpoint = publish_best(cfg, Path(final.checkpoint))
+        if primary:
+            cv_result.final_checkpoint = publish_best(cfg, Path(final.checkpoint))
+    if not primary:
+        return None
 
     json_path = run.path / "cv_results.json"
     cv_result.files["cv_results_json"] = str(json_path)
@@ -435,32 +527,42 @@ def publish_best(cfg: Config, checkpoint: Path) -> str:
 
 
 def run_single(cfg: Optional[Config], *, run_name: Optional[str] = None, resume: Optional[str | Path] = None,
-               quiet: bool = False, say: Optional[Say] = None) -> FitResult:
-    """One stratified train/validation split of the non-test rows; best checkpoint -> best_model.ckpt."""
-    say = say or (lambda _msg: None)
+               quiet: bool = False, say: Optional[Say] = None) -> Optional[FitResult]:
+    """One stratified train/validation split of the non-test rows; best checkpoint -> best_model.ckpt.
+    (In a DDP job every process trains; the first one writes the files and the others return None.)"""
+    primary = is_primary_process()
+    say = (say or (lambda _msg: None)) if primary else (lambda _msg: None)
+    quiet = quiet or not primary
     if resume:
         run, cfg = find_run(resume)
         if is_cv_run(run):
             raise UserError(f"{run.path} is a cross-validation run: resume it with --use-cv")
+        check_trainer(cfg)
         table = load_table(cfg.data)
         saved = load_splits(run, table)
         test, train, val = saved["test"], saved["train"], saved["val"]
     else:
+        check_trainer(cfg)
         table = load_table(cfg.data)  # bad data stops here, before anything is written
         dev, test = split_test(table.labels, cfg.data.test_size, cfg.cross_validation.random_state)
         train, val = split_val(dev, table.labels, cfg.data.val_size, cfg.cross_validation.random_state)
-        run = open_run(cfg, run_name or new_run_name("single"))
+        name = _run_name(run_name, "single")
+        run = open_run(cfg, name) if primary else RunFolder(Path(cfg.checkpoint.save_dir) / name)
         if (run.path / "splits.json").is_file() and is_cv_run(run):
             raise UserError(f"run '{run.name}' is a cross-validation run: use --use-cv, or a new --run-name")
-        save_splits(run, table, dev, test, [], train=train, val=val)
+        if primary:
+            save_splits(run, table, dev, test, [], train=train, val=val)
         say(f"Run folder: {run.path}")
     done = run.load_result("single")
     if done is None:
         last = run.last_checkpoint("single")
         say(f"Training on {len(train)} rows, validating on {len(val)} ({len(test)} test rows held out)")
-        with FoldLock(run.path / "single", "single"):
+        with _shared_run_name(run.name), (FoldLock(run.path / "single", "single") if primary else nullcontext()):
             done = fit_split(cfg, table, train, val, run.path / "single", name="single", run_name=run.name,
                              resume_from=last, quiet=quiet, metadata=run_metadata(cfg, run, table, test))
-            run.save_result(done)
+            if primary:
+                run.save_result(done)
+    if not primary:
+        return None
     publish_best(cfg, Path(done.checkpoint))
     return done

@@ -14,6 +14,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from sklearn.utils.class_weight import compute_class_weight
 
 from netad.atomic import AtomicCheckpointIO, atomic_target
@@ -21,6 +22,7 @@ from netad.lightning_setup import quiet_lightning
 from netad.config import Config
 from netad.data.datamodule import NetworkDataModule
 from netad.data.loading import LabelledTable
+from netad.errors import UserError
 from netad.evaluation.metrics import compute_metrics, held_out_metrics
 from netad.models.classifier import (
     CHECKPOINT_KEY,
@@ -29,11 +31,19 @@ from netad.models.classifier import (
     predict_scores,
     read_checkpoint,
 )
+from netad.training.hardware import describe, trainer_arguments
 from netad.training.loggers import build_loggers, finish_loggers
 from netad.training.progress import EpochProgressBar
 
 quiet_lightning()
 _already_warned: set[str] = set()
+
+
+def _warn_once(message: str, quiet: bool) -> None:
+    """A warning that every fold of a run would repeat is said once per process."""
+    if not quiet and message not in _already_warned:
+        _already_warned.add(message)
+        logging.getLogger("netad").warning(message)
 
 
 def class_weights(labels: np.ndarray, spec: Any) -> tuple[float, float]:
@@ -96,7 +106,7 @@ class _LastCheckpoint(ModelCheckpoint):
 
 
 def attach_novelty(cfg: Config, model: AnomalyClassifier, ckpt: dict[str, Any], path: Path,
-                   dm: NetworkDataModule, seed: int) -> None:
+                   dm: NetworkDataModule, seed: int, write: bool = True) -> None:
     """Hybrid models: fit ``hybrid.detector`` on the normal training rows, place its threshold on the
     normal validation rows at ``hybrid.novelty_fpr``, and store it in the best checkpoint."""
     from netad.detectors import make_detector
@@ -111,8 +121,9 @@ def attach_novelty(cfg: Config, model: AnomalyClassifier, ckpt: dict[str, Any], 
     state = detector.novelty_state()
     model.attach_novelty(state)
     ckpt[CHECKPOINT_KEY]["novelty"] = state
-    with atomic_target(path) as tmp:
-        torch.save(ckpt, tmp)
+    if write:  # under DDP only the first process writes files
+        with atomic_target(path) as tmp:
+            torch.save(ckpt, tmp)
 
 
 def _run_trainer(trainer: L.Trainer, fn_name: str, *args: Any, **kwargs: Any) -> Any:
@@ -164,9 +175,7 @@ def fit_split(
         warnings.simplefilter("always")
         dm.setup("fit")
     for w in caught:  # the same warning for every fold of a run is said once
-        if not quiet and str(w.message) not in _already_warned:
-            _already_warned.add(str(w.message))
-            logging.getLogger("netad").warning(str(w.message))
+        _warn_once(str(w.message), quiet)
 
     tc = cfg.training
     model = build_classifier(cfg, dm.input_dim, class_weights(dm.train_labels(), tc.class_weight), seed)
@@ -192,22 +201,27 @@ def fit_split(
         callbacks.append(EpochProgressBar(name))
     callbacks += list(extra_callbacks or [])
 
+    placement = trainer_arguments(cfg.trainer, warn=lambda msg: _warn_once(msg, quiet))
     loggers = build_loggers(cfg, run_name, name, hparams=dict(cfg.to_dict(), split=name)) if log else []
-    trainer = L.Trainer(
-        max_epochs=tc.num_epochs,
-        accelerator=cfg.trainer.accelerator,
-        devices=cfg.trainer.devices,
-        precision=cfg.trainer.precision,
-        callbacks=callbacks,
-        logger=loggers or False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        log_every_n_steps=50,
-        default_root_dir=str(out_dir),
-        deterministic=True,
-        plugins=[AtomicCheckpointIO()],  # a Ctrl-C during a save keeps the previous last.ckpt
-    )
+    try:
+        trainer = L.Trainer(
+            max_epochs=tc.num_epochs,
+            callbacks=callbacks,
+            logger=loggers or False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            log_every_n_steps=50,
+            default_root_dir=str(out_dir),
+            plugins=[AtomicCheckpointIO()],  # a Ctrl-C during a save keeps the previous last.ckpt
+            **placement,
+        )
+    except (MisconfigurationException, TypeError, ValueError) as exc:
+        # Lightning refusing the trainer section (more GPUs than there are, GPU indices on the CPU, DDP in a
+        # notebook, ...): one line, not a traceback; only the validated trainer settings reach this call
+        finish_loggers(loggers)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"trainer settings ({describe(cfg.trainer)}): {first}") from None
     try:
         _run_trainer(trainer, "fit", model, datamodule=dm, ckpt_path=str(resume_from) if resume_from else None)
         if trainer.interrupted:
@@ -215,7 +229,9 @@ def fit_split(
         best_ckpt = read_checkpoint(best_cb.best_model_path)
         best = classifier_from_checkpoint(best_ckpt)
         if cfg.model.type == "hybrid":
-            attach_novelty(cfg, best, best_ckpt, Path(best_cb.best_model_path), dm, seed)
+            attach_novelty(cfg, best, best_ckpt, Path(best_cb.best_model_path), dm, seed,
+                           write=trainer.is_global_zero)
+            trainer.strategy.barrier("netad.attach_novelty")
         if eval_idx is not None:  # logs test/... for this split's held-out rows
             _run_trainer(trainer, "test", best, datamodule=dm, verbose=False)
     finally:
