@@ -1,0 +1,127 @@
+"""The web page at GET /, driven in headless Chromium (Debian's chromium and chromium-driver) against a
+real uvicorn process on 127.0.0.1: upload a CSV, the table shows exactly the flagged rows, highest
+score first, and the histogram counts every row."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+
+from conftest import fast_config, make_frame
+from netad.serving.batch import load_predictor
+from netad.training.cv import run_single
+
+CHROMEDRIVER = shutil.which("chromedriver")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("page")
+    csv_path = root / "traffic.csv"
+    make_frame(n=300, seed=21).to_csv(csv_path, index=False)
+    run_single(fast_config(root, csv_path), run_name="page", quiet=True)
+    ckpt = root / "checkpoints" / "best_model.ckpt"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = tempfile.TemporaryFile(mode="w+")
+    env = dict(os.environ, PAGE_TEST_KEY="page-key-1")
+    proc = subprocess.Popen([sys.executable, "-m", "netad", "serve", "--model", str(ckpt), "--port", str(port),
+                             "--api-key-env", "PAGE_TEST_KEY"], env=env, stdout=log, stderr=log, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=1):
+                    break
+            except OSError:
+                if proc.poll() is not None:
+                    log.seek(0)
+                    pytest.fail("server did not start: " + log.read()[-2000:])
+                time.sleep(0.1)
+        yield {"base": base, "root": root, "predictor": load_predictor(ckpt), "key": "page-key-1"}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    # a missing browser is a failure, not a skip: CI installs chromium and chromium-driver (.ci/run)
+    assert CHROMIUM and CHROMEDRIVER, "headless Chromium tests need Debian's chromium and chromium-driver packages"
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def upload(browser, server, path, key):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(server["base"] + "/")
+    browser.find_element(By.ID, "file").send_keys(str(path))
+    browser.find_element(By.ID, "key").send_keys(key)
+    browser.find_element(By.ID, "score").click()
+    WebDriverWait(browser, 30).until(
+        lambda d: d.execute_script("return document.body.dataset.done === '1' || "
+                                   "document.getElementById('status').className === 'error'"))
+    return browser.find_element(By.ID, "status").text
+
+
+def test_upload_shows_the_flagged_rows_sorted_by_score(server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    frame = make_frame(n=120, seed=5)
+    path = tmp_path / "new traffic.csv"
+    frame.to_csv(path, index=False)
+    status = upload(browser, server, path, server["key"])
+
+    predictor = server["predictor"]
+    scores = predictor.score(frame.drop(columns=["label"]))
+    flagged = np.flatnonzero(scores >= predictor.threshold)
+    assert 0 < len(flagged) < len(frame), "the fixture should flag some rows and not others"
+    assert status.startswith(f"{len(flagged)} of {len(frame)} rows flagged"), status
+    cells = [[td.text for td in tr.find_elements(By.TAG_NAME, "td")]
+             for tr in browser.find_elements(By.CSS_SELECTOR, "#flagged tbody tr")]
+    rows = [int(c[0]) for c in cells]
+    assert sorted(rows) == sorted((flagged + 1).tolist())  # 1-based data rows
+    shown = [float(c[1]) for c in cells]
+    assert shown == sorted(shown, reverse=True)
+    np.testing.assert_allclose(shown, scores[np.array(rows) - 1], atol=1e-6)
+    first = path.read_text().splitlines()[rows[0]]
+    assert cells[0][2] == first[:200]  # the record itself beside its score
+
+    canvas = browser.find_element(By.ID, "histogram")
+    counts = json.loads(canvas.get_attribute("data-counts"))
+    assert sum(counts) == len(frame) and float(canvas.get_attribute("data-threshold")) == pytest.approx(
+        predictor.threshold)
+    assert browser.execute_script(  # something was drawn on the canvas
+        "const c = document.getElementById('histogram');"
+        "return c.getContext('2d').getImageData(0, 0, c.width, c.height).data.some(v => v !== 0);")
+
+
+def test_errors_are_shown_on_the_page(server, browser, tmp_path):
+    path = tmp_path / "broken.csv"
+    make_frame(n=10, seed=1).drop(columns=["bytes"]).to_csv(path, index=False)
+    assert "missing field (field bytes)" in upload(browser, server, path, server["key"])
+    make_frame(n=10, seed=1).to_csv(path, index=False)
+    assert "Error 401" in upload(browser, server, path, "wrong-key")
