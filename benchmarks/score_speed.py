@@ -93,8 +93,18 @@ def fit_kmeans(train_path: Path, out: Path) -> None:
 
 def child(kind: str, model: str, input_path: str, output: str) -> None:
     result = (run_netad if kind == "netad" else run_kmeans)(model, input_path, output)
-    result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # whole process, imports included
+    result["peak_mb"] = peak_mb()
+
     print("RESULT " + json.dumps(result))
+
+
+def peak_mb() -> float:
+    """This process's peak resident memory, imports included. (VmHWM, not getrusage's ru_maxrss,
+    which a child started by a large parent inherits from it.)"""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # ---------------------------------------------------------------- driver
