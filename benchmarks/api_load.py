@@ -102,7 +102,7 @@ async def batches(port: int, body: bytes, n: int) -> dict:
             server.append(json.loads(payload)["processing_time_ms"])
     finally:
         writer.close()
-    return {"records": None, "round_trip_ms_median": statistics.median(wall[1:]),
+    return {"round_trip_ms_median": statistics.median(wall[1:]),
             "round_trip_ms_max": max(wall[1:]), "server_ms_median": statistics.median(server[1:])}
 
 
@@ -161,8 +161,7 @@ def main() -> None:
         try:
             asyncio.run(hammer(port, singles, min(500, args.requests), args.concurrency, args.timeout))  # warm-up
             load = asyncio.run(hammer(port, singles, args.requests, args.concurrency, args.timeout))
-            big = asyncio.run(batches(port, batch, args.batches))
-            big["records"] = args.batch_size
+            big = dict(asyncio.run(batches(port, batch, args.batches)), records=args.batch_size)
         finally:
             server.terminate()
             server.wait(timeout=30)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
@@ -187,7 +188,7 @@ def main() -> None:
           f"peak < {TARGET_PEAK_MB} MB: {'met' if verdict['peak_mb_met'] else 'NOT met'}")
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
+    out.write_text(json.dumps({"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
                                "model": str(args.model or "trained on KDDTrain+_20Percent (configs/nsl_kdd.yaml)"),
                                "results": results, "targets": verdict}, indent=2) + "\n")
     print(f"-> {out}")

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator, Optional
 
 import pytest
 
@@ -121,3 +127,42 @@ class CrashAtEpoch(Callback):
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         if trainer.current_epoch == self.epoch:
             raise Crash(f"simulated crash at epoch {self.epoch}")
+
+
+def tiny_model(root: Path, seed: int, run_name: str) -> Path:
+    """A classifier trained in about a second on a seeded fixture CSV under ``root``; its best_model.ckpt."""
+    from netad.training.cv import run_single
+
+    csv_path = root / "traffic.csv"
+    make_frame(n=300, seed=seed).to_csv(csv_path, index=False)
+    run_single(fast_config(root, csv_path), run_name=run_name, quiet=True)
+    return root / "checkpoints" / "best_model.ckpt"
+
+
+@contextmanager
+def netad_server(model: Path, *args: str, env: Optional[dict] = None) -> Iterator[str]:
+    """``python -m netad serve`` on a free 127.0.0.1 port; yields its base URL and stops it afterwards."""
+    port = _free_port()
+    log = tempfile.TemporaryFile(mode="w+")  # not a pipe: a full pipe would stall the server
+    proc = subprocess.Popen([sys.executable, "-m", "netad", "serve", "--model", str(model), "--port", str(port),
+                             *args], env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        started = False
+        for _ in range(300):
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=1):
+                    started = True
+                    break
+            except OSError:
+                if proc.poll() is not None:
+                    break
+                time.sleep(0.1)
+        if not started:
+            log.seek(0)
+            pytest.fail("server did not start: " + log.read()[-2000:])
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()

@@ -4,31 +4,22 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import fast_config, make_frame
+from conftest import make_frame, netad_server, tiny_model
 from netad.serving.api import create_app
 from netad.serving.batch import load_predictor, score_file
-from netad.training.cv import run_single
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    root = tmp_path_factory.mktemp("api")
-    csv_path = root / "traffic.csv"
-    make_frame(n=300, seed=9).to_csv(csv_path, index=False)
-    run_single(fast_config(root, csv_path), run_name="api", quiet=True)
-    ckpt = root / "checkpoints" / "best_model.ckpt"
+    ckpt = tiny_model(tmp_path_factory.mktemp("api"), seed=9, run_name="api")
     predictor = load_predictor(ckpt)
-    return {"root": root, "ckpt": ckpt, "predictor": predictor,
+    return {"ckpt": ckpt, "predictor": predictor,
             "client": TestClient(create_app(predictor, model_name="tiny", max_records=50, max_body_bytes=20_000))}
 
 
@@ -158,29 +149,11 @@ def test_api_key_guards_everything_but_health(served, caplog):
 def test_real_uvicorn_process_on_loopback(served):
     import httpx
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = dict(os.environ, NETAD_TEST_KEY="k-123")
-    proc = subprocess.Popen([sys.executable, "-m", "netad", "serve", "--model", str(served["ckpt"]), "--port",
-                             str(port), "--api-key-env", "NETAD_TEST_KEY"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("server did not start: " + proc.stderr.read() if proc.poll() is not None else "timeout")
+    with netad_server(served["ckpt"], "--api-key-env", "NETAD_TEST_KEY",
+                      env=dict(os.environ, NETAD_TEST_KEY="k-123")) as base:
         records, frame = rows(3)
         r = httpx.post(f"{base}/predict", json=records, headers={"X-API-Key": "k-123"}, timeout=10)
         assert r.status_code == 200
         np.testing.assert_allclose([p["score"] for p in r.json()["predictions"]],
                                    served["predictor"].score(frame), rtol=1e-6)
         assert httpx.post(f"{base}/predict", json=records, timeout=10).status_code == 401
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)

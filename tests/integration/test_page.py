@@ -7,19 +7,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import tempfile
-import time
-import urllib.request
 
 import numpy as np
 import pytest
 
-from conftest import fast_config, make_frame
+from conftest import make_frame, netad_server, tiny_model
 from netad.serving.batch import load_predictor
-from netad.training.cv import run_single
 
 CHROMEDRIVER = shutil.which("chromedriver")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -27,33 +20,9 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("page")
-    csv_path = root / "traffic.csv"
-    make_frame(n=300, seed=21).to_csv(csv_path, index=False)
-    run_single(fast_config(root, csv_path), run_name="page", quiet=True)
-    ckpt = root / "checkpoints" / "best_model.ckpt"
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    log = tempfile.TemporaryFile(mode="w+")
-    env = dict(os.environ, PAGE_TEST_KEY="page-key-1")
-    proc = subprocess.Popen([sys.executable, "-m", "netad", "serve", "--model", str(ckpt), "--port", str(port),
-                             "--api-key-env", "PAGE_TEST_KEY"], env=env, stdout=log, stderr=log, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=1):
-                    break
-            except OSError:
-                if proc.poll() is not None:
-                    log.seek(0)
-                    pytest.fail("server did not start: " + log.read()[-2000:])
-                time.sleep(0.1)
-        yield {"base": base, "root": root, "predictor": load_predictor(ckpt), "key": "page-key-1"}
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    ckpt = tiny_model(tmp_path_factory.mktemp("page"), seed=21, run_name="page")
+    with netad_server(ckpt, "--api-key-env", "PAGE_TEST_KEY", env=dict(os.environ, PAGE_TEST_KEY="page-key-1")) as base:
+        yield {"base": base, "predictor": load_predictor(ckpt), "key": "page-key-1"}
 
 
 @pytest.fixture(scope="module")

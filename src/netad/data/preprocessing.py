@@ -38,6 +38,11 @@ def _bool_to_float(series: pd.Series) -> np.ndarray:
     return series.astype(str).str.strip().str.lower().isin(_TRUE).to_numpy(dtype=np.float32)
 
 
+def _float64(x: np.ndarray, owned: bool) -> np.ndarray:
+    """``x`` itself when it may be changed in place (owned, float64, writable), else a float64 copy."""
+    return x if owned and x.dtype == np.float64 and x.flags.writeable else np.array(x, dtype=np.float64)
+
+
 def _scale(x: np.ndarray, impute: Any, log: Any, center: Any, scale: Any) -> np.ndarray:
     """Impute gaps, log-transform and scale raw numeric values in place: a whole (rows x columns)
     matrix with per-column vectors, or one column with scalars. One formula for every path."""
@@ -63,9 +68,6 @@ class Encoded:
 
     dense: np.ndarray
     codes: list[np.ndarray]
-
-    def __len__(self) -> int:
-        return self.dense.shape[0]
 
 
 def infer_kinds(frame: pd.DataFrame) -> dict[str, str]:
@@ -276,17 +278,15 @@ class TabularPreprocessor:
             n, k = numeric.shape
             dense = np.empty((n, k + len(booleans)), dtype=np.float32)
             if k:
-                x = numeric if owned and numeric.dtype == np.float64 and numeric.flags.writeable else \
-                    np.array(numeric, dtype=np.float64)
-                dense[:, :k] = _scale(x, *(np.asarray(ncfg[key]) for key in ("impute", "log", "center", "scale")))
+                dense[:, :k] = _scale(_float64(numeric, owned),
+                                      *(np.asarray(ncfg[key]) for key in ("impute", "log", "center", "scale")))
         else:
             k = len(numeric)
             n = len(numeric[0]) if k else len((booleans or codes)[0]) if (booleans or codes) else 0
             dense = np.empty((k + len(booleans), n), dtype=np.float32).T  # column-major: contiguous columns
             for j, column in enumerate(numeric):
-                x = column if owned and column.dtype == np.float64 and column.flags.writeable else \
-                    np.array(column, dtype=np.float64)
-                dense[:, j] = _scale(x, *(ncfg[key][j] for key in ("impute", "log", "center", "scale")))
+                params = (ncfg[key][j] for key in ("impute", "log", "center", "scale"))
+                dense[:, j] = _scale(_float64(column, owned), *params)
         for j, b in enumerate(booleans):
             dense[:, k + j] = b
         return Encoded(dense, list(codes))

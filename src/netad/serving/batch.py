@@ -158,7 +158,7 @@ class _ArrowBlocks:
         types.update({c: pa.bool_() for c in st["boolean"]["columns"]})
         types.update({c: pa.dictionary(pa.int32(), pa.string()) for c in st["categorical"]["columns"]})
         # the parser runs beside the scoring thread: on a small machine each gets one core
-        self.threads = (os.cpu_count() or 1) >= 4
+        self.threads = _thread_split()[0]
         self.names = names
         true, false = ["true", "t", "yes", "1"], ["false", "f", "no", "0"]
         self.convert_options = pacsv.ConvertOptions(
@@ -228,6 +228,14 @@ class _ArrowBlocks:
         out.write(block[int(cuts[-1]):])  # the last line break
 
 
+def _thread_split() -> tuple[bool, int]:
+    """(does the parser use threads, PyTorch threads) for the two pipeline stages: on a small machine each
+    stage gets one core (idle PyTorch threads spinning beside the parser slow both); on a larger one,
+    the parser's pool and half the cores for PyTorch."""
+    cores = os.cpu_count() or 1
+    return (True, cores // 2) if cores >= 4 else (False, 1)
+
+
 # pandas' default missing-value markers, so both parsers see the same gaps
 _PANDAS_NA = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
               "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
@@ -268,7 +276,7 @@ def score_file(model: str | Path | Any, input_path: str | Path, output_path: str
     n_rows = n_rejected = n_flagged = 0
     wrote_rej = False
     torch_threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2 if (os.cpu_count() or 1) >= 4 else torch_threads - 1))
+    torch.set_num_threads(_thread_split()[1])
     try:
         with tmp_out.open("wb") as out, tmp_rej.open("w", newline="") as rej, ThreadPoolExecutor(1) as pool:
             header = source.header if source.header is not None else ",".join(source.names).encode()
@@ -299,6 +307,7 @@ def score_file(model: str | Path | Any, input_path: str | Path, output_path: str
                     if len(good):
                         scores, novelty = predictor.score_with_novelty(good)
                         flagged = (scores >= predictor.threshold).astype(np.uint8)
+                        # the fast path's fixed-point text, without its commas and flag
                         text = score_text(scores, flagged)[:, 1: SCORE_DECIMALS + 3].copy().view(
                             f"S{SCORE_DECIMALS + 2}").ravel().astype(str)
                         scored = good.assign(score=text, is_anomaly=flagged)
