@@ -16,5 +16,7 @@ def quiet_lightning() -> None:
                     # DDP: Lightning's all_gather calls a function torch deprecated; the epoch-level values every
                     # process computes on all validation rows need no sync_dist
                     ".*torch.distributed.nn.functional.all_gather is deprecated.*",
-                    ".*when logging on epoch level in distributed setting.*"):
+                    ".*when logging on epoch level in distributed setting.*",
+                    # a fold folder holds the fold lock and, on resume, the checkpoints being continued
+                    ".*Checkpoint directory .* exists and is not empty.*"):
         warnings.filterwarnings("ignore", message=message)

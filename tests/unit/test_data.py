@@ -350,7 +350,8 @@ def test_datamodule_fits_on_train_rows_only(tmp_path):
         assert x.shape == (len(idx), dm.input_dim)
         np.testing.assert_array_equal(y.numpy(), table.labels[idx])
     np.testing.assert_array_equal(dm.train_labels(), table.labels[train])
-    assert sum(len(yb) for _, yb in dm.train_dataloader()) == len(train)
+    # training batches come in groups (several optimizer steps per trainer step)
+    assert sum(len(yb) for group in dm.train_dataloader() for _, yb in group) == len(train)
     assert len(dm.val_dataloader()) == 1  # evaluation batches are at least 4096 rows
     assert sum(len(yb) for _, yb in dm.test_dataloader()) == len(test)
     dm.setup("test")  # a second setup keeps the fitted preprocessor
@@ -364,3 +365,23 @@ def test_datamodule_reads_table_from_config(cfg, frame):
         dm.setup()
     assert dm.table is not None and len(dm.table) == len(frame)
     assert "eval" not in dm.tensors
+
+
+@pytest.mark.parametrize("k", [1, 4, 64])
+def test_loader_groups_the_same_batches(k):
+    """steps_per_item=k: items are tuples of up to k consecutive batches, the same batches in the same order."""
+    x, y = torch.arange(200, dtype=torch.float32).reshape(100, 2), torch.arange(100, dtype=torch.float32)
+    plain = TensorBatchLoader(x, y, 16, shuffle=True, seed=3)
+    grouped = TensorBatchLoader(x, y, 16, shuffle=True, seed=3, steps_per_item=k)
+    plain.sampler.set_epoch(2)
+    grouped.sampler.set_epoch(2)
+    items = list(grouped)
+    assert len(items) == len(grouped) == -(-7 // k)
+    assert all(isinstance(item, tuple) and 1 <= len(item) <= k for item in items)
+    flat = [batch for item in items for batch in item]
+    expected = list(plain)
+    assert len(flat) == len(expected) == 7
+    for (gx, gy), (ex, ey) in zip(flat, expected):
+        assert torch.equal(gx, ex) and torch.equal(gy, ey)
+    with pytest.raises(ValueError):
+        TensorBatchLoader(x, y, 16, steps_per_item=0)

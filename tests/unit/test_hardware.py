@@ -198,7 +198,9 @@ def test_tensors_are_placed_on_the_training_device_once(tmp_path, csv_path):
     assert train.x.device == device and train.x is again.x  # copied once, reused by every later loader
     assert train.world_size == 2 and train.rank == 1 and len(train) == 3  # 75 of 150 rows in batches of 32
     assert val.world_size == 1 and val.x.shape[0] == 70  # every process validates on all rows
-    assert all(xb.device == device and yb.device == device for xb, yb in train)
+    # under DDP one batch per trainer step (each backward pass needs its own forward pass through the wrapper)
+    assert train.steps_per_item == 1
+    assert all(xb.device == device and yb.device == device for (xb, yb), in train)
     assert dm.tensors["train"][0].device.type == "cpu"  # the host copy stays for scoring and novelty fitting
 
     from netad.models.classifier import AnomalyClassifier

@@ -335,3 +335,35 @@ def test_target_fpr_with_saturated_scores_flags_nothing_rather_than_too_much():
     y = np.array([1, 0, 0, 0, 0, 1])
     t = choose_threshold(s, y, "target_fpr", target_fpr=0.01)
     assert false_positive_rate(s, y, t) == 0.0  # a cut of exactly 1.0 would flag half the normal rows
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_binary_metrics_equal_a_torchmetrics_collection(seed):
+    """The epoch metrics (functional torchmetrics, one call each) against the stateful collection they replace,
+    with tied scores and a threshold sitting exactly on a score (flagged: score >= threshold)."""
+    import torch
+    from torchmetrics import MetricCollection
+    from torchmetrics.classification import (BinaryAccuracy, BinaryAUROC, BinaryAveragePrecision, BinaryF1Score,
+                                             BinaryPrecision, BinaryRecall)
+
+    from netad.evaluation.metrics import _strict_cut, binary_metrics
+
+    gen = torch.Generator().manual_seed(seed)
+    scores = (torch.rand(3000, generator=gen) * 50).round() / 50  # many ties
+    target = (torch.rand(3000, generator=gen) < 0.3 + 0.4 * scores).long()
+    threshold = float(scores[17])
+    reference = MetricCollection({
+        "accuracy": BinaryAccuracy(threshold=_strict_cut(threshold)),
+        "precision": BinaryPrecision(threshold=_strict_cut(threshold), zero_division=0),
+        "recall": BinaryRecall(threshold=_strict_cut(threshold), zero_division=0),
+        "f1": BinaryF1Score(threshold=_strict_cut(threshold), zero_division=0),
+        "auroc": BinaryAUROC(), "auprc": BinaryAveragePrecision(),
+    })
+    expected = {k: float(v) for k, v in reference(scores, target).items()}
+    got = binary_metrics(scores, target, threshold)
+    assert got == pytest.approx(expected, abs=1e-6)
+    flagged = scores >= threshold
+    assert got["recall"] == pytest.approx(int((flagged & (target == 1)).sum()) / int((target == 1).sum()), abs=1e-12)
+    one_class = binary_metrics(scores, torch.zeros_like(target), threshold)
+    assert math.isnan(one_class["auroc"]) and math.isnan(one_class["auprc"])
+    assert one_class["accuracy"] == pytest.approx(int((~flagged).sum()) / len(target), abs=1e-12)

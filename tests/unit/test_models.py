@@ -88,9 +88,6 @@ def test_configure_optimizers_scheduler(optimizer, scheduler, cls):
     opt_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[optimizer]
     assert type(out["optimizer"]) is opt_cls
     sched = out["lr_scheduler"]
-    if scheduler == "plateau":
-        assert sched["monitor"] == "val/loss"
-        sched = sched["scheduler"]
     assert type(sched) is cls
     assert sched.optimizer is out["optimizer"]
     if scheduler == "cosine":

@@ -5,7 +5,7 @@ from netad.evaluation.metrics import (
     choose_threshold,
     compute_metrics,
     false_positive_rate,
-    metric_collection,
+    binary_metrics,
     auroc_vs_chance,
     summarize,
 )
@@ -15,7 +15,7 @@ __all__ = [
     "choose_threshold",
     "compute_metrics",
     "false_positive_rate",
-    "metric_collection",
+    "binary_metrics",
     "auroc_vs_chance",
     "summarize",
 ]

@@ -9,6 +9,7 @@ checkpoint under ``checkpoint["netad"]`` so inference reuses it.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Optional
 
@@ -19,7 +20,7 @@ import torch.nn.functional as F
 
 import netad
 from netad.errors import UserError
-from netad.evaluation.metrics import choose_threshold, metric_collection, set_threshold
+from netad.evaluation.metrics import binary_metrics, choose_threshold
 from netad.models.mlp import MLP
 from netad.models.novelty import NoveltyScorer, combine, scorer_from_state
 
@@ -46,14 +47,13 @@ class AnomalyClassifier(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        # training_step runs the optimizer itself: one trainer step may hold several batches
+        self.automatic_optimization = False
         self.model = MLP(input_dim, hidden_dims, dropout, activation)
         self.register_buffer("class_weights", torch.tensor(class_weights, dtype=torch.float32))
         self.register_buffer("threshold", torch.tensor(0.5))
-        # ModuleDict keys must not clash with nn.Module attributes such as .train
-        # no torchmetrics syncing under DDP: every process validates and tests on all rows, and the
-        # training rows of all processes are gathered explicitly (on_train_epoch_end)
-        self.stage_metrics = torch.nn.ModuleDict({f"{s}_metrics": metric_collection(s, sync_on_compute=False)
-                                                  for s in ("train", "val", "test")})
+        # the latest value of every epoch metric (train/..., val/...), as the loggers received it
+        self.epoch_metrics: dict[str, float] = {}
         self._outputs: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {"train": [], "val": [], "test": []}
         # set by the training code before fit; restored from checkpoints
         self.preprocessor_state: Optional[dict[str, Any]] = None
@@ -114,9 +114,23 @@ class AnomalyClassifier(L.LightningModule):
         # dropout noise depends only on (seed, epoch) (and the DDP process): a resumed run repeats an uninterrupted one
         torch.manual_seed(self.hparams.seed * 100_003 + self.current_epoch + 7_919 * self.global_rank)
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        # logged once per epoch in on_train_epoch_end: self.log on every step costs as much as the step
-        return self._step("train", batch)
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        """One ``(x, y)`` batch, or a tuple of them (``TensorBatchLoader(steps_per_item=k)``): one optimizer
+        step per batch, in order. Manual optimization, so that one trainer step can run several; the
+        precision plugin still scales and unscales through ``manual_backward`` and ``opt.step``."""
+        opt = self.optimizers()
+        batches = (batch,) if isinstance(batch[0], torch.Tensor) else batch
+        for pair in batches:
+            # logged once per epoch in on_train_epoch_end: self.log on every step costs as much as the step
+            loss = self._step("train", pair)
+            opt.zero_grad()
+            self.manual_backward(loss)
+            opt.step()
+        if len(batches) > 1:
+            # loggers step by trainer batches; count optimizer steps instead, as with one batch per trainer step
+            # (Lightning adds the last one itself), so TensorBoard and W&B x-axes stay in optimizer steps
+            self.trainer.fit_loop.epoch_loop._batches_that_stepped += len(batches) - 1
+        return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._step("val", batch)
@@ -139,31 +153,73 @@ class AnomalyClassifier(L.LightningModule):
         self._outputs[stage] = []
         return torch.cat([lg for lg, _ in outputs]), torch.cat([t for _, t in outputs])
 
-    def _log_stage(self, stage: str, logits: torch.Tensor, target: torch.Tensor, scores: bool = False) -> None:
-        """Log the stage's metrics; ``scores=True`` when the buffer holds final scores, not logits."""
+    def _stage_values(self, stage: str, logits: torch.Tensor, target: torch.Tensor,
+                      scores: bool = False) -> dict[str, float]:
+        """The stage's metrics at the current threshold; ``scores=True`` when the buffer holds final scores.
+
+        No syncing under DDP: every process validates and tests on all rows, and the training rows of all
+        processes are gathered before this (on_train_epoch_end). Undefined values (AUROC with one class) are
+        left out.
+        """
         probs = logits if scores else torch.sigmoid(logits)
-        collection = self.stage_metrics[f"{stage}_metrics"]
-        set_threshold(collection, float(self.threshold))
-        collection.update(probs, target.long())  # once per epoch; compute groups share the work
-        if target.min() == target.max():  # AUROC/AUPRC are undefined with one class
-            values = {k: m.compute() for k, m in collection.items(keep_base=False) if not k.endswith(("auroc", "auprc"))}
+        values = binary_metrics(probs, target, float(self.threshold))
+        return {f"{stage}/{k}": v for k, v in values.items() if not math.isnan(v)}
+
+    def _monitored(self) -> set[str]:
+        """The keys some callback watches (checkpoint, early stopping), and the plateau scheduler's val/loss."""
+        keys = {"val/loss"}
+        for callback in self.trainer.callbacks:
+            monitor = getattr(callback, "monitor", None)
+            if isinstance(monitor, str):
+                keys.add(monitor)
+        return keys
+
+    def _log_epoch(self, values: dict[str, float]) -> None:
+        """One epoch's metrics of one stage: to every logger in one call, at the step Lightning would use
+        (the epoch's last optimizer step), and through ``self.log`` only for the keys callbacks monitor.
+
+        ``self.log`` costs about half a millisecond per key and epoch (Lightning walks its result
+        containers), as much as a few training steps of a small MLP: logging a dozen metrics that way made
+        epoch bookkeeping a visible part of small-data training. ``epoch_metrics`` keeps every value.
+        """
+        if not values or self.trainer.sanity_checking:
+            return
+        self.epoch_metrics.update(values)
+        for key in self._monitored() & values.keys():
+            self.log(key, values[key], on_step=False, on_epoch=True, logger=False)
+        if self.trainer.loggers:
+            row = dict(values, epoch=self.current_epoch)  # as Lightning adds to every row it logs
+            for lg in self.trainer.loggers:  # loggers write on the first DDP process only
+                lg.log_metrics(row, step=max(self.global_step - 1, 0))
+
+    def _step_scheduler(self) -> None:
+        """Once per epoch, after validation and before this epoch's checkpoints are written, so a resumed
+        run continues with exactly the learning rate an uninterrupted one would have used."""
+        sched = self.lr_schedulers()
+        if sched is None:
+            return
+        if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            val_loss = self.trainer.callback_metrics.get("val/loss")
+            if val_loss is not None:
+                sched.step(float(val_loss))
         else:
-            values = collection.compute()
-        collection.reset()
-        self.log_dict(values, on_step=False, on_epoch=True)
+            sched.step()
 
     def on_train_epoch_end(self) -> None:
+        self._step_scheduler()
         distributed = self.trainer.world_size > 1
+        values: dict[str, float] = {}
         if self._train_loss:
-            # DDP processes hold equal shares of the rows (padded), so the mean of their means is the epoch's mean
-            self.log("train/loss", torch.stack(self._train_loss).mean(), on_step=False, on_epoch=True,
-                     sync_dist=distributed)
+            loss = torch.stack(self._train_loss).mean()
             self._train_loss = []
+            # DDP processes hold equal shares of the rows (padded), so the mean of their means is the epoch's mean
+            values["train/loss"] = float(self.all_gather(loss).mean() if distributed else loss)
         if self._outputs["train"]:
             logits, target = self._collect("train")
             if distributed:  # every process gets the same rows, the training rows of all of them
                 logits, target = (t.reshape(-1) for t in self.all_gather((logits.reshape(-1), target.reshape(-1))))
-            self._log_stage("train", logits, target)
+            values.update(self._stage_values("train", logits, target))
+        self._log_epoch(values)
 
     def on_validation_epoch_end(self) -> None:
         if not self._outputs["val"]:
@@ -174,13 +230,15 @@ class AnomalyClassifier(L.LightningModule):
                 choose_threshold(torch.sigmoid(logits).cpu().numpy(), target.cpu().numpy(),
                                  self.hparams.threshold_method, self.hparams.target_fpr)
             )
-        self.log("val/loss", self._loss(logits, target), on_step=False, on_epoch=True)
-        self.log("val/threshold", self.threshold, on_step=False, on_epoch=True)
-        self._log_stage("val", logits, target)
+        values = {"val/loss": float(self._loss(logits, target)), "val/threshold": float(self.threshold)}
+        values.update(self._stage_values("val", logits, target))
+        self._log_epoch(values)
 
     def on_test_epoch_end(self) -> None:
+        # trainer.test (training itself measures held-out rows without a test loop): once, through self.log
         if self._outputs["test"]:
-            self._log_stage("test", *self._collect("test"), scores=self.novelty is not None)
+            values = self._stage_values("test", *self._collect("test"), scores=self.novelty is not None)
+            self.log_dict(values, on_step=False, on_epoch=True)
 
     # ---------------------------------------------------------- optimizer
     def configure_optimizers(self) -> Any:
@@ -199,8 +257,8 @@ class AnomalyClassifier(L.LightningModule):
         elif hp.scheduler == "cosine":
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=hp.num_epochs)
         else:
+            # stepped with this epoch's val/loss (manual optimization: see _step_scheduler)
             sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.5, patience=3)
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val/loss"}}
         return {"optimizer": opt, "lr_scheduler": sched}
 
     # --------------------------------------------------------- checkpoint

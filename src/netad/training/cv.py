@@ -40,8 +40,12 @@ from netad.training.loggers import log_wandb_summary
 Say = Callable[[str], None]
 
 
-def _write_json(path: Path, data: Any) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, default=float))
+def _write_json(path: Path, data: Any, compact: bool = False) -> None:
+    """Indented for people; ``compact`` for files of long index and score lists (json indents those with its
+    pure-Python encoder, one line per number: several times slower and larger)."""
+    text = json.dumps(data, separators=(",", ":"), default=float) if compact else json.dumps(data, indent=2,
+                                                                                            default=float)
+    write_text_atomic(path, text)
 
 
 class FoldLock:
@@ -107,7 +111,7 @@ class RunFolder:
         return FitResult(**json.loads(path.read_text())) if path.is_file() else None
 
     def save_result(self, result: FitResult) -> None:
-        _write_json(self.result_path(result.name), result.to_json())
+        _write_json(self.result_path(result.name), result.to_json(), compact=True)
         _write_json(self.path / "manifest.json", {"run": self.name, "finished": self.finished(),
                                                   "updated": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
@@ -194,7 +198,7 @@ def save_splits(run: RunFolder, table: LabelledTable, dev: np.ndarray, test: np.
     _write_json(run.path / "splits.json", {"n_rows": len(table), "data_path": table.source,
                                            "data_sha256": file_digest(table.source), "dev": dev.tolist(),
                                            "test": test.tolist(), "folds": [f.to_json() for f in folds],
-                                           **{k: v.tolist() for k, v in extra.items()}})
+                                           **{k: v.tolist() for k, v in extra.items()}}, compact=True)
 
 
 def load_splits(run: RunFolder, table: LabelledTable) -> dict[str, Any]:

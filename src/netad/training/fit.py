@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import signal
 import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
+from weakref import proxy
 
 import lightning as L
 import numpy as np
@@ -32,7 +35,7 @@ from netad.models.classifier import (
     read_checkpoint,
 )
 from netad.training.hardware import describe, trainer_arguments
-from netad.training.loggers import build_loggers, finish_loggers
+from netad.training.loggers import build_loggers, finish_loggers, log_metrics
 from netad.training.progress import EpochProgressBar
 
 quiet_lightning()
@@ -98,11 +101,36 @@ class _LastCheckpoint(ModelCheckpoint):
 
     (``save_last=True`` on the monitored callback refreshes it only on improving epochs, so a resume
     would repeat every epoch since the last improvement.) Its own class gives it its own state key.
+
+    When ``best`` wrote its file at this same step (every improving epoch), that file already holds this
+    very trainer state: ``last.ckpt`` becomes a hard link to it (a copy where links are not supported)
+    instead of a second serialization. Both files are replaced by renames, so a later ``best.ckpt`` never
+    changes ``last.ckpt`` or the other way round.
     """
 
-    def __init__(self, dirpath: Path) -> None:
+    def __init__(self, dirpath: Path, best: Optional[ModelCheckpoint] = None) -> None:
         super().__init__(dirpath=dirpath, filename="last", monitor=None, save_top_k=1,
                          auto_insert_metric_name=False, enable_version_counter=False)
+        self._best = best
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        best = self._best
+        same_state = (best is not None and best._last_global_step_saved == trainer.global_step
+                      and best._last_checkpoint_saved and Path(best._last_checkpoint_saved).is_file())
+        if not same_state:
+            super()._save_checkpoint(trainer, filepath)
+            return
+        if trainer.is_global_zero:  # only the first DDP process writes checkpoint files
+            with atomic_target(filepath) as tmp:
+                tmp.unlink()
+                try:
+                    os.link(best._last_checkpoint_saved, tmp)
+                except OSError:
+                    shutil.copyfile(best._last_checkpoint_saved, tmp)
+            for logger in trainer.loggers:
+                logger.after_save_checkpoint(proxy(self))
+        self._last_global_step_saved = trainer.global_step
+        self._last_checkpoint_saved = filepath
 
 
 def attach_novelty(cfg: Config, model: AnomalyClassifier, ckpt: dict[str, Any], path: Path,
@@ -190,7 +218,7 @@ def fit_split(
     monitor, mode = cfg.checkpoint.monitor, cfg.checkpoint.resolved_mode
     best_cb = ModelCheckpoint(dirpath=out_dir, filename="best", monitor=monitor, mode=mode, save_top_k=1,
                               auto_insert_metric_name=False, enable_version_counter=False)
-    callbacks: list[Callback] = [best_cb, _LastCheckpoint(out_dir)]
+    callbacks: list[Callback] = [best_cb, _LastCheckpoint(out_dir, best=best_cb)]
     if cfg.checkpoint.save_every_n_epochs:
         callbacks.append(ModelCheckpoint(dirpath=out_dir, filename="epoch-{epoch:03d}", save_top_k=-1,
                                          every_n_epochs=cfg.checkpoint.save_every_n_epochs,
@@ -232,12 +260,15 @@ def fit_split(
             attach_novelty(cfg, best, best_ckpt, Path(best_cb.best_model_path), dm, seed,
                            write=trainer.is_global_zero)
             trainer.strategy.barrier("netad.attach_novelty")
-        if eval_idx is not None:  # logs test/... for this split's held-out rows
-            _run_trainer(trainer, "test", best, datamodule=dm, verbose=False)
+        threshold = float(best.threshold)
+        if eval_idx is not None:  # this split's held-out rows: test/... metrics, logged beside the epochs
+            eval_x, eval_y = dm.tensors["eval"]
+            eval_scores = predict_scores(best, eval_x)
+            eval_metrics = held_out_metrics(eval_scores, eval_y.numpy(), threshold)
+            log_metrics(loggers, {f"test/{k}": v for k, v in eval_metrics.items()}, step=trainer.global_step)
     finally:
         finish_loggers(loggers)
 
-    threshold = float(best.threshold)
     val_x, val_y = dm.tensors["val"]
     val_scores = predict_scores(best, val_x)
     val_metrics = compute_metrics(val_scores, val_y.numpy(), threshold)
@@ -250,8 +281,6 @@ def fit_split(
         val_metrics=val_metrics,
     )
     if eval_idx is not None:
-        eval_x, eval_y = dm.tensors["eval"]
-        scores = predict_scores(best, eval_x)
-        result.eval_metrics = held_out_metrics(scores, eval_y.numpy(), threshold)
-        result.eval_scores = scores.astype(float).tolist()
+        result.eval_metrics = eval_metrics
+        result.eval_scores = eval_scores.astype(float).tolist()
     return result

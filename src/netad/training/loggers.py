@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import netrc
 import os
 import warnings
@@ -62,6 +63,17 @@ def build_loggers(cfg: Config, run_name: str, version: str, job_type: str = "fol
         )
         loggers.append(wb)
     return loggers
+
+
+def log_metrics(loggers: list[Logger], metrics: dict[str, float], step: int) -> None:
+    """Metrics computed outside a trainer loop (a split's held-out rows), sent to every logger.
+
+    Undefined values (AUROC of one-class rows) are left out, as the trainer loops leave them out.
+    """
+    defined = {k: float(v) for k, v in metrics.items() if not math.isnan(float(v))}
+    for lg in loggers:
+        lg.log_metrics(defined, step=step)
+        lg.save()
 
 
 def finish_loggers(loggers: list[Logger]) -> None:

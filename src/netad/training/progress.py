@@ -20,7 +20,7 @@ class EpochProgressBar(Callback):
                         unit="epoch", leave=True, dynamic_ncols=True)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        m = trainer.callback_metrics
+        m = getattr(pl_module, "epoch_metrics", None) or trainer.callback_metrics
         shown = {k.split("/", 1)[1]: f"{float(m[k]):.3f}" for k in ("val/loss", "val/auroc", "val/f1") if k in m}
         self.bar.set_postfix(shown, refresh=False)
         self.bar.update(1)
