@@ -79,3 +79,32 @@ def test_last_checkpoint_is_a_link_only_when_best_is_the_same_epoch(tmp_path, mo
     best, last = read_checkpoint(out / "best.ckpt"), read_checkpoint(out / "last.ckpt")
     assert (best["epoch"], last["epoch"]) == (0, EPOCHS - 1)
     assert last["global_step"] == EPOCHS * 6
+
+
+def test_resume_from_a_checkpoint_of_the_automatic_optimization_era(tmp_path, monkeypatch):
+    """Checkpoints written before training counted steps manually hold the count in the automatic loop's
+    progress; a resume carries it over instead of restarting global_step (and the logger steps) at zero."""
+    from conftest import Crash, CrashAtEpoch
+
+    monkeypatch.setattr(datamodule, "STEPS_PER_TRAINER_STEP", 64)
+    make_frame(n=300, seed=5).to_csv(tmp_path / "traffic.csv", index=False)
+    cfg = fast_config(tmp_path, tmp_path / "traffic.csv", training__num_epochs=str(EPOCHS))
+    table = load_table(cfg.data)
+    rows = np.arange(len(table))
+    out = tmp_path / "fold"
+    with pytest.raises(Crash):
+        fit_split(cfg, table, rows[:180], rows[180:240], out, name="fold", run_name="run", quiet=True,
+                  extra_callbacks=[CrashAtEpoch(2)])
+    ckpt = torch.load(out / "last.ckpt", weights_only=True)
+    loops = ckpt["loops"]["fit_loop"]
+    manual = loops["epoch_loop.manual_optimization.optim_step_progress"]
+    assert manual["total"]["completed"] == 12
+    # the layout an older netad wrote: the count in the automatic loop, the manual one empty
+    loops["epoch_loop.automatic_optimization.optim_progress"]["optimizer"]["step"] = {
+        part: dict(manual[part]) for part in ("total", "current")}
+    loops["epoch_loop.manual_optimization.optim_step_progress"] = {
+        part: {"ready": 0, "completed": 0} for part in ("total", "current")}
+    torch.save(ckpt, out / "old.ckpt")
+    fit_split(cfg, table, rows[:180], rows[180:240], out, name="fold", run_name="run", quiet=True,
+              resume_from=out / "old.ckpt")
+    assert read_checkpoint(out / "last.ckpt")["global_step"] == EPOCHS * 6

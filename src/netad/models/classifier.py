@@ -10,6 +10,7 @@ checkpoint under ``checkpoint["netad"]`` so inference reuses it.
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
@@ -274,11 +275,30 @@ class AnomalyClassifier(L.LightningModule):
             checkpoint[CHECKPOINT_KEY]["novelty"] = self.novelty_state
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        _count_steps_manually(checkpoint)
         ours = checkpoint.get(CHECKPOINT_KEY, {})
         self.preprocessor_state = ours.get("preprocessor")
         self.metadata = ours.get("metadata", {})
         if ours.get("novelty") is not None:
             self.attach_novelty(ours["novelty"])
+
+
+def _count_steps_manually(checkpoint: dict[str, Any]) -> None:
+    """Resuming a training checkpoint written before training used manual optimization (netad 0.x before
+    grouped steps): Lightning counts ``global_step`` from the manual loop's progress, so carry the automatic
+    loop's count over, or the resumed run would restart its step count (and logger x-axes) at zero.
+    (Lightning calls this hook before it restores the loops.)"""
+    fit_loop = checkpoint.get("loops", {}).get("fit_loop", {})
+    auto = fit_loop.get("epoch_loop.automatic_optimization.optim_progress", {}).get("optimizer", {}).get("step")
+    manual = fit_loop.get("epoch_loop.manual_optimization.optim_step_progress")
+    if not auto or not manual or manual["total"]["completed"] or not auto["total"]["completed"]:
+        return
+    fit_loop["epoch_loop.manual_optimization.optim_step_progress"] = {
+        part: {k: auto[part][k] for k in ("ready", "completed")} for part in ("total", "current")}
+    if checkpoint.get("hyper_parameters", {}).get("scheduler") == "plateau":
+        # those checkpoints held the plateau scheduler from before its end-of-epoch step
+        warnings.warn("resuming a checkpoint from an older netad with scheduler 'plateau': the learning rate may "
+                      "follow the uninterrupted run one epoch late", stacklevel=2)
 
 
 def predict_scores(model: AnomalyClassifier, x: torch.Tensor, batch_size: int = 65536) -> np.ndarray:

@@ -115,8 +115,9 @@ class _LastCheckpoint(ModelCheckpoint):
 
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
         best = self._best
+        # decided from trainer state only, so every DDP process takes the same branch (files are process 0's)
         same_state = (best is not None and best._last_global_step_saved == trainer.global_step
-                      and best._last_checkpoint_saved and Path(best._last_checkpoint_saved).is_file())
+                      and bool(best._last_checkpoint_saved))
         if not same_state:
             super()._save_checkpoint(trainer, filepath)
             return
@@ -129,6 +130,7 @@ class _LastCheckpoint(ModelCheckpoint):
                     shutil.copyfile(best._last_checkpoint_saved, tmp)
             for logger in trainer.loggers:
                 logger.after_save_checkpoint(proxy(self))
+        trainer.strategy.barrier("netad.last_checkpoint")  # as trainer.save_checkpoint ends
         self._last_global_step_saved = trainer.global_step
         self._last_checkpoint_saved = filepath
 
