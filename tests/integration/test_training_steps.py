@@ -26,8 +26,8 @@ def _fit(tmp_path: Path, steps: int, monkeypatch, **overrides: str):
     csv_path = tmp_path / "traffic.csv"
     if not csv_path.exists():
         make_frame(n=300, seed=5).to_csv(csv_path, index=False)
-    cfg = fast_config(tmp_path / f"steps{steps}", csv_path, training__num_epochs=str(EPOCHS),
-                      training__scheduler="cosine", **overrides)
+    cfg = fast_config(tmp_path / f"steps{steps}", csv_path,
+                      **{"training__num_epochs": str(EPOCHS), "training__scheduler": "cosine", **overrides})
     table = load_table(cfg.data)
     rows = np.arange(len(table))
     train, val, held_out = rows[:180], rows[180:240], rows[240:]
@@ -108,3 +108,13 @@ def test_resume_from_a_checkpoint_of_the_automatic_optimization_era(tmp_path, mo
     fit_split(cfg, table, rows[:180], rows[180:240], out, name="fold", run_name="run", quiet=True,
               resume_from=out / "old.ckpt")
     assert read_checkpoint(out / "last.ckpt")["global_step"] == EPOCHS * 6
+
+
+def test_plateau_scheduler_steps_once_per_epoch_on_validation_loss(tmp_path, monkeypatch):
+    cfg, _, out = _fit(tmp_path, 64, monkeypatch, training__scheduler="plateau")
+    state = read_checkpoint(out / "last.ckpt")["lr_schedulers"][0]
+    acc = EventAccumulator(str(Path(cfg.logging.tensorboard_dir) / "run" / "fold"))
+    acc.Reload()
+    val_losses = [event.value for event in acc.Scalars("val/loss")]
+    assert state["last_epoch"] == EPOCHS == len(val_losses)
+    assert state["best"] == pytest.approx(min(val_losses), rel=1e-6)

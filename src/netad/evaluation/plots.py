@@ -91,12 +91,7 @@ def roc_curves(curves: Sequence[tuple[str, np.ndarray, np.ndarray]]) -> Figure:
         auc = M.compute_metrics(scores, labels, 0.5)["auroc"]
         ax.plot(fpr, tpr, lw=1.6 if len(curves) == 1 else 1.1, label=f"{name} (AUC {auc:.3f})")
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="chance (AUC 0.5)")
-    ax.set_xlabel("false-positive rate")
-    ax.set_ylabel("true-positive rate (recall)")
-    ax.set_title("ROC curve")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.01)
-    ax.legend(loc="lower right", fontsize=8)
+    _unit_square(ax, "false-positive rate", "true-positive rate (recall)", "ROC curve", "lower right")
     return fig
 
 
@@ -114,13 +109,18 @@ def pr_curves(curves: Sequence[tuple[str, np.ndarray, np.ndarray]]) -> Figure:
     if prevalence:
         base = float(np.mean(prevalence))
         ax.axhline(base, color="grey", linestyle=":", label=f"random ranking ({base:.3f})")
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.set_title("Precision-recall curve")
+    _unit_square(ax, "recall", "precision", "Precision-recall curve", "lower left")
+    return fig
+
+
+def _unit_square(ax: Any, xlabel: str, ylabel: str, title: str, legend_loc: str) -> None:
+    """Labels, title and legend of a curve drawn on [0, 1] x [0, 1]."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.01)
-    ax.legend(loc="lower left", fontsize=8)
-    return fig
+    ax.legend(loc=legend_loc, fontsize=8)
 
 
 def threshold_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) -> Figure:

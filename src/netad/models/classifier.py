@@ -167,13 +167,8 @@ class AnomalyClassifier(L.LightningModule):
         return {f"{stage}/{k}": v for k, v in values.items() if not math.isnan(v)}
 
     def _monitored(self) -> set[str]:
-        """The keys some callback watches (checkpoint, early stopping), and the plateau scheduler's val/loss."""
-        keys = {"val/loss"}
-        for callback in self.trainer.callbacks:
-            monitor = getattr(callback, "monitor", None)
-            if isinstance(monitor, str):
-                keys.add(monitor)
-        return keys
+        """The keys some callback watches (checkpoint, early stopping)."""
+        return {m for m in (getattr(cb, "monitor", None) for cb in self.trainer.callbacks) if isinstance(m, str)}
 
     def _log_epoch(self, values: dict[str, float]) -> None:
         """One epoch's metrics of one stage: to every logger in one call, at the step Lightning would use
@@ -200,9 +195,8 @@ class AnomalyClassifier(L.LightningModule):
         if sched is None:
             return
         if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            val_loss = self.trainer.callback_metrics.get("val/loss")
-            if val_loss is not None:
-                sched.step(float(val_loss))
+            if "val/loss" in self.epoch_metrics:  # this epoch's: validation runs before on_train_epoch_end
+                sched.step(self.epoch_metrics["val/loss"])
         else:
             sched.step()
 

@@ -43,9 +43,8 @@ Say = Callable[[str], None]
 def _write_json(path: Path, data: Any, compact: bool = False) -> None:
     """Indented for people; ``compact`` for files of long index and score lists (json indents those with its
     pure-Python encoder, one line per number: several times slower and larger)."""
-    text = json.dumps(data, separators=(",", ":"), default=float) if compact else json.dumps(data, indent=2,
-                                                                                            default=float)
-    write_text_atomic(path, text)
+    layout: dict[str, Any] = {"separators": (",", ":")} if compact else {"indent": 2}
+    write_text_atomic(path, json.dumps(data, default=float, **layout))
 
 
 class FoldLock:
