@@ -110,6 +110,9 @@ def peak_mb() -> float:
 
 # ---------------------------------------------------------------- driver
 def measure(kind: str, model: Path, input_path: Path, output: Path) -> dict:
+    # Start from a quiet disk: the previous contender's output (about 160 MB on the large file) is
+    # otherwise still being flushed, by kernel threads sharing this machine's cores, during the run.
+    os.sync()
     proc = subprocess.run([sys.executable, __file__, "--child", kind, str(model), str(input_path), str(output)],
                           capture_output=True, text=True, check=False)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
@@ -169,7 +172,8 @@ def main() -> None:
             for kind, rs in runs.items():
                 seconds = statistics.median(r["seconds"] for r in rs)
                 row[kind] = {"seconds": seconds, "rows_per_s": row["rows"] / seconds,
-                             "peak_mb": max(r["peak_mb"] for r in rs), "flagged": rs[0]["flagged"]}
+                             "peak_mb": max(r["peak_mb"] for r in rs), "flagged": rs[0]["flagged"],
+                             "runs_s": [round(r["seconds"], 4) for r in rs]}
             row["speedup"] = row["netad"]["rows_per_s"] / row["kmeans"]["rows_per_s"]
             results.append(row)
             print(f"{label:>18}: netad {row['netad']['rows_per_s']:>11,.0f} rows/s "

@@ -123,6 +123,16 @@ def test_predict_script(trained, tmp_path):
     assert "Scored 57 of 60 rows" in proc.stdout
 
 
+def fast_blocks(monkeypatch) -> list:
+    """Records, per block, whether the fast path took it (a block the fast path turns away goes through pandas)."""
+    from netad.serving import batch
+
+    taken = []
+    score = batch._ArrowBlocks.score
+    monkeypatch.setattr(batch._ArrowBlocks, "score", lambda self, *a: taken.append(score(self, *a)) or taken[-1])
+    return taken
+
+
 def test_arrow_blocks_and_pandas_blocks_agree(trained, tmp_path, monkeypatch):
     """The fast path (pyarrow) writes each input line back byte for byte; blocks it cannot take
     (quotes, values that do not parse) go through pandas; either way the scores are the model's."""
@@ -130,15 +140,15 @@ def test_arrow_blocks_and_pandas_blocks_agree(trained, tmp_path, monkeypatch):
 
     frame = make_frame(n=90, seed=11).astype({"packet_size": object})
     frame.loc[5, "protocol"] = "sctp"  # unseen category on the fast path
+    frame.loc[25, "protocol"], frame.loc[26, "protocol"] = "NA", ""  # gaps for pandas: the unknown bucket, both ways
     frame.loc[40, "protocol"] = '"quoted, with comma"'  # a block pandas must read
-    frame.loc[70, "packet_size"] = "n/a"  # pandas' and Arrow's missing marker: rejected (no imputing)
+    frame.loc[70, "packet_size"] = "n/a"  # pandas' missing marker: rejected (no imputing)
     path = tmp_path / "in.csv"
     frame.to_csv(path, index=False, lineterminator="\r\n")  # CRLF line breaks are kept on the fast path
-    taken = []
-    parse = batch._ArrowBlocks.parse
-    monkeypatch.setattr(batch._ArrowBlocks, "parse", lambda self, b, e: taken.append(parse(self, b, e)) or taken[-1])
+    taken = fast_blocks(monkeypatch)
     result = batch.score_file(trained["ckpt"], path, tmp_path / "out.csv", chunk_size=20, progress=False)
-    assert any(t is not None for t in taken) and any(t is None for t in taken)  # both paths ran
+    # blocks of 20 rows: the 3rd (quotes) and the 4th ("n/a") through pandas, the other three fast
+    assert sum(t is not None for t in taken) == 3 and sum(t is None for t in taken) == 2
     assert (result.n_rows, result.n_rejected) == (90, 1)
 
     scored = pd.read_csv(tmp_path / "out.csv")
@@ -154,6 +164,53 @@ def test_arrow_blocks_and_pandas_blocks_agree(trained, tmp_path, monkeypatch):
     assert out_lines[0] == in_lines[0] + b",score,is_anomaly"
     assert out_lines[1].startswith(in_lines[1]) and out_lines[1].endswith(b"\r")
     assert len(out_lines[1][len(in_lines[1]):].split(b",")) == 3
+
+
+def test_gaps_are_imputed_alike_on_both_routes(trained, tmp_path, monkeypatch):
+    """For a model that imputes, an empty field is a gap the fast path imputes itself; pandas' other
+    missing markers ("NA") send their block through pandas, which imputes them too: same scores."""
+    import copy
+
+    from netad.serving import batch
+
+    predictor = copy.deepcopy(batch.load_predictor(trained["ckpt"]))
+    state = predictor.preprocessor.state
+    state["nan_policy"] = "median"
+    state["numeric"]["impute"] = [1.5 + j for j in range(len(state["numeric"]["impute"]))]
+    frame = make_frame(n=40, seed=5).astype({"packet_size": object, "bytes": object})
+    frame.loc[[3, 8], "packet_size"], frame.loc[12, "bytes"] = "", ""  # block 1: empty fields only
+    frame.loc[30, "bytes"] = "NA"  # block 2: a marker
+    path = tmp_path / "gaps.csv"
+    frame.to_csv(path, index=False)
+    taken = fast_blocks(monkeypatch)
+    result = batch.score_file(predictor, path, tmp_path / "out.csv", chunk_size=20, progress=False)
+    assert sorted(t is not None for t in taken) == [False, True] and result.n_rejected == 0
+    expected = predictor.score(pd.read_csv(path))
+    filled = pd.read_csv(path).fillna({"packet_size": 123.0, "bytes": 123.0})
+    assert not np.allclose(expected[[3, 8, 12, 30]], predictor.score(filled)[[3, 8, 12, 30]], atol=1e-6)
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "out.csv")["score"], expected, rtol=0, atol=2e-6)
+
+
+@pytest.mark.parametrize("block_bytes", [48, 4096])
+def test_many_blocks_through_reused_buffers_and_several_threads(trained, tmp_path, monkeypatch, block_bytes):
+    """Small reads: 4 KB blocks cycle through the reused read buffers many times over, with three
+    scoring threads; 48-byte reads are shorter than a line, so lines straddle reads and buffers grow.
+    Every line comes back once, in order, byte for byte, with the model's score."""
+    from netad.serving import batch
+
+    monkeypatch.setattr(batch, "_MAX_BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(batch, "_MIN_BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(batch, "_workers", lambda: 3)
+    frame = make_frame(n=3000 if block_bytes > 100 else 300, seed=12)
+    path = tmp_path / "many.csv"
+    frame.to_csv(path, index=False)
+    result = batch.score_file(trained["ckpt"], path, tmp_path / "out.csv", progress=False)
+    assert result.n_rows == len(frame) and result.n_rejected == 0
+    in_lines = path.read_bytes().splitlines()
+    out_lines = (tmp_path / "out.csv").read_bytes().splitlines()
+    assert [line.rsplit(b",", 2)[0] for line in out_lines] == in_lines
+    expected = batch.load_predictor(trained["ckpt"]).score(frame)
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "out.csv")["score"], expected, rtol=0, atol=2e-6)
 
 
 def test_headerless_files_and_files_without_a_final_newline(trained, tmp_path):

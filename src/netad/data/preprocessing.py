@@ -60,6 +60,25 @@ def _scale(x: np.ndarray, impute: Any, log: Any, center: Any, scale: Any) -> np.
     return x
 
 
+def _scale_column(x: np.ndarray, out: np.ndarray, scratch: np.ndarray, impute: float, log: bool, center: float,
+                  scale: float, *, finite: bool = False) -> None:
+    """:func:`_scale` for one column, bit for bit: read from ``x`` (left as it is), written to ``out``
+    (float32) through ``scratch`` (float64, same length), with no copy of the column on the way.
+    ``finite``: ``x`` is known to hold no gaps."""
+    src = x
+    if not finite:
+        gaps = ~np.isfinite(x)
+        if gaps.any():
+            np.copyto(scratch, x)
+            scratch[gaps] = impute
+            src = scratch
+    if log:
+        np.log1p(np.maximum(src, 0.0, out=scratch), out=scratch)
+        src = scratch
+    np.subtract(src, center, out=scratch)
+    np.divide(scratch, scale, out=out, casting="unsafe")  # float64 quotient, rounded once to float32
+
+
 @dataclass
 class Encoded:
     """Preprocessed rows in compact form: ``dense`` holds the scaled numeric then the boolean
@@ -266,13 +285,14 @@ class TabularPreprocessor:
         return np.fromiter((lookup.get(v, unknown) for v in values), dtype=np.int64, count=len(values))
 
     def encode_arrays(self, numeric: Any, booleans: list[np.ndarray], codes: list[np.ndarray], *,
-                      owned: bool = False) -> "Encoded":
+                      owned: bool = False, finite: bool = False) -> "Encoded":
         """The shared last step: raw numeric values (float64, NaN for gaps) are imputed, log-transformed
         and scaled; booleans are 0/1; ``codes`` index each categorical column's one-hot block.
 
         ``numeric`` is a 2-D array (rows x numeric columns), worked on whole, or a list of one array per
-        numeric column, worked on column by column so each stays in cache (large blocks of a file).
-        ``owned``: the arrays may be changed in place."""
+        numeric column, worked on column by column so each stays in cache (large blocks of a file; the
+        columns are only read). ``owned``: a 2-D array may be changed in place. ``finite``: the caller
+        has checked there are no gaps."""
         ncfg = self.state["numeric"]
         if isinstance(numeric, np.ndarray):
             n, k = numeric.shape
@@ -284,9 +304,10 @@ class TabularPreprocessor:
             k = len(numeric)
             n = len(numeric[0]) if k else len((booleans or codes)[0]) if (booleans or codes) else 0
             dense = np.empty((k + len(booleans), n), dtype=np.float32).T  # column-major: contiguous columns
+            scratch = np.empty(n, dtype=np.float64)
             for j, column in enumerate(numeric):
-                params = (ncfg[key][j] for key in ("impute", "log", "center", "scale"))
-                dense[:, j] = _scale(_float64(column, owned), *params)
+                _scale_column(np.asarray(column, dtype=np.float64), dense[:, j], scratch,
+                              *(ncfg[key][j] for key in ("impute", "log", "center", "scale")), finite=finite)
         for j, b in enumerate(booleans):
             dense[:, k + j] = b
         return Encoded(dense, list(codes))

@@ -46,7 +46,7 @@ class SplitInputMLP:
     are kept transposed and contiguous, and rows go through in cache-sized slices. Gives ``mlp``'s
     logits up to float rounding."""
 
-    SLICE = 8192
+    SLICE = 2048
 
     def __init__(self, mlp: MLP, dense_width: int, block_sizes: Sequence[int]) -> None:
         linears = [m for m in mlp.net if isinstance(m, nn.Linear)]
@@ -60,6 +60,8 @@ class SplitInputMLP:
         self.block_starts = torch.tensor([0, *block_sizes[:-1]], dtype=torch.int64).cumsum(0) if block_sizes \
             else torch.zeros(0, dtype=torch.int64)
         self.first_bias = linears[0].bias.detach().clone()
+        if block_sizes:  # each row sums exactly one row of the first one-hot block: it carries the bias
+            self.table[: block_sizes[0]] += self.first_bias
         self.layers = [(lin.weight.detach().T.contiguous(), lin.bias.detach().clone()) for lin in linears[1:]]
 
     def __call__(self, dense: torch.Tensor, codes: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -70,9 +72,10 @@ class SplitInputMLP:
             return torch.cat(out) if out else torch.zeros(0)
 
     def _slice(self, dense: torch.Tensor, positions: Optional[torch.Tensor]) -> torch.Tensor:
-        h = torch.addmm(self.first_bias, dense, self.dense_weight)
-        if positions is not None:
-            h += F.embedding_bag(positions, self.table, mode="sum")
+        if positions is None:
+            h = torch.addmm(self.first_bias, dense, self.dense_weight)
+        else:  # the looked-up rows (bias included), then the dense part added in place
+            h = F.embedding_bag(positions, self.table, mode="sum").addmm_(dense, self.dense_weight)
         for activation, (weight, bias) in zip(self.activations, self.layers):
             h = torch.addmm(bias, h.relu_() if isinstance(activation, nn.ReLU) else activation(h), weight)
         return h.squeeze(-1)

@@ -60,7 +60,14 @@ def load_predictor(model: str | Path) -> Any:
         raise UserError(f"cannot load model '{model}' from the Hub ({type(exc).__name__})") from None
 
 
-_MAX_BLOCK_BYTES = 8 << 20  # raw CSV read at a time; a block also holds at most chunk_size rows
+_MAX_BLOCK_BYTES = 4 << 20  # raw CSV read at a time; a block also holds at most chunk_size rows
+_MIN_BLOCK_BYTES = 256 << 10  # smaller files are split into blocks of this size or more
+
+
+def block_bytes(file_size: int, workers: int) -> int:
+    """Bytes read per block: _MAX_BLOCK_BYTES, or less for a small file, so it still gives each
+    scoring thread two blocks."""
+    return max(_MIN_BLOCK_BYTES, min(_MAX_BLOCK_BYTES, file_size // (2 * workers)))
 SCORE_DECIMALS = 9  # written scores: fixed point, enough for float32 scores in [0, 1]; a multiple of 3
 
 
@@ -68,8 +75,8 @@ class _Source:
     """The input file as blocks of whole lines, plus what is needed to parse any block on its own:
     the column names (from the model's config for headerless data, else the header line)."""
 
-    def __init__(self, path: Path, predictor: Any) -> None:
-        self.path = path
+    def __init__(self, path: Path, predictor: Any, block_bytes: int = _MAX_BLOCK_BYTES) -> None:
+        self.path, self.block_bytes = path, block_bytes
         self.fh = path.open("rb")
         names = predictor.config.get("data", {}).get("column_names")
         first = self.fh.readline()
@@ -90,34 +97,58 @@ class _Source:
         if missing:
             raise UserError(f"{path}: missing columns the model reads: {', '.join(missing)}")
 
-    def blocks(self, max_lines: int) -> Iterator[tuple[bytes, np.ndarray]]:
-        """``(block, ends)``: whole lines, and the offset just past each line's newline."""
+    def blocks(self, max_lines: int, buffers: int = 0) -> Iterator[tuple[memoryview, np.ndarray, bool]]:
+        """``(block, ends, quoted)``: whole lines, the offset just past each line's newline, and whether
+        the block may hold a quote character. Blocks are views of the read buffer, not copies.
+
+        ``buffers``: with 0 every read gets a fresh buffer; with k > 0 the buffers are reused round
+        robin, so a block's bytes are overwritten k reads later. The caller must be done with a block
+        by then (score_file keeps fewer than k blocks in flight). Reused buffers spare the kernel from
+        handing out (and zeroing) fresh pages for every block of a large file."""
         rest = self.pending
+        ring: list[Optional[bytearray]] = [None] * buffers
+        reads = 0
         while True:
-            data = self.fh.read(_MAX_BLOCK_BYTES)
-            if not data:
+            buf = self._buffer(ring, reads, len(rest), self.block_bytes)
+            reads += 1
+            buf[: len(rest)] = rest
+            got = self.fh.readinto(memoryview(buf)[len(rest):])
+            if not got:
                 if rest.strip():
-                    yield from _split_lines(rest if rest.endswith(b"\n") else rest + b"\n", max_lines)
+                    tail = rest if rest.endswith(b"\n") else rest + b"\n"
+                    yield from _split_lines(memoryview(tail), max_lines, b'"' in tail)
                 return
-            buf = rest + data if rest else data
-            cut = buf.rfind(b"\n") + 1
-            block, rest = buf[:cut], buf[cut:]
-            if block:
-                yield from _split_lines(block, max_lines)
+            end = len(rest) + got
+            cut = buf.rfind(b"\n", 0, end) + 1
+            rest = bytes(buf[cut:end])
+            if cut:
+                yield from _split_lines(memoryview(buf)[:cut], max_lines, buf.find(b'"', 0, cut) >= 0)
+
+    @staticmethod
+    def _buffer(ring: list[Optional[bytearray]], reads: int, keep: int, size: int) -> bytearray:
+        """A buffer with room for ``keep`` carried-over bytes and a block's read (about ``size``) after them."""
+        if not ring:
+            return bytearray(keep + size)
+        slot = reads % len(ring)
+        buf = ring[slot]
+        if buf is None or len(buf) < keep + size // 2:  # first use, or a line longer than a block
+            buf = ring[slot] = bytearray(keep + size)
+        return buf
 
     def close(self) -> None:
         self.fh.close()
 
 
-def _split_lines(block: bytes, max_lines: int) -> Iterator[tuple[bytes, np.ndarray]]:
+def _split_lines(block: memoryview, max_lines: int, quoted: bool) -> Iterator[tuple[memoryview, np.ndarray, bool]]:
     ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10) + 1
     if len(ends) <= max_lines:
-        yield block, ends
+        yield block, ends, quoted
         return
     for i in range(0, len(ends), max_lines):
         start = int(ends[i - 1]) if i else 0
         piece = ends[i: i + max_lines]
-        yield block[start: int(piece[-1])], piece - start
+        view = block[start: int(piece[-1])]
+        yield view, piece - start, quoted and bool((np.frombuffer(view, dtype=np.uint8) == 34).any())
 
 
 _DIGITS3 = np.array([[48 + i // 100, 48 + i // 10 % 10, 48 + i % 10] for i in range(1000)], dtype=np.uint8)
@@ -132,50 +163,57 @@ def score_text(scores: np.ndarray, flagged: np.ndarray) -> np.ndarray:
     out[:, 1] = 48 + fixed // 10 ** d
     out[:, 2] = ord(".")
     frac = fixed % 10 ** d
-    for k in range(d // 3):  # three digits at a time
-        out[:, d - 3 * k: d + 3 - 3 * k] = _DIGITS3[frac % 1000]
-        frac //= 1000
+    for k in range(d // 3):  # three digits at a time (floor division by a constant is fast; % is not)
+        high = frac // 1000
+        out[:, d - 3 * k: d + 3 - 3 * k] = _DIGITS3[frac - high * 1000]
+        frac = high
     out[:, d + 4] = 48 + flagged
     return out
 
 
 class _ArrowBlocks:
     """The fast path for plain blocks (no quotes, every value parses to the model's column types):
-    pyarrow parses the block (multithreaded), the predictor scores the encoded columns, and each
-    input line is written back byte for byte with the new columns appended. Any block it does not
-    take (``parse`` or ``encode`` gives None) goes through pandas, which finds and explains the rows
-    that cannot be scored."""
+    pyarrow parses the block, the predictor scores the encoded columns, and each input line is
+    written back byte for byte with the new columns appended. Blocks are scored in worker threads,
+    one block per thread, each stage single-threaded, so every core runs the whole pipeline. Any
+    block it does not take (``score`` gives None) goes through pandas, which finds and explains the
+    rows that cannot be scored."""
 
     def __init__(self, predictor: Any, names: list[str]) -> None:
         import pyarrow as pa
         import pyarrow.compute as pc
         import pyarrow.csv as pacsv
 
-        self.pa, self.pc, self.pacsv, self.pre = pa, pc, pacsv, predictor.preprocessor
+        self.pa, self.pc, self.pacsv = pa, pc, pacsv
+        # glibc's allocator keeps freed blocks for the next block; pyarrow's default pool (mimalloc)
+        # hands them back to the system, so every block page-faults its memory in again
+        self.pool = pa.system_memory_pool()
+        self.predictor, self.pre = predictor, predictor.preprocessor
         st = self.pre.state
         self.imputes = st.get("nan_policy", "error") in ("median", "zero")
         types = {c: pa.float64() for c in st["numeric"]["columns"]}
         types.update({c: pa.bool_() for c in st["boolean"]["columns"]})
         types.update({c: pa.dictionary(pa.int32(), pa.string()) for c in st["categorical"]["columns"]})
-        # the parser runs beside the scoring thread: on a small machine each gets one core
-        self.threads = _thread_split()[0]
         self.names = names
         true, false = ["true", "t", "yes", "1"], ["false", "f", "no", "0"]
+        # Numbers: only the empty field is a gap, and only for a model that imputes gaps (for one that
+        # does not, a gap fails the parse, and pandas writes the row's reason). pandas' other missing
+        # markers ("NA", "null", ...) fail to parse as numbers too, so both routes see the same values.
+        # Categories: any gap or marker goes to the unknown bucket on both routes (see encode()).
         self.convert_options = pacsv.ConvertOptions(
             column_types=types, include_columns=[c for c in names if c in types], strings_can_be_null=True,
-            null_values=_PANDAS_NA, true_values=[v for t in true for v in (t, t.upper(), t.title())],
+            null_values=[""] if self.imputes else [], true_values=[v for t in true for v in (t, t.upper(), t.title())],
             false_values=[v for f in false for v in (f, f.upper(), f.title())])
 
-    def parse(self, block: bytes, ends: np.ndarray) -> Optional[Any]:
-        """An Arrow table of the block, or None when pandas should read it. Runs in a worker thread."""
-        if b'"' in block:  # quoted fields may hold newlines: the line bookkeeping below would not hold
+    def parse(self, block: memoryview, ends: np.ndarray, quoted: bool) -> Optional[Any]:
+        """An Arrow table of the block, or None when pandas should read it."""
+        if quoted:  # quoted fields may hold newlines: the line bookkeeping below would not hold
             return None
         try:
-            # one parse block per block when single-threaded: one chunk per column, read without copying
-            options = self.pacsv.ReadOptions(column_names=self.names, use_threads=self.threads,
-                                             block_size=(1 << 20) if self.threads else len(block) + 1)
+            # one parse block: one chunk per column, read without copying
+            options = self.pacsv.ReadOptions(column_names=self.names, use_threads=False, block_size=len(block) + 1)
             table = self.pacsv.read_csv(self.pa.py_buffer(block), read_options=options,
-                                        convert_options=self.convert_options)
+                                        convert_options=self.convert_options, memory_pool=self.pool)
         except self.pa.ArrowInvalid:
             return None
         return table if table.num_rows == len(ends) else None  # blank lines: let pandas count the rows
@@ -184,7 +222,9 @@ class _ArrowBlocks:
         st = self.pre.state
         cols = st["numeric"]["columns"]
         num = [table[c].to_numpy() for c in cols]
-        if not self.imputes and not all(np.isfinite(x).all() for x in num):
+        # a gap the model does not impute: pandas explains it row by row. (A column's sum is finite
+        # when all its values are; a sum overflowing to inf only sends the block the slow way.)
+        if not self.imputes and not all(np.isfinite(np.add.reduce(x)) for x in num):
             return None
         booleans = []
         for c in st["boolean"]["columns"]:
@@ -193,20 +233,36 @@ class _ArrowBlocks:
             booleans.append(table[c].to_numpy().astype(np.float32))
         codes = []
         for i, c in enumerate(st["categorical"]["columns"]):
+            # a gap (null here; NaN for pandas, never a category) or one of pandas' missing markers
+            # (no category either: pandas read them as gaps in training) goes to the unknown bucket
             unknown = len(st["categorical"]["categories"][i])
             column = np.full(table.num_rows, unknown, dtype=np.int64)
             start = 0
             for chunk in table[c].chunks:
                 lookup = self.pre.category_codes(i, chunk.dictionary.to_pylist())
                 idx = chunk.indices.to_numpy(zero_copy_only=False)
-                valid = chunk.is_valid().to_numpy(zero_copy_only=False)
-                column[start: start + len(chunk)][valid] = lookup[idx[valid].astype(np.int64)]
+                if chunk.null_count:
+                    valid = chunk.is_valid().to_numpy(zero_copy_only=False)
+                    column[start: start + len(chunk)][valid] = lookup[idx[valid]]
+                else:
+                    np.take(lookup, idx, out=column[start: start + len(chunk)])
                 start += len(chunk)
             codes.append(column)
-        return self.pre.encode_arrays(num, booleans, codes, owned=True)  # read-only (zero-copy) columns are copied
+        return self.pre.encode_arrays(num, booleans, codes, finite=not self.imputes)
 
-    def write(self, out: Any, block: bytes, ends: np.ndarray, suffix: np.ndarray,
-              novelty: Optional[np.ndarray]) -> None:
+    def score(self, block: memoryview, ends: np.ndarray, quoted: bool) -> Optional[tuple[list[Any], int]]:
+        """The block's output (buffers to write in turn) and how many rows it flags, or None when
+        pandas should read the block. Runs in a worker thread."""
+        table = self.parse(block, ends, quoted)
+        enc = self.encode(table) if table is not None else None
+        if enc is None:
+            return None
+        scores, novelty = self.predictor.score_encoded(enc)
+        flagged = (scores >= self.predictor.threshold).astype(np.uint8)
+        return self.lines(block, ends, score_text(scores, flagged), novelty), int(flagged.sum())
+
+    def lines(self, block: memoryview, ends: np.ndarray, suffix: np.ndarray,
+              novelty: Optional[np.ndarray]) -> list[Any]:
         """Each line of the block, byte for byte, with its suffix inserted before the line break."""
         pa, pc = self.pa, self.pc
         data = np.frombuffer(block, dtype=np.uint8)
@@ -219,26 +275,22 @@ class _ArrowBlocks:
             None, pa.py_buffer(np.arange(0, (len(ends) + 1) * width, width, dtype=np.int32)),
             pa.py_buffer(np.ascontiguousarray(suffix))])]
         if novelty is not None:
-            parts.append(pc.binary_join_element_wise(pa.scalar(b",", pa.binary()),
-                                                     pc.cast(pc.cast(pa.array(novelty), pa.string()), pa.binary()),
-                                                     pa.scalar(b"", pa.binary())))
-        joined = pc.binary_join_element_wise(*parts, pa.scalar(b"", pa.binary()))
+            text = pc.cast(pc.cast(pa.array(novelty), pa.string(), memory_pool=self.pool), pa.binary())
+            parts.append(pc.binary_join_element_wise(pa.scalar(b",", pa.binary()), text, pa.scalar(b"", pa.binary()),
+                                                     memory_pool=self.pool))
+        joined = pc.binary_join_element_wise(*parts, pa.scalar(b"", pa.binary()), memory_pool=self.pool)
         offs = np.frombuffer(joined.buffers()[1], dtype=np.int32)[joined.offset: joined.offset + len(joined) + 1]
-        out.write(joined.buffers()[2][int(offs[0]): int(offs[-1])])
-        out.write(block[int(cuts[-1]):])  # the last line break
+        return [joined.buffers()[2][int(offs[0]): int(offs[-1])], block[int(cuts[-1]):]]  # then the last line break
 
 
-def _thread_split() -> tuple[bool, int]:
-    """(does the parser use threads, PyTorch threads) for the two pipeline stages: on a small machine each
-    stage gets one core (idle PyTorch threads spinning beside the parser slow both); on a larger one,
-    the parser's pool and half the cores for PyTorch."""
-    cores = os.cpu_count() or 1
-    return (True, cores // 2) if cores >= 4 else (False, 1)
+def _workers() -> int:
+    """Scoring threads: one per core this process may use (at most 8, so blocks in flight stay small)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 8))
 
-
-# pandas' default missing-value markers, so both parsers see the same gaps
-_PANDAS_NA = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
-              "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
 
 
 def score_file(model: str | Path | Any, input_path: str | Path, output_path: str | Path, *,
@@ -247,9 +299,10 @@ def score_file(model: str | Path | Any, input_path: str | Path, output_path: str
     """Score ``input_path`` into ``output_path``; rejected rows go to ``rejects_path``
     (default: ``<output>.rejects.csv``, written only when there are any).
 
-    Blocks of the file are parsed by pyarrow in a worker thread while the previous block is
-    scored; a block with anything unusual (quotes, blank lines, values that do not parse, gaps the
+    Blocks of the file are parsed by pyarrow and scored in worker threads, one per core, and written
+    in file order; a block with anything unusual (quotes, blank lines, values that do not parse, gaps the
     model does not impute) is read by pandas instead, row by row reasons and all."""
+    from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
     predictor = load_predictor(model) if isinstance(model, (str, Path)) else model
@@ -265,7 +318,8 @@ def score_file(model: str | Path | Any, input_path: str | Path, output_path: str
     tmp_out = output_path.with_name(f".{output_path.name}.partial")
     tmp_rej = rejects_path.with_name(f".{rejects_path.name}.partial")
     start = time.perf_counter()
-    source = _Source(input_path, predictor)
+    workers = _workers()
+    source = _Source(input_path, predictor, block_bytes(input_path.stat().st_size, workers))
     fast = _ArrowBlocks(predictor, source.names)
     extra = ["score", "is_anomaly"] + (["novelty_score"] if predictor.novelty is not None else [])
     bar = None
@@ -276,28 +330,24 @@ def score_file(model: str | Path | Any, input_path: str | Path, output_path: str
     n_rows = n_rejected = n_flagged = 0
     wrote_rej = False
     torch_threads = torch.get_num_threads()
-    torch.set_num_threads(_thread_split()[1])
+    torch.set_num_threads(1)  # one core per scoring thread
     try:
-        with tmp_out.open("wb") as out, tmp_rej.open("w", newline="") as rej, ThreadPoolExecutor(1) as pool:
+        with tmp_out.open("wb") as out, tmp_rej.open("w", newline="") as rej, ThreadPoolExecutor(workers) as pool:
             header = source.header if source.header is not None else ",".join(source.names).encode()
             out.write(header + ("," + ",".join(extra) + "\n").encode())
-            blocks = source.blocks(chunk_size)
+            in_flight: deque = deque()
 
-            def read_and_parse() -> Optional[tuple[bytes, np.ndarray, Any]]:
-                item = next(blocks, None)  # only ever called from the one worker thread, in turn
-                return None if item is None else (*item, fast.parse(*item))
-
-            upcoming = pool.submit(read_and_parse)
-            while (current := upcoming.result()) is not None:
-                upcoming = pool.submit(read_and_parse)  # the next block is read and parsed while this one is scored
-                block, ends, table = current
-                enc = fast.encode(table) if table is not None else None
-                if enc is not None:
-                    scores, novelty = predictor.score_encoded(enc)
-                    flagged = (scores >= predictor.threshold).astype(np.uint8)
-                    fast.write(out, block, ends, score_text(scores, flagged), novelty)
-                    n_flagged += int(flagged.sum())
-                    n_rows += len(scores)
+            def finish_oldest() -> None:
+                """Write the oldest block in flight: its scored lines, or its rows through pandas."""
+                nonlocal n_rows, n_rejected, n_flagged, wrote_rej
+                block, lines, future = in_flight.popleft()
+                done = future.result()
+                if done is not None:
+                    parts, flagged_count = done
+                    for part in parts:
+                        out.write(part)
+                    n_flagged += flagged_count
+                    n_rows += lines
                 else:
                     chunk = _read_block(block, source)
                     row_numbers = np.arange(n_rows, n_rows + len(chunk)) + 1  # 1-based data rows
@@ -323,6 +373,15 @@ def score_file(model: str | Path | Any, input_path: str | Path, output_path: str
                     n_rows += len(chunk)
                 if bar is not None:
                     bar.update(len(block))
+
+            # blocks are read here and scored in the pool; they are written in file order, and at
+            # most one block per thread waits beside the ones being scored
+            for block, ends, quoted in source.blocks(chunk_size, buffers=workers + 2):
+                in_flight.append((block, len(ends), pool.submit(fast.score, block, ends, quoted)))
+                if len(in_flight) > workers:
+                    finish_oldest()
+            while in_flight:
+                finish_oldest()
         tmp_out.replace(output_path)
         if wrote_rej:
             tmp_rej.replace(rejects_path)

@@ -1,0 +1,22 @@
+"""Small pieces of the batch scorer: the score text and the block size."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from netad.serving.batch import _MAX_BLOCK_BYTES, _MIN_BLOCK_BYTES, SCORE_DECIMALS, block_bytes, score_text
+
+
+def test_score_text_is_printf_fixed_point():
+    rng = np.random.default_rng(0)
+    scores = np.concatenate([rng.random(50_000), [0.0, 1.0, 0.5, 1e-9, 0.9999999999, -0.1, 1.2]]).astype(np.float32)
+    flagged = (scores >= 0.5).astype(np.uint8)
+    text = score_text(scores, flagged).view(f"S{SCORE_DECIMALS + 5}").ravel()
+    expected = [f",{min(max(float(s), 0.0), 1.0):.{SCORE_DECIMALS}f},{f}".encode() for s, f in zip(scores, flagged)]
+    assert text.tolist() == expected
+
+
+def test_block_bytes_gives_each_thread_two_blocks_of_a_small_file():
+    assert block_bytes(10 << 30, 2) == _MAX_BLOCK_BYTES  # a large file: full blocks
+    assert block_bytes(4 << 20, 2) == 1 << 20  # 4 MB over 2 threads: 4 blocks
+    assert block_bytes(1000, 8) == _MIN_BLOCK_BYTES  # tiny: never below the floor
