@@ -166,6 +166,27 @@ def test_arrow_blocks_and_pandas_blocks_agree(trained, tmp_path, monkeypatch):
     assert len(out_lines[1][len(in_lines[1]):].split(b",")) == 3
 
 
+def test_a_gap_in_a_category_gets_the_pandas_routes_code(trained):
+    """pandas 2 encodes a gap in a category column as "nan" (a category, if training rows had gaps
+    there); pandas 3 keeps NaN (the unknown bucket). The fast path asks pandas, so it agrees with
+    the pandas route under either; here with a model that knows a "nan" category."""
+    import copy
+
+    from netad.serving import batch
+
+    predictor = copy.deepcopy(batch.load_predictor(trained["ckpt"]))
+    categories = predictor.preprocessor.state["categorical"]["categories"][0]
+    categories[categories.index("udp")] = "nan"
+    predictor.preprocessor._lookups.clear()
+    frame = make_frame(n=5, seed=4)
+    frame.loc[2, "protocol"] = np.nan
+    pandas_code = predictor.preprocessor.encode(frame[predictor.columns]).codes[0][2]
+    fast = batch._ArrowBlocks(predictor, list(frame.columns))
+    assert fast.gap_codes[0] == pandas_code
+    expected = categories.index("nan") if int(pd.__version__.split(".")[0]) < 3 else len(categories)
+    assert pandas_code == expected
+
+
 def test_gaps_are_imputed_alike_on_both_routes(trained, tmp_path, monkeypatch):
     """For a model that imputes, an empty field is a gap the fast path imputes itself; pandas' other
     missing markers ("NA") send their block through pandas, which imputes them too: same scores."""
@@ -191,17 +212,23 @@ def test_gaps_are_imputed_alike_on_both_routes(trained, tmp_path, monkeypatch):
     np.testing.assert_allclose(pd.read_csv(tmp_path / "out.csv")["score"], expected, rtol=0, atol=2e-6)
 
 
-@pytest.mark.parametrize("block_bytes", [48, 4096])
-def test_many_blocks_through_reused_buffers_and_several_threads(trained, tmp_path, monkeypatch, block_bytes):
-    """Small reads: 4 KB blocks cycle through the reused read buffers many times over, with three
-    scoring threads; 48-byte reads are shorter than a line, so lines straddle reads and buffers grow.
+@pytest.mark.parametrize("case", ["small_reads", "short_blocks", "long_lines"])
+def test_many_blocks_through_reused_buffers_and_several_threads(trained, tmp_path, monkeypatch, case):
+    """Blocks cycle through the reused read buffers many times over, with three scoring threads.
+    small_reads: 48-byte reads, shorter than a line, so lines straddle reads and buffers grow.
+    short_blocks: 4 KB blocks. long_lines: 256-byte blocks and a few lines longer than several
+    blocks (reads that end no line must not let a buffer be reused while its blocks are in flight).
     Every line comes back once, in order, byte for byte, with the model's score."""
     from netad.serving import batch
 
+    block_bytes, n = {"small_reads": (48, 300), "short_blocks": (4096, 3000), "long_lines": (256, 600)}[case]
     monkeypatch.setattr(batch, "_MAX_BLOCK_BYTES", block_bytes)
     monkeypatch.setattr(batch, "_MIN_BLOCK_BYTES", block_bytes)
     monkeypatch.setattr(batch, "_workers", lambda: 3)
-    frame = make_frame(n=3000 if block_bytes > 100 else 300, seed=12)
+    frame = make_frame(n=n, seed=12).assign(note=[f"row{i}" for i in range(n)])  # every line distinct
+    if case == "long_lines":
+        for i in (50, 51, 300, 420):
+            frame.loc[i, "note"] = f"row{i}" + "x" * (900 + 7 * i)
     path = tmp_path / "many.csv"
     frame.to_csv(path, index=False)
     result = batch.score_file(trained["ckpt"], path, tmp_path / "out.csv", progress=False)

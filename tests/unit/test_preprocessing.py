@@ -299,18 +299,25 @@ def test_column_by_column_encoding_equals_the_matrix_path(features, nan_policy):
         np.testing.assert_array_equal(c, b)
 
 
-def test_split_input_mlp_gives_the_mlp_logits():
+@pytest.mark.parametrize("hidden, blocks", [([16, 8], [4, 3]), ([1], [4, 3]), ([16, 8], [])])
+def test_split_input_mlp_gives_the_mlp_logits(hidden, blocks):
+    """Also for a one-unit first layer (its weight's transpose is contiguous: no view may leak
+    into the model) and for a model without categorical columns; the MLP's weights stay as they were."""
     import torch
 
     from netad.models.mlp import MLP, SplitInputMLP
 
     torch.manual_seed(0)
-    net = MLP(5 + 4 + 3, [16, 8], 0.0, "gelu").eval()
+    net = MLP(5 + sum(blocks), hidden, 0.0, "gelu").eval()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
     dense = torch.randn(20_000, 5)  # more rows than one slice
-    codes = [torch.randint(0, 4, (20_000,)), torch.randint(0, 3, (20_000,))]
-    onehot = torch.cat([dense, torch.nn.functional.one_hot(codes[0], 4), torch.nn.functional.one_hot(codes[1], 3)], 1)
+    codes = [torch.randint(0, size, (20_000,)) for size in blocks]
+    onehot = torch.cat([dense, *(torch.nn.functional.one_hot(c, size) for c, size in zip(codes, blocks))], 1)
+    split = SplitInputMLP(net, 5, blocks)
     with torch.no_grad():
         expected = net(onehot.float())
-    torch.testing.assert_close(SplitInputMLP(net, 5, [4, 3])(dense, codes), expected, rtol=0, atol=1e-5)
-    with pytest.raises(ValueError, match="first layer reads 12 features"):
-        SplitInputMLP(net, 5, [4, 4])
+    torch.testing.assert_close(split(dense, codes), expected, rtol=0, atol=1e-5)
+    for key, value in net.state_dict().items():
+        torch.testing.assert_close(value, before[key], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="first layer reads"):
+        SplitInputMLP(net, 5, [*blocks, 1])

@@ -55,14 +55,16 @@ class SplitInputMLP:
         if first.shape[1] != dense_width + sum(block_sizes):
             raise ValueError(f"the first layer reads {first.shape[1]} features, the layout has "
                              f"{dense_width} + {sum(block_sizes)}")
-        self.dense_weight = first[:, :dense_width].T.contiguous()
-        self.table = first[:, dense_width:].T.contiguous()  # one row per one-hot position
+        # copies, never views of the model's own weights (a width-1 layer's transpose is contiguous)
+        self.dense_weight = first[:, :dense_width].T.clone(memory_format=torch.contiguous_format)
+        self.table = first[:, dense_width:].T.clone(memory_format=torch.contiguous_format)  # a row per one-hot position
         self.block_starts = torch.tensor([0, *block_sizes[:-1]], dtype=torch.int64).cumsum(0) if block_sizes \
             else torch.zeros(0, dtype=torch.int64)
         self.first_bias = linears[0].bias.detach().clone()
         if block_sizes:  # each row sums exactly one row of the first one-hot block: it carries the bias
             self.table[: block_sizes[0]] += self.first_bias
-        self.layers = [(lin.weight.detach().T.contiguous(), lin.bias.detach().clone()) for lin in linears[1:]]
+        self.layers = [(lin.weight.detach().T.clone(memory_format=torch.contiguous_format), lin.bias.detach().clone())
+                       for lin in linears[1:]]
 
     def __call__(self, dense: torch.Tensor, codes: Sequence[torch.Tensor]) -> torch.Tensor:
         positions = torch.stack(list(codes), dim=1) + self.block_starts if len(codes) else None

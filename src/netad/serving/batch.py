@@ -62,13 +62,13 @@ def load_predictor(model: str | Path) -> Any:
 
 _MAX_BLOCK_BYTES = 4 << 20  # raw CSV read at a time; a block also holds at most chunk_size rows
 _MIN_BLOCK_BYTES = 256 << 10  # smaller files are split into blocks of this size or more
+SCORE_DECIMALS = 9  # written scores: fixed point, enough for float32 scores in [0, 1]; a multiple of 3
 
 
 def block_bytes(file_size: int, workers: int) -> int:
     """Bytes read per block: _MAX_BLOCK_BYTES, or less for a small file, so it still gives each
     scoring thread two blocks."""
     return max(_MIN_BLOCK_BYTES, min(_MAX_BLOCK_BYTES, file_size // (2 * workers)))
-SCORE_DECIMALS = 9  # written scores: fixed point, enough for float32 scores in [0, 1]; a multiple of 3
 
 
 class _Source:
@@ -78,6 +78,14 @@ class _Source:
     def __init__(self, path: Path, predictor: Any, block_bytes: int = _MAX_BLOCK_BYTES) -> None:
         self.path, self.block_bytes = path, block_bytes
         self.fh = path.open("rb")
+        try:
+            self._read_header(predictor)
+        except BaseException:
+            self.fh.close()
+            raise
+
+    def _read_header(self, predictor: Any) -> None:
+        path = self.path
         names = predictor.config.get("data", {}).get("column_names")
         first = self.fh.readline()
         if first.startswith(b"\xef\xbb\xbf"):
@@ -102,15 +110,16 @@ class _Source:
         the block may hold a quote character. Blocks are views of the read buffer, not copies.
 
         ``buffers``: with 0 every read gets a fresh buffer; with k > 0 the buffers are reused round
-        robin, so a block's bytes are overwritten k reads later. The caller must be done with a block
-        by then (score_file keeps fewer than k blocks in flight). Reused buffers spare the kernel from
+        robin, so a block's bytes are overwritten k block-yielding reads later. The caller must be
+        done with a block by then: when it asks for the next block, the blocks it still holds must
+        come from fewer than k reads (score_file holds at most one block per scoring thread, and
+        passes k = threads + 2). Reused buffers spare the kernel from
         handing out (and zeroing) fresh pages for every block of a large file."""
         rest = self.pending
         ring: list[Optional[bytearray]] = [None] * buffers
-        reads = 0
+        used = 0  # reads that yielded blocks: only those move on to the next buffer
         while True:
-            buf = self._buffer(ring, reads, len(rest), self.block_bytes)
-            reads += 1
+            buf = self._buffer(ring, used, len(rest), self.block_bytes)
             buf[: len(rest)] = rest
             got = self.fh.readinto(memoryview(buf)[len(rest):])
             if not got:
@@ -120,16 +129,17 @@ class _Source:
                 return
             end = len(rest) + got
             cut = buf.rfind(b"\n", 0, end) + 1
-            rest = bytes(buf[cut:end])
+            rest = bytes(buf[cut:end])  # a read that ends no line leaves no view of its buffer: it is reused
             if cut:
+                used += 1
                 yield from _split_lines(memoryview(buf)[:cut], max_lines, buf.find(b'"', 0, cut) >= 0)
 
     @staticmethod
-    def _buffer(ring: list[Optional[bytearray]], reads: int, keep: int, size: int) -> bytearray:
+    def _buffer(ring: list[Optional[bytearray]], used: int, keep: int, size: int) -> bytearray:
         """A buffer with room for ``keep`` carried-over bytes and a block's read (about ``size``) after them."""
         if not ring:
             return bytearray(keep + size)
-        slot = reads % len(ring)
+        slot = used % len(ring)
         buf = ring[slot]
         if buf is None or len(buf) < keep + size // 2:  # first use, or a line longer than a block
             buf = ring[slot] = bytearray(keep + size)
@@ -195,11 +205,17 @@ class _ArrowBlocks:
         types.update({c: pa.bool_() for c in st["boolean"]["columns"]})
         types.update({c: pa.dictionary(pa.int32(), pa.string()) for c in st["categorical"]["columns"]})
         self.names = names
+        # the pandas route reads a gap in a category column as NaN and encodes str(NaN): NaN under
+        # pandas 3 (never a category: the unknown bucket), "nan" under pandas 2 (a category, if the
+        # training rows had gaps there)
+        gap = pd.Series([np.nan], dtype=object).astype(str).to_numpy(dtype=object)
+        self.gap_codes = [int(self.pre.category_codes(i, gap)[0]) for i in range(len(st["categorical"]["columns"]))]
         true, false = ["true", "t", "yes", "1"], ["false", "f", "no", "0"]
         # Numbers: only the empty field is a gap, and only for a model that imputes gaps (for one that
         # does not, a gap fails the parse, and pandas writes the row's reason). pandas' other missing
-        # markers ("NA", "null", ...) fail to parse as numbers too, so both routes see the same values.
-        # Categories: any gap or marker goes to the unknown bucket on both routes (see encode()).
+        # markers fail Arrow's number parse ("NA", "null", ...: the block goes to pandas) or parse as
+        # NaN ("nan", "NaN"), which is a gap on both routes. Categories: a gap, or a value pandas
+        # reads as one, gets the code the pandas route gives a gap (gap_codes).
         self.convert_options = pacsv.ConvertOptions(
             column_types=types, include_columns=[c for c in names if c in types], strings_can_be_null=True,
             null_values=[""] if self.imputes else [], true_values=[v for t in true for v in (t, t.upper(), t.title())],
@@ -233,13 +249,12 @@ class _ArrowBlocks:
             booleans.append(table[c].to_numpy().astype(np.float32))
         codes = []
         for i, c in enumerate(st["categorical"]["columns"]):
-            # a gap (null here; NaN for pandas, never a category) or one of pandas' missing markers
-            # (no category either: pandas read them as gaps in training) goes to the unknown bucket
-            unknown = len(st["categorical"]["categories"][i])
-            column = np.full(table.num_rows, unknown, dtype=np.int64)
+            column = np.full(table.num_rows, self.gap_codes[i], dtype=np.int64)  # nulls: gaps
             start = 0
             for chunk in table[c].chunks:
-                lookup = self.pre.category_codes(i, chunk.dictionary.to_pylist())
+                values = chunk.dictionary.to_pylist()
+                lookup = self.pre.category_codes(i, values)
+                lookup[[v in _PANDAS_NA for v in values]] = self.gap_codes[i]  # read as gaps by pandas
                 idx = chunk.indices.to_numpy(zero_copy_only=False)
                 if chunk.null_count:
                     valid = chunk.is_valid().to_numpy(zero_copy_only=False)
@@ -292,6 +307,10 @@ def _workers() -> int:
     return max(1, min(cores, 8))
 
 
+# pandas' default missing-value markers: read as gaps by the pandas route
+_PANDAS_NA = frozenset(["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+                        "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"])
+
 
 def score_file(model: str | Path | Any, input_path: str | Path, output_path: str | Path, *,
                rejects_path: Optional[str | Path] = None, chunk_size: int = 100_000,
@@ -320,7 +339,11 @@ def score_file(model: str | Path | Any, input_path: str | Path, output_path: str
     start = time.perf_counter()
     workers = _workers()
     source = _Source(input_path, predictor, block_bytes(input_path.stat().st_size, workers))
-    fast = _ArrowBlocks(predictor, source.names)
+    try:
+        fast = _ArrowBlocks(predictor, source.names)
+    except BaseException:
+        source.close()
+        raise
     extra = ["score", "is_anomaly"] + (["novelty_score"] if predictor.novelty is not None else [])
     bar = None
     if progress:
