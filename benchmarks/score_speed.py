@@ -110,8 +110,8 @@ def peak_mb() -> float:
 
 # ---------------------------------------------------------------- driver
 def measure(kind: str, model: Path, input_path: Path, output: Path) -> dict:
-    # Start from a quiet disk: the previous contender's output (about 160 MB on the large file) is
-    # otherwise still being flushed, by kernel threads sharing this machine's cores, during the run.
+    # Start from a quiet disk, the same for both contenders: the writeback of the previous run's
+    # output (about 160 MB on the large file) should not overlap this run on a 2-core machine.
     os.sync()
     proc = subprocess.run([sys.executable, __file__, "--child", kind, str(model), str(input_path), str(output)],
                           capture_output=True, text=True, check=False)
