@@ -1,10 +1,12 @@
-"""Small pieces of the batch scorer: the score text and the block size."""
+"""Small pieces of the batch scorer: the score text, the block size and the number of threads."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
-from netad.serving.batch import _MAX_BLOCK_BYTES, _MIN_BLOCK_BYTES, SCORE_DECIMALS, block_bytes, score_text
+from netad.serving.batch import _MAX_BLOCK_BYTES, _MIN_BLOCK_BYTES, SCORE_DECIMALS, _workers, block_bytes, score_text
 
 
 def test_score_text_is_printf_fixed_point():
@@ -20,3 +22,18 @@ def test_block_bytes_gives_each_thread_two_blocks_of_a_small_file():
     assert block_bytes(10 << 30, 2) == _MAX_BLOCK_BYTES  # a large file: full blocks
     assert block_bytes(4 << 20, 2) == 1 << 20  # 4 MB over 2 threads: 4 blocks
     assert block_bytes(1000, 8) == _MIN_BLOCK_BYTES  # tiny: never below the floor
+
+
+def test_scoring_threads_follow_affinity_and_a_container_quota(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(6)))
+    cpu_max = tmp_path / "cpu.max"
+    assert _workers(cpu_max) == 6  # no cgroup file: the affinity
+    cpu_max.write_text("max 100000\n")
+    assert _workers(cpu_max) == 6  # no quota
+    cpu_max.write_text("200000 100000\n")
+    assert _workers(cpu_max) == 2  # two CPUs' worth
+    cpu_max.write_text("50000 100000\n")
+    assert _workers(cpu_max) == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))
+    cpu_max.write_text("max 100000\n")
+    assert _workers(cpu_max) == 8  # capped

@@ -298,12 +298,19 @@ class _ArrowBlocks:
         return [joined.buffers()[2][int(offs[0]): int(offs[-1])], block[int(cuts[-1]):]]  # then the last line break
 
 
-def _workers() -> int:
-    """Scoring threads: one per core this process may use (at most 8, so blocks in flight stay small)."""
+def _workers(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """Scoring threads: one per core this process may use (its CPU affinity, and a container's CPU
+    quota where cgroup v2 sets one), at most 8, so the blocks in flight stay small."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, int(int(quota) / int(period) + 0.5)))
+    except (OSError, ValueError):
+        pass
     return max(1, min(cores, 8))
 
 
