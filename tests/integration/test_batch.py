@@ -181,8 +181,8 @@ def test_a_gap_in_a_category_gets_the_pandas_routes_code(trained):
     frame = make_frame(n=5, seed=4)
     frame.loc[2, "protocol"] = np.nan
     pandas_code = predictor.preprocessor.encode(frame[predictor.columns]).codes[0][2]
-    fast = batch._ArrowBlocks(predictor, list(frame.columns))
-    assert fast.gap_codes[0] == pandas_code
+    assert predictor.preprocessor.gap_code(0) == pandas_code
+    assert batch._ArrowBlocks(predictor, list(frame.columns)).gap_codes[0] == pandas_code
     expected = categories.index("nan") if int(pd.__version__.split(".")[0]) < 3 else len(categories)
     assert pandas_code == expected
 

@@ -45,7 +45,8 @@ def _float64(x: np.ndarray, owned: bool) -> np.ndarray:
 
 def _scale(x: np.ndarray, impute: Any, log: Any, center: Any, scale: Any) -> np.ndarray:
     """Impute gaps, log-transform and scale raw numeric values in place: a whole (rows x columns)
-    matrix with per-column vectors, or one column with scalars. One formula for every path."""
+    matrix with per-column vectors, or one column with scalars. :func:`_scale_column` is the same
+    formula without the copy (a unit test holds the two equal bit for bit)."""
     gaps = ~np.isfinite(x)
     if gaps.any():
         x[gaps] = np.broadcast_to(impute, x.shape)[gaps]
@@ -77,6 +78,11 @@ def _scale_column(x: np.ndarray, out: np.ndarray, scratch: np.ndarray, impute: f
         src = scratch
     np.subtract(src, center, out=scratch)
     np.divide(scratch, scale, out=out, casting="unsafe")  # float64 quotient, rounded once to float32
+
+
+def _category_names(values: pd.Series) -> np.ndarray:
+    """A categorical column's values as the names ``encode`` looks up."""
+    return values.astype(str).to_numpy(dtype=object)
 
 
 @dataclass
@@ -269,9 +275,15 @@ class TabularPreprocessor:
         num = (frame[ncfg["columns"]].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64, copy=True)
                if ncfg["columns"] else np.zeros((len(frame), 0)))
         booleans = [_bool_to_float(frame[col]) for col in st["boolean"]["columns"]]
-        codes = [self.category_codes(i, frame[col].astype(str).to_numpy(dtype=object))
+        codes = [self.category_codes(i, _category_names(frame[col]))
                  for i, col in enumerate(st["categorical"]["columns"])]
         return self.encode_arrays(num, booleans, codes, owned=True)
+
+    def gap_code(self, i: int) -> int:
+        """The code :meth:`encode` gives a missing value in categorical column ``i``: under pandas 3
+        NaN stays NaN (never a category: the unknown bucket); under pandas 2 it reads as "nan", a
+        category when the training rows had gaps there."""
+        return int(self.category_codes(i, _category_names(pd.Series([np.nan], dtype=object)))[0])
 
     def category_lookup(self, i: int) -> dict[str, int]:
         """Category -> position in the one-hot block of categorical column ``i``; others go to the

@@ -205,11 +205,7 @@ class _ArrowBlocks:
         types.update({c: pa.bool_() for c in st["boolean"]["columns"]})
         types.update({c: pa.dictionary(pa.int32(), pa.string()) for c in st["categorical"]["columns"]})
         self.names = names
-        # the pandas route reads a gap in a category column as NaN and encodes str(NaN): NaN under
-        # pandas 3 (never a category: the unknown bucket), "nan" under pandas 2 (a category, if the
-        # training rows had gaps there)
-        gap = pd.Series([np.nan], dtype=object).astype(str).to_numpy(dtype=object)
-        self.gap_codes = [int(self.pre.category_codes(i, gap)[0]) for i in range(len(st["categorical"]["columns"]))]
+        self.gap_codes = [self.pre.gap_code(i) for i in range(len(st["categorical"]["columns"]))]
         true, false = ["true", "t", "yes", "1"], ["false", "f", "no", "0"]
         # Numbers: only the empty field is a gap, and only for a model that imputes gaps (for one that
         # does not, a gap fails the parse, and pandas writes the row's reason). pandas' other missing
