@@ -254,3 +254,51 @@ def test_headerless_files_and_files_without_a_final_newline(trained, tmp_path):
     scored = pd.read_csv(tmp_path / "out.csv")
     assert result.n_rows == 50 and list(scored.columns) == list(frame.columns) + ["score", "is_anomaly"]
     np.testing.assert_allclose(scored["score"], predictor.score(frame), rtol=0, atol=2e-6)
+
+
+@pytest.fixture(scope="module")
+def numberlike(tmp_path_factory):
+    """A model whose category column has number-like names: "01", "7" (and "x")."""
+    root = tmp_path_factory.mktemp("numberlike")
+    frame = make_frame(n=300, seed=9)
+    frame["protocol"] = frame["protocol"].map({"tcp": "01", "udp": "7", "icmp": "x"})
+    frame.to_csv(root / "traffic.csv", index=False)
+    run_single(fast_config(root, root / "traffic.csv"), run_name="nl", quiet=True)
+    return root / "checkpoints" / "best_model.ckpt"
+
+
+def test_number_like_categories_are_read_as_written_on_every_route(numberlike, tmp_path, monkeypatch):
+    """Where every category value in a block (or a file) looks like a number, pandas alone reads "01"
+    as 1, which is no category the model knows. Category columns are read as text, so the fast path,
+    the pandas blocks, a CSV given to the predictor and a CSV uploaded to the API all score alike."""
+    from fastapi.testclient import TestClient
+
+    from netad.evaluation.evaluate import labelled_file, open_model
+    from netad.serving import batch
+    from netad.serving.api import create_app
+
+    predictor = batch.load_predictor(numberlike)
+    assert sorted(predictor.preprocessor.state["categorical"]["categories"][0]) == ["01", "7", "x"]
+    frame = make_frame(n=60, seed=13).assign(protocol=["01", "7"] * 30, note="n")
+    frame.loc[[5, 50], "protocol"] = "x"
+    frame.loc[25, "note"] = '"q"'  # rows 20-39 (one block of 20 rows), only "01" and "7" there: pandas reads it
+    path = tmp_path / "numberlike.csv"
+    frame.to_csv(path, index=False)
+    expected = predictor.score(frame)
+    unknown = predictor.score(frame.assign(protocol="never seen"))
+    assert np.abs(expected - unknown)[frame["protocol"] == "01"].min() > 1e-4  # a misread "01" would show
+
+    taken = fast_blocks(monkeypatch)
+    batch.score_file(predictor, path, tmp_path / "out.csv", chunk_size=20, progress=False)
+    assert sorted(t is not None for t in taken) == [False, True, True]  # in the order the threads finish
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "out.csv")["score"], expected, rtol=0, atol=2e-6)
+
+    block = frame.iloc[20:40]  # as a file of its own: through the predictor, the API and test.py's reader
+    block.to_csv(path, index=False)
+    np.testing.assert_allclose(predictor.score(path), expected[20:40], rtol=1e-6)
+    r = TestClient(create_app(predictor)).post("/predict/csv", files={"file": ("b.csv", path.read_bytes(), "text/csv")})
+    assert r.status_code == 200, r.text
+    np.testing.assert_allclose([p["score"] for p in r.json()["predictions"]], expected[20:40], rtol=1e-6)
+    block.drop(columns=["note"]).to_csv(path, index=False)  # test.py wants the model's columns and a label
+    features, _, _ = labelled_file(open_model(numberlike), path)
+    assert features["protocol"].tolist() == block["protocol"].tolist()

@@ -71,6 +71,25 @@ def test_headerless_file_with_column_names(tmp_path, frame):
     np.testing.assert_array_equal(table.labels, frame["label"].to_numpy().astype(int))
 
 
+@pytest.mark.parametrize("header", [True, False])
+def test_text_columns_keep_number_like_categories_as_written(tmp_path, frame, header):
+    """A model's category columns in another file: "01" stays "01" even where every value there looks
+    like a number (pandas alone reads 1, or 1.0 next to a gap)."""
+    data = frame.head(6).assign(protocol=["01", "7", "01", "7", "7", "01"])
+    path = tmp_path / "numberlike.csv"
+    data.to_csv(path, index=False, header=header)
+    names = None if header else list(frame.columns)
+    plain = load_table(DataConfig(data_path=str(path), column_names=names))
+    assert plain.features["protocol"].tolist()[:2] == [1, 7]  # what pandas does by itself
+    data.loc[3, "protocol"] = None
+    data.to_csv(path, index=False, header=header)
+    table = load_table(DataConfig(data_path=str(path), column_names=names, nan_policy="zero"),
+                       text_columns=["protocol", "absent"])
+    assert table.features["protocol"].tolist()[:3] == ["01", "7", "01"]
+    assert table.features["protocol"].isna().tolist() == [False, False, False, True, False, False]
+    np.testing.assert_allclose(table.features["packet_size"], data["packet_size"])  # the others as before
+
+
 def test_drop_columns(csv_path):
     table = load_table(DataConfig(data_path=str(csv_path), drop_columns=["bytes", "constant"]))
     assert "bytes" not in table.features.columns and "constant" not in table.features.columns

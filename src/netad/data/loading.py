@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -38,7 +38,10 @@ def file_digest(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def read_csv(path: str | Path, column_names: Optional[list[str]] = None) -> pd.DataFrame:
+def read_csv(path: str | Path, column_names: Optional[list[str]] = None,
+             text_columns: Sequence[str] = ()) -> pd.DataFrame:
+    """The CSV as pandas infers it, except ``text_columns``, read as text: a model's category
+    columns in a file other than its training file, where pandas might read "01" as a number."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"data file not found: {path}")
@@ -46,14 +49,15 @@ def read_csv(path: str | Path, column_names: Optional[list[str]] = None) -> pd.D
         raise UserError(f"data file is empty: {path}")
     try:
         if column_names:
-            frame = pd.read_csv(path, header=None, low_memory=False)
+            frame = pd.read_csv(path, header=None, low_memory=False,
+                                dtype={column_names.index(c): str for c in text_columns if c in column_names})
             if frame.shape[1] != len(column_names):
                 raise UserError(
                     f"{path}: has {frame.shape[1]} columns but data.column_names lists {len(column_names)}"
                 )
             frame.columns = column_names
         else:
-            frame = pd.read_csv(path, low_memory=False)
+            frame = pd.read_csv(path, low_memory=False, dtype={c: str for c in text_columns})
     except pd.errors.EmptyDataError:
         raise UserError(f"data file is empty: {path}") from None
     except pd.errors.ParserError as exc:
@@ -108,13 +112,14 @@ def encode_labels(raw: pd.Series, column: str, normal_value: Any, allow_one_clas
 
 
 def load_table(cfg: DataConfig, path: Optional[str | Path] = None, require_labels: bool = True,
-               allow_one_class: bool = False) -> LabelledTable:
+               allow_one_class: bool = False, text_columns: Sequence[str] = ()) -> LabelledTable:
     """Read ``path`` (default ``cfg.data_path``), drop configured columns, split off the label.
 
-    Without a label column and ``require_labels=False`` the labels are all -1.
+    Without a label column and ``require_labels=False`` the labels are all -1. ``text_columns``:
+    see :func:`read_csv`.
     """
     path = Path(path or cfg.data_path)
-    frame = read_csv(path, cfg.column_names)
+    frame = read_csv(path, cfg.column_names, text_columns)
     missing_drop = [c for c in cfg.drop_columns if c not in frame.columns]
     if missing_drop:
         raise UserError(f"data.drop_columns names columns not in {path}: {', '.join(missing_drop)}")

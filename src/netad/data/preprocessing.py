@@ -279,6 +279,14 @@ class TabularPreprocessor:
                  for i, col in enumerate(st["categorical"]["columns"])]
         return self.encode_arrays(num, booleans, codes, owned=True)
 
+    def csv_dtypes(self) -> dict[str, type]:
+        """``dtype=`` for reading new rows with pandas: the category columns as text, as they were in
+        the training rows. (Left to itself, pandas reads a column whose values in that file or chunk
+        all look like numbers as numbers: "01" as 1, and "1" as 1.0 when there is also a gap; neither
+        is the category the model learned.)"""
+        self._check_fitted()
+        return {c: str for c in self.state["categorical"]["columns"]}
+
     def gap_code(self, i: int) -> int:
         """The code :meth:`encode` gives a missing value in categorical column ``i``: under pandas 3
         NaN stays NaN (never a category: the unknown bucket); under pandas 2 it reads as "nan", a

@@ -81,7 +81,8 @@ def check_columns(expected: list[str], frame: pd.DataFrame, source: Any) -> None
 
 def labelled_file(mut: ModelUnderTest, data_path: str | Path, purpose: str = "test.py") -> tuple[pd.DataFrame, np.ndarray, str]:
     """Features and labels of a labelled CSV, read with the data settings of ``mut.cfg``."""
-    table = load_table(mut.cfg.data, data_path, require_labels=False, allow_one_class=True)
+    table = load_table(mut.cfg.data, data_path, require_labels=False, allow_one_class=True,
+                       text_columns=mut.preprocessor.state["categorical"]["columns"])
     if (table.labels < 0).all():
         raise UserError(
             f"{table.source} has no label column '{mut.cfg.data.label_column}': {purpose} measures a model "

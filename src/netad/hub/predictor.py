@@ -71,8 +71,9 @@ class NetadPredictor(
         if isinstance(rows, (str, Path)):
             data = self.config["data"]
             names = data.get("column_names")
-            frame = pd.read_csv(rows, header=None, names=names, low_memory=False) if names else \
-                pd.read_csv(rows, low_memory=False)
+            dtypes = self.preprocessor.csv_dtypes()
+            frame = pd.read_csv(rows, header=None, names=names, dtype=dtypes, low_memory=False) if names else \
+                pd.read_csv(rows, dtype=dtypes, low_memory=False)
         elif isinstance(rows, dict):
             frame = pd.DataFrame([rows])
         elif isinstance(rows, list):

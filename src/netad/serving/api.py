@@ -218,7 +218,7 @@ def create_app(predictor: Any, *, model_name: str = "netad-model", api_key: Opti
         data = await file.read()
         if len(data) > max_body_bytes:
             raise ApiError(413, "body too large", limit_bytes=max_body_bytes)
-        frame = _read_upload(data, column_names)
+        frame = _read_upload(data, column_names, predictor.preprocessor.csv_dtypes())
         if len(frame) > max_records:
             raise ApiError(413, "too many records", limit=max_records, got=len(frame))
         missing = [c for c in schema if c not in frame.columns]
@@ -241,12 +241,13 @@ def create_app(predictor: Any, *, model_name: str = "netad-model", api_key: Opti
     return app
 
 
-def _read_upload(data: bytes, column_names: Optional[list[str]]) -> pd.DataFrame:
-    """The uploaded CSV; for a model trained on headerless data, a file without a header row too."""
+def _read_upload(data: bytes, column_names: Optional[list[str]], dtypes: dict[str, type]) -> pd.DataFrame:
+    """The uploaded CSV; for a model trained on headerless data, a file without a header row too.
+    ``dtypes``: the preprocessor's (category columns read as text)."""
     try:
-        frame = pd.read_csv(io.BytesIO(data), low_memory=False)
+        frame = pd.read_csv(io.BytesIO(data), dtype=dtypes, low_memory=False)
         if column_names and list(frame.columns) != list(column_names):
-            frame = pd.read_csv(io.BytesIO(data), header=None, names=column_names, low_memory=False)
+            frame = pd.read_csv(io.BytesIO(data), header=None, names=column_names, dtype=dtypes, low_memory=False)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise ApiError(400, "not a readable CSV file", detail=str(exc).splitlines()[0] if str(exc) else "") from None
     if frame.empty:

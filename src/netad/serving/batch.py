@@ -90,6 +90,7 @@ class _Source:
         first = self.fh.readline()
         if first.startswith(b"\xef\xbb\xbf"):
             first = first[3:]
+        self.dtypes = predictor.preprocessor.csv_dtypes()  # how pandas reads blocks the fast path turns away
         if names:
             self.names, self.header, self.pending = list(names), None, first
         else:
@@ -216,6 +217,7 @@ class _ArrowBlocks:
             column_types=types, include_columns=[c for c in names if c in types], strings_can_be_null=True,
             null_values=[""] if self.imputes else [], true_values=[v for t in true for v in (t, t.upper(), t.title())],
             false_values=[v for f in false for v in (f, f.upper(), f.title())])
+        self.parse_options = pacsv.ParseOptions(quote_char=False)  # blocks with quotes go to pandas
 
     def parse(self, block: memoryview, ends: np.ndarray, quoted: bool) -> Optional[Any]:
         """An Arrow table of the block, or None when pandas should read it."""
@@ -224,7 +226,7 @@ class _ArrowBlocks:
         try:
             # one parse block: one chunk per column, read without copying
             options = self.pacsv.ReadOptions(column_names=self.names, use_threads=False, block_size=len(block) + 1)
-            table = self.pacsv.read_csv(self.pa.py_buffer(block), read_options=options,
+            table = self.pacsv.read_csv(self.pa.py_buffer(block), read_options=options, parse_options=self.parse_options,
                                         convert_options=self.convert_options, memory_pool=self.pool)
         except self.pa.ArrowInvalid:
             return None
@@ -428,6 +430,6 @@ def score_file(model: str | Path | Any, input_path: str | Path, output_path: str
 
 def _read_block(block: bytes, source: _Source) -> pd.DataFrame:
     try:
-        return pd.read_csv(io.BytesIO(block), header=None, names=source.names, low_memory=False)
+        return pd.read_csv(io.BytesIO(block), header=None, names=source.names, dtype=source.dtypes, low_memory=False)
     except pd.errors.ParserError as exc:
         raise UserError(f"{source.path}: cannot be parsed as CSV ({str(exc).splitlines()[0]})") from None

@@ -20,7 +20,7 @@ import numpy as np
 
 from netad.config import Config
 from netad.data.loading import load_table
-from netad.data.preprocessing import TabularPreprocessor
+from netad.data.preprocessing import TabularPreprocessor, infer_kinds
 from netad.errors import UserError
 from netad.evaluation import metrics as M
 from netad.evaluation.evaluate import check_columns
@@ -70,7 +70,8 @@ def run_compare(cfg: Config, *, detectors: Optional[list[str]] = None, test_data
     _, _, folds = compute_splits(cfg, table)
     external = None
     if test_data is not None:
-        ext = load_table(cfg.data, test_data, allow_one_class=True)
+        categorical = [c for c, kind in infer_kinds(table.features).items() if kind == "categorical"]
+        ext = load_table(cfg.data, test_data, allow_one_class=True, text_columns=categorical)
         check_columns(list(map(str, table.features.columns)), ext.features, ext.source)
         external = ext
     rows: list[dict[str, Any]] = []
