@@ -240,6 +240,49 @@ def test_many_blocks_through_reused_buffers_and_several_threads(trained, tmp_pat
     np.testing.assert_allclose(pd.read_csv(tmp_path / "out.csv")["score"], expected, rtol=0, atol=2e-6)
 
 
+@pytest.mark.parametrize("block_bytes", [200, 333, 1000])
+def test_quoted_fields_with_line_breaks_across_blocks(trained, tmp_path, monkeypatch, block_bytes):
+    """Records whose quoted fields hold line breaks, in small blocks (so many of them straddle a
+    block boundary) through three threads: every record is scored once, and a bad row's reject
+    gives its record number, not its line number."""
+    from netad.serving import batch
+
+    monkeypatch.setattr(batch, "_MAX_BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(batch, "_MIN_BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(batch, "_workers", lambda: 3)
+    frame = make_frame(n=200, seed=14).astype({"packet_size": object})
+    frame["note"] = [f'said "hi"\nthen,\r\nleft {i}' if i % 3 == 0 else f"plain {i}" for i in range(200)]
+    frame.loc[150, "packet_size"] = "abc"
+    path = tmp_path / "multiline.csv"
+    frame.to_csv(path, index=False)
+    assert path.read_bytes().count(b"\n") > 300  # far more lines than records
+    result = batch.score_file(trained["ckpt"], path, tmp_path / "out.csv", progress=False)
+    assert (result.n_rows, result.n_rejected) == (200, 1)
+    rejects = pd.read_csv(tmp_path / "out.rejects.csv")
+    assert rejects["row"].tolist() == [151] and rejects["note"].tolist() == [frame.loc[150, "note"]]
+    scored = pd.read_csv(tmp_path / "out.csv")
+    good = frame.drop(index=150).reset_index(drop=True)
+    assert scored["note"].tolist() == good["note"].tolist()
+    expected = batch.load_predictor(trained["ckpt"]).score(good.astype({"packet_size": float}))
+    np.testing.assert_allclose(scored["score"], expected, rtol=0, atol=2e-6)
+
+
+def test_a_quote_never_closed_is_one_line(trained, tmp_path, monkeypatch):
+    from netad.errors import UserError
+    from netad.serving import batch
+
+    monkeypatch.setattr(batch, "_MAX_RECORD_BYTES", 4096)
+    frame = make_frame(n=300, seed=15)
+    text = frame.to_csv(index=False)
+    lines = text.splitlines(keepends=True)
+    path = tmp_path / "open_quote.csv"
+    path.write_text("".join(lines[:10]) + '1,"never closed' + "".join(lines[10:]))
+    with pytest.raises(UserError, match="never closed") as info:
+        batch.score_file(trained["ckpt"], path, tmp_path / "out.csv", progress=False)
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "out.csv").exists()
+
+
 def test_headerless_files_and_files_without_a_final_newline(trained, tmp_path):
     """A model trained on headerless data (column names from its config) reads headerless files."""
     from netad.serving import batch

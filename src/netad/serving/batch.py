@@ -62,6 +62,7 @@ def load_predictor(model: str | Path) -> Any:
 
 _MAX_BLOCK_BYTES = 4 << 20  # raw CSV read at a time; a block also holds at most chunk_size rows
 _MIN_BLOCK_BYTES = 256 << 10  # smaller files are split into blocks of this size or more
+_MAX_RECORD_BYTES = 64 << 20  # a record (a line, or lines joined by a quoted field) may not be longer
 SCORE_DECIMALS = 9  # written scores: fixed point, enough for float32 scores in [0, 1]; a multiple of 3
 
 
@@ -107,8 +108,9 @@ class _Source:
             raise UserError(f"{path}: missing columns the model reads: {', '.join(missing)}")
 
     def blocks(self, max_lines: int, buffers: int = 0) -> Iterator[tuple[memoryview, np.ndarray, bool]]:
-        """``(block, ends, quoted)``: whole lines, the offset just past each line's newline, and whether
-        the block may hold a quote character. Blocks are views of the read buffer, not copies.
+        """``(block, ends, quoted)``: whole records, the offset just past each record's line break, and
+        whether the block holds a quote character. A record is a line, or several where a quoted field
+        holds line breaks. Blocks are views of the read buffer, not copies.
 
         ``buffers``: with 0 every read gets a fresh buffer; with k > 0 the buffers are reused round
         robin, so a block's bytes are overwritten k block-yielding reads later. The caller must be
@@ -126,14 +128,23 @@ class _Source:
             if not got:
                 if rest.strip():
                     tail = rest if rest.endswith(b"\n") else rest + b"\n"
-                    yield from _split_lines(memoryview(tail), max_lines, b'"' in tail)
+                    quoted = b'"' in tail
+                    ends = _record_ends(np.frombuffer(tail, dtype=np.uint8), quoted)
+                    if not len(ends) or ends[-1] != len(tail):  # a quote left open: pandas will say so
+                        ends = np.append(ends, len(tail))
+                    yield from _split_lines(memoryview(tail), max_lines, quoted, ends)
                 return
             end = len(rest) + got
-            cut = buf.rfind(b"\n", 0, end) + 1
-            rest = bytes(buf[cut:end])  # a read that ends no line leaves no view of its buffer: it is reused
+            quoted = buf.find(b'"', 0, end) >= 0
+            ends = _record_ends(np.frombuffer(buf, dtype=np.uint8, count=end), True) if quoted else None
+            cut = (int(ends[-1]) if len(ends) else 0) if quoted else buf.rfind(b"\n", 0, end) + 1
+            rest = bytes(buf[cut:end])  # a read that ends no record leaves no view of its buffer: it is reused
+            if len(rest) > _MAX_RECORD_BYTES:
+                raise UserError(f"{self.path}: a record runs on for more than {_MAX_RECORD_BYTES / 2**20:g} MB "
+                                f"(a quote that is never closed?)")
             if cut:
                 used += 1
-                yield from _split_lines(memoryview(buf)[:cut], max_lines, buf.find(b'"', 0, cut) >= 0)
+                yield from _split_lines(memoryview(buf)[:cut], max_lines, quoted and buf.find(b'"', 0, cut) >= 0, ends)
 
     @staticmethod
     def _buffer(ring: list[Optional[bytearray]], used: int, keep: int, size: int) -> bytearray:
@@ -150,8 +161,39 @@ class _Source:
         self.fh.close()
 
 
-def _split_lines(block: memoryview, max_lines: int, quoted: bool) -> Iterator[tuple[memoryview, np.ndarray, bool]]:
-    ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10) + 1
+def _record_ends(data: np.ndarray, quoted: bool) -> np.ndarray:
+    """The offset just past each record's line break in ``data`` (which starts a record). With quotes
+    (``quoted``), a line break inside a quoted field ends no record. Quotes are read as pandas reads
+    them: a quote opens a quoted field only at the start of a field, and ``""`` inside one is a quote."""
+    breaks = np.flatnonzero(data == 10)
+    quotes = np.flatnonzero(data == 34) if quoted else ()
+    if not len(quotes):
+        return breaks + 1
+    opens, closes = [], []
+    i, n = 0, len(quotes)
+    while i < n:  # quotes are few next to bytes; line breaks are placed against the spans afterwards
+        p = int(quotes[i])
+        if len(opens) == len(closes):  # outside quotes: an opening quote, or a quote within a plain field
+            if p == 0 or data[p - 1] in (44, 10):
+                opens.append(p)
+            i += 1
+        elif i + 1 < n and quotes[i + 1] == p + 1:  # "" within a quoted field
+            i += 2
+        else:
+            closes.append(p)
+            i += 1
+    if len(closes) < len(opens):
+        closes.append(len(data))  # still open where the data ends
+    last_open = np.searchsorted(np.asarray(opens), breaks) - 1
+    inside = (last_open >= 0) & (np.asarray(closes)[np.maximum(last_open, 0)] > breaks)
+    return breaks[~inside] + 1
+
+
+def _split_lines(block: memoryview, max_lines: int, quoted: bool,
+                 ends: Optional[np.ndarray] = None) -> Iterator[tuple[memoryview, np.ndarray, bool]]:
+    """The block in pieces of at most ``max_lines`` records; ``ends``: its record ends, when known."""
+    if ends is None:
+        ends = _record_ends(np.frombuffer(block, dtype=np.uint8), quoted)
     if len(ends) <= max_lines:
         yield block, ends, quoted
         return
