@@ -96,7 +96,7 @@ def test_every_row_rejected_still_writes_a_valid_output(trained, tmp_path, capsy
     assert pd.read_csv(tmp_path / "o.csv").empty and len(pd.read_csv(tmp_path / "o.rejects.csv")) == 5
 
 
-@pytest.mark.parametrize("case", ["no_input", "empty", "missing_columns", "no_model"])
+@pytest.mark.parametrize("case", ["no_input", "empty", "missing_columns", "no_model", "lone_cr"])
 def test_bad_input_is_one_line(trained, tmp_path, capsys, case):
     model, path = str(trained["ckpt"]), tmp_path / "in.csv"
     if case == "empty":
@@ -106,8 +106,11 @@ def test_bad_input_is_one_line(trained, tmp_path, capsys, case):
     elif case == "no_model":
         make_frame(n=5).to_csv(path, index=False)
         model = str(tmp_path / "nothing.ckpt")
+    elif case == "lone_cr":  # old Mac line breaks: to a reader of LF lines, the whole file is its header
+        path.write_bytes(make_frame(n=5).to_csv(index=False, lineterminator="\r").encode())
     needle = {"no_input": "input file not found", "empty": "input file is empty",
-              "missing_columns": "missing columns the model reads: bytes", "no_model": "model not found"}[case]
+              "missing_columns": "missing columns the model reads: bytes", "no_model": "model not found",
+              "lone_cr": "lone CR"}[case]
     code, _, err = run(capsys, "--model", model, "--input", str(path), "--output", str(tmp_path / "o.csv"), "--quiet")
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and needle in lines[0], err

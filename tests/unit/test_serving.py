@@ -6,8 +6,8 @@ import os
 
 import numpy as np
 
-from netad.serving.batch import (_MAX_BLOCK_BYTES, _MIN_BLOCK_BYTES, SCORE_DECIMALS, _record_ends, _workers, block_bytes,
-                                 score_text)
+from netad.serving.batch import (_MAX_BLOCK_BYTES, _MIN_BLOCK_BYTES, SCORE_DECIMALS, _inside_quotes, _record_ends,
+                                 _workers, block_bytes, score_text)
 
 
 def test_score_text_is_printf_fixed_point():
@@ -56,6 +56,10 @@ def test_record_ends_skip_line_breaks_inside_quoted_fields():
     assert found == true
     found, true = ends_of(b'1,5"\n', b'2,"a\n')  # a quote inside a plain field is a character
     assert found == true[:1]  # and the last record's quote is never closed: it has no end yet
+    found, true = ends_of(b'1,12" monitor\n', b'2,a"b\n')  # only quotes within plain fields
+    assert found == true
+    found, true = ends_of(b'1,"a\n"x,5"\n', b'2,3\n')  # text after a closing quote, then a plain quote
+    assert found == true
 
 
 def test_record_ends_match_pythons_csv_writer():
@@ -75,3 +79,6 @@ def test_record_ends_match_pythons_csv_writer():
     assert sum(b'"' in r and b"\n" in r[:-1] for r in records) > 50  # many records span lines
     found, true = ends_of(*records)
     assert found == true
+    data = np.frombuffer(b"".join(records), dtype=np.uint8)  # the quote walk agrees with the parity shortcut
+    breaks, quotes = np.flatnonzero(data == 10), np.flatnonzero(data == 34)
+    assert (_inside_quotes(data, quotes, breaks) == (np.searchsorted(quotes, breaks) % 2 == 1)).all()

@@ -91,6 +91,8 @@ class _Source:
         first = self.fh.readline()
         if first.startswith(b"\xef\xbb\xbf"):
             first = first[3:]
+        if b"\r" in first.rstrip(b"\r\n") and b'"' not in first:  # not a line: the whole file, or much of it
+            raise UserError(f"{path}: lines end in a lone CR (old Mac line breaks); save it with LF or CRLF line breaks")
         self.dtypes = predictor.preprocessor.csv_dtypes()  # how pandas reads blocks the fast path turns away
         if names:
             self.names, self.header, self.pending = list(names), None, first
@@ -164,14 +166,31 @@ class _Source:
 def _record_ends(data: np.ndarray, quoted: bool) -> np.ndarray:
     """The offset just past each record's line break in ``data`` (which starts a record). With quotes
     (``quoted``), a line break inside a quoted field ends no record. Quotes are read as pandas reads
-    them: a quote opens a quoted field only at the start of a field, and ``""`` inside one is a quote."""
+    them: a quote opens a quoted field only at the start of a field, ``""`` inside one is a quote,
+    and any other quote is a plain character."""
     breaks = np.flatnonzero(data == 10)
     quotes = np.flatnonzero(data == 34) if quoted else ()
     if not len(quotes):
         return breaks + 1
+    # Usually every quote opens a field (after a comma or a line break), closes one (before them) or
+    # is half of a "" pair. Then a line break is inside quotes exactly when an odd number of quotes
+    # come before it. Otherwise (a quote within a plain field) the quotes are walked one by one.
+    before, after = data[np.maximum(quotes - 1, 0)], data[np.minimum(quotes + 1, len(data) - 1)]
+    before[quotes == 0] = after[quotes == len(data) - 1] = 44  # the data's start and end bound fields too
+    opening, closing = before[0::2], after[1::2]
+    if (((opening == 44) | (opening == 10) | (opening == 34)).all()
+            and ((closing == 44) | (closing == 10) | (closing == 13) | (closing == 34)).all()):
+        inside = np.searchsorted(quotes, breaks) % 2 == 1
+    else:
+        inside = _inside_quotes(data, quotes, breaks)
+    return breaks[~inside] + 1
+
+
+def _inside_quotes(data: np.ndarray, quotes: np.ndarray, breaks: np.ndarray) -> np.ndarray:
+    """Which ``breaks`` lie inside quoted fields, walking the quotes in order as pandas does."""
     opens, closes = [], []
     i, n = 0, len(quotes)
-    while i < n:  # quotes are few next to bytes; line breaks are placed against the spans afterwards
+    while i < n:
         p = int(quotes[i])
         if len(opens) == len(closes):  # outside quotes: an opening quote, or a quote within a plain field
             if p == 0 or data[p - 1] in (44, 10):
@@ -182,11 +201,12 @@ def _record_ends(data: np.ndarray, quoted: bool) -> np.ndarray:
         else:
             closes.append(p)
             i += 1
+    if not opens:
+        return np.zeros(len(breaks), dtype=bool)
     if len(closes) < len(opens):
         closes.append(len(data))  # still open where the data ends
     last_open = np.searchsorted(np.asarray(opens), breaks) - 1
-    inside = (last_open >= 0) & (np.asarray(closes)[np.maximum(last_open, 0)] > breaks)
-    return breaks[~inside] + 1
+    return (last_open >= 0) & (np.asarray(closes)[np.maximum(last_open, 0)] > breaks)
 
 
 def _split_lines(block: memoryview, max_lines: int, quoted: bool,
