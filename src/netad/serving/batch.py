@@ -73,11 +73,13 @@ def block_bytes(file_size: int, workers: int) -> int:
 
 
 class _Source:
-    """The input file as blocks of whole lines, plus what is needed to parse any block on its own:
-    the column names (from the model's config for headerless data, else the header line)."""
+    """The input file as blocks of whole records, plus what is needed to parse any block on its own:
+    the column names (from the model's config for headerless data, else the header line) and the
+    column types pandas reads blocks with (category columns as text)."""
 
     def __init__(self, path: Path, predictor: Any, block_bytes: int = _MAX_BLOCK_BYTES) -> None:
         self.path, self.block_bytes = path, block_bytes
+        self.dtypes = predictor.preprocessor.csv_dtypes()
         self.fh = path.open("rb")
         try:
             self._read_header(predictor)
@@ -93,7 +95,6 @@ class _Source:
             first = first[3:]
         if b"\r" in first.rstrip(b"\r\n") and b'"' not in first:  # not a line: the whole file, or much of it
             raise UserError(f"{path}: lines end in a lone CR (old Mac line breaks); save it with LF or CRLF line breaks")
-        self.dtypes = predictor.preprocessor.csv_dtypes()  # how pandas reads blocks the fast path turns away
         if names:
             self.names, self.header, self.pending = list(names), None, first
         else:
