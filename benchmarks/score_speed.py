@@ -7,7 +7,8 @@ Files: the official NSL-KDD test set (``KDDTest+.txt``, 22,544 rows) and a 1,000
 made by repeating it. Contenders, each in its own process (so its peak memory is its own), timed
 from opening the CSV to the last byte of scores written (imports and model loading excluded):
 
-* **netad**: ``netad.serving.batch.score_file`` (what ``predict.py`` runs).
+* **netad**: ``netad.serving.batch.score_file`` in a process set up as ``predict.py`` sets up its
+  own: ``keep_freed_memory()`` first (glibc's malloc keeps freed block memory for the next blocks).
 * **k-means ensemble**: the kind of scorer some tools ship: five scikit-learn ``KMeans`` models
   (k = 8, different seeds) fitted on the normal training rows after one-hot encoding and standard
   scaling; a row's vote per model is "distance to the nearest centre above that model's 95th
@@ -41,8 +42,9 @@ TARGET_PEAK_MB = 1024
 
 # ---------------------------------------------------------------- contenders (child processes)
 def run_netad(model: str, input_path: str, output: str) -> dict:
-    from netad.serving.batch import load_predictor, score_file
+    from netad.serving.batch import keep_freed_memory, load_predictor, score_file
 
+    keep_freed_memory()  # as predict.py does
     predictor = load_predictor(model)
     start = time.perf_counter()
     result = score_file(predictor, input_path, output, progress=False)

@@ -14,6 +14,17 @@ from netad.cli import predict_main
 from netad.training.cv import run_single
 
 
+@pytest.fixture(autouse=True)
+def tuned(monkeypatch) -> list:
+    """predict_main's malloc setting is process-wide: here (in the test process) it is only recorded.
+    test_predict_script runs the real one, and tests/unit/test_serving.py checks what it does."""
+    from netad.serving import batch
+
+    calls: list = []
+    monkeypatch.setattr(batch, "keep_freed_memory", lambda: calls.append(1) or True)
+    return calls
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     return {"ckpt": tiny_model(tmp_path_factory.mktemp("batch"), seed=6, run_name="b")}
@@ -38,7 +49,7 @@ def run(capsys, *args):
     return code, out.out, out.err
 
 
-def test_scores_rejects_and_passthrough(trained, tmp_path, capsys):
+def test_scores_rejects_and_passthrough(trained, tmp_path, capsys, tuned):
     from netad.hub.export import export_checkpoint
     from netad.hub.predictor import NetadPredictor
 
@@ -47,6 +58,7 @@ def test_scores_rejects_and_passthrough(trained, tmp_path, capsys):
     code, printed, err = run(capsys, "--model", str(trained["ckpt"]), "--input", str(path), "--output", str(out),
                              "--quiet")
     assert code == 0, err
+    assert tuned == [1]  # a process that only scores keeps freed block memory for the next blocks
     assert "Scored 57 of 60 rows" in printed and "3 rows could not be scored" in printed
     scored = pd.read_csv(out)
     rejects = pd.read_csv(tmp_path / "scored.rejects.csv")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 
@@ -82,3 +84,39 @@ def test_record_ends_match_pythons_csv_writer():
     data = np.frombuffer(b"".join(records), dtype=np.uint8)  # the quote walk agrees with the parity shortcut
     breaks, quotes = np.flatnonzero(data == 10), np.flatnonzero(data == 34)
     assert (_inside_quotes(data, quotes, breaks) == (np.searchsorted(quotes, breaks) % 2 == 1)).all()
+
+
+_MALLINFO = """
+import ctypes, sys
+class Mallinfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = Mallinfo2
+libc.malloc.restype = ctypes.c_void_p
+if sys.argv[1] == "keep":
+    from netad.serving.batch import keep_freed_memory
+    assert keep_freed_memory()
+before = libc.mallinfo2().hblkhd
+block = libc.malloc(20 << 20)
+print(libc.mallinfo2().hblkhd - before)
+libc.free(ctypes.c_void_p(block))
+"""
+
+
+def test_keep_freed_memory_serves_blocks_from_mallocs_heap():
+    """glibc maps a 20 MB allocation on its own (and unmaps it when freed) by default; after
+    keep_freed_memory it comes from the heap, where the next block reuses it."""
+    mapped = {mode: int(subprocess.run([sys.executable, "-c", _MALLINFO, mode], capture_output=True, text=True,
+                                       check=True, timeout=120).stdout) for mode in ("default", "keep")}
+    assert mapped["default"] >= 20 << 20
+    assert mapped["keep"] == 0
+
+
+def test_keep_freed_memory_changes_nothing_without_glibc(monkeypatch):
+    import platform
+
+    from netad.serving.batch import keep_freed_memory
+
+    monkeypatch.setattr(platform, "libc_ver", lambda *a, **k: ("", ""))
+    assert keep_freed_memory() is False
