@@ -162,6 +162,7 @@ def create_app(predictor: Any, *, model_name: str = "netad-model", api_key: Opti
     schema = {s["name"]: s for s in _schema(predictor)}
     threshold = float(predictor.threshold)
     column_names = predictor.config.get("data", {}).get("column_names")
+    csv_dtypes = predictor.preprocessor.csv_dtypes()  # category columns read as text
     app.add_middleware(_Guard, api_key=api_key, max_body_bytes=max_body_bytes)
 
     @app.exception_handler(ApiError)
@@ -218,7 +219,7 @@ def create_app(predictor: Any, *, model_name: str = "netad-model", api_key: Opti
         data = await file.read()
         if len(data) > max_body_bytes:
             raise ApiError(413, "body too large", limit_bytes=max_body_bytes)
-        frame = _read_upload(data, column_names, predictor.preprocessor.csv_dtypes())
+        frame = _read_upload(data, column_names, csv_dtypes)
         if len(frame) > max_records:
             raise ApiError(413, "too many records", limit=max_records, got=len(frame))
         missing = [c for c in schema if c not in frame.columns]
