@@ -255,6 +255,32 @@ def test_many_blocks_through_reused_buffers_and_several_threads(trained, tmp_pat
     np.testing.assert_allclose(pd.read_csv(tmp_path / "out.csv")["score"], expected, rtol=0, atol=2e-6)
 
 
+def test_direct_and_ordinary_writes_give_the_same_file(trained, tmp_path, monkeypatch):
+    """The scored file is written past the page cache (O_DIRECT) through a small staging buffer here,
+    so blocks of output straddle its flushes; ordinary writes give the same bytes."""
+    from netad.serving import batch, output
+
+    monkeypatch.setattr(batch, "_MAX_BLOCK_BYTES", 4096)
+    monkeypatch.setattr(batch, "_MIN_BLOCK_BYTES", 4096)
+    frame = make_frame(n=2000, seed=13).astype({"packet_size": object})
+    frame.loc[700, "protocol"] = '"quoted"'  # one block through pandas
+    frame.loc[1500, "packet_size"] = "abc"  # one row rejected
+    path = tmp_path / "in.csv"
+    frame.to_csv(path, index=False)
+    writers = []
+    for direct in (True, False):
+        def writer(p, direct=direct):
+            writers.append(output.DirectWriter(p, stage_bytes=3 * output.ALIGN, direct=direct))
+            return writers[-1]
+
+        monkeypatch.setattr(batch, "DirectWriter", writer)
+        result = batch.score_file(trained["ckpt"], path, tmp_path / f"out{direct}.csv", progress=False)
+        assert (result.n_rows, result.n_rejected) == (2000, 1)
+    assert [w.direct for w in writers] == [True, False] and writers[0].size > 30 * output.ALIGN  # 12 or more flushes
+    assert (tmp_path / "outTrue.csv").read_bytes() == (tmp_path / "outFalse.csv").read_bytes()
+    assert len(pd.read_csv(tmp_path / "outTrue.csv")) == 1999
+
+
 @pytest.mark.parametrize("block_bytes", [200, 333, 1000])
 def test_quoted_fields_with_line_breaks_across_blocks(trained, tmp_path, monkeypatch, block_bytes):
     """Records whose quoted fields hold line breaks, in small blocks (so many of them straddle a

@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 
 from netad.errors import UserError
+from netad.serving.output import DirectWriter
 
 
 @dataclass
@@ -446,7 +447,7 @@ def score_file(model: str | Path | Any, input_path: str | Path, output_path: str
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one core per scoring thread
     try:
-        with tmp_out.open("wb") as out, tmp_rej.open("w", newline="") as rej, ThreadPoolExecutor(workers) as pool:
+        with DirectWriter(tmp_out) as out, tmp_rej.open("w", newline="") as rej, ThreadPoolExecutor(workers) as pool:
             header = source.header if source.header is not None else ",".join(source.names).encode()
             out.write(header + ("," + ",".join(extra) + "\n").encode())
             in_flight: deque = deque()
