@@ -412,7 +412,8 @@ def score_file(model: str | Path | Any, input_path: str | Path, output_path: str
 
     Blocks of the file are parsed by pyarrow and scored in worker threads, one per core, and written
     in file order; a block with anything unusual (quotes, blank lines, values that do not parse, gaps the
-    model does not impute) is read by pandas instead, row by row reasons and all."""
+    model does not impute) is read by pandas instead, row by row reasons and all. The output goes
+    past the page cache where the disk keeps up (``netad.serving.output.DirectWriter``)."""
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
