@@ -147,3 +147,17 @@ def test_an_error_inside_the_block_closes_without_writing(tmp_path):
             w.write(b"staged, never written")
             raise RuntimeError("scoring failed")
     assert w._fd == -1 and path.read_bytes() == b""
+
+
+def test_no_staging_memory_no_file(tmp_path, monkeypatch):
+    """The staging buffer comes first: when it cannot be had, no file is created and no descriptor leaks."""
+    import mmap
+
+    def no_memory(*args, **kwargs):
+        raise OSError(errno.ENOMEM, "Cannot allocate memory")
+
+    monkeypatch.setattr(mmap, "mmap", no_memory)
+    before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(OSError):
+        DirectWriter(tmp_path / "out.bin")
+    assert not (tmp_path / "out.bin").exists() and len(os.listdir("/proc/self/fd")) == before

@@ -32,19 +32,23 @@ class DirectWriter:
     def __init__(self, path: str | Path, *, stage_bytes: int = 8 << 20, direct: bool = True,
                  max_wait_share: float = 0.25, probe_bytes: int = 32 << 20,
                  clock: Callable[[], float] = time.perf_counter) -> None:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+        self._stage = mmap.mmap(-1, max(ALIGN, stage_bytes - stage_bytes % ALIGN))  # page-aligned
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
         o_direct = getattr(os, "O_DIRECT", 0)
         self.direct = False
         self._fd = -1
-        if direct and o_direct:
-            try:
-                self._fd = os.open(path, flags | o_direct, 0o666)
-                self.direct = True
-            except OSError:  # a file system without O_DIRECT (EINVAL): ordinary writes
-                pass
-        if self._fd < 0:
-            self._fd = os.open(path, flags, 0o666)
-        self._stage = mmap.mmap(-1, max(ALIGN, stage_bytes - stage_bytes % ALIGN))
+        try:
+            if direct and o_direct:
+                try:
+                    self._fd = os.open(path, flags | o_direct, 0o666)
+                    self.direct = True
+                except OSError:  # a file system without O_DIRECT (EINVAL): ordinary writes
+                    pass
+            if self._fd < 0:
+                self._fd = os.open(path, flags, 0o666)
+        except BaseException:
+            self._stage.close()
+            raise
         self._pos = 0  # bytes waiting in the staging buffer
         self.size = 0  # bytes written (handed to write) so far
         self.why_buffered = "" if self.direct else ("not asked" if not direct else "O_DIRECT refused at open")
@@ -65,19 +69,16 @@ class DirectWriter:
                 self._flush()
 
     def _flush(self, final: bool = False) -> None:
-        """Write the staged whole blocks (all of it, padded to a block, when ``final``); keep the rest."""
-        n = self._pos - self._pos % ALIGN
-        if final and self._pos > n:  # padding: close() cuts the file back to its size
-            pad = ALIGN - (self._pos - n)
-            self._stage[self._pos: self._pos + pad] = bytes(pad)
-            n = self._pos + pad
-        if not n:
-            return
-        self._write_all(memoryview(self._stage)[:n])
-        tail = max(0, self._pos - n)
-        if tail:  # less than a block, moved to the front (n >= ALIGN > tail: no overlap)
-            self._stage[:tail] = self._stage[n: n + tail]
-        self._pos = tail
+        """Write the staging buffer: full, so whole blocks, or (``final``) padded to a whole block,
+        which close() cuts off the file again."""
+        n = self._pos
+        if final and n % ALIGN:
+            pad = ALIGN - n % ALIGN
+            self._stage[n: n + pad] = bytes(pad)
+            n += pad
+        if n:
+            self._write_all(memoryview(self._stage)[:n])
+        self._pos = 0
 
     def _write_all(self, view: memoryview) -> None:
         while len(view):
