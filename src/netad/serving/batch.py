@@ -120,8 +120,8 @@ class _Source:
         robin, so a block's bytes are overwritten k block-yielding reads later. The caller must be
         done with a block by then: when it asks for the next block, the blocks it still holds must
         come from fewer than k reads (score_file holds at most one block per scoring thread, and
-        passes k = threads + 2). Reused buffers spare the kernel from
-        handing out (and zeroing) fresh pages for every block of a large file."""
+        passes k = threads + 2). Reused buffers spare the kernel from handing out (and zeroing)
+        fresh pages for every block of a large file."""
         rest = self.pending
         ring: list[Optional[bytearray]] = [None] * buffers
         used = 0  # reads that yielded blocks: only those move on to the next buffer
