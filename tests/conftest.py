@@ -139,6 +139,24 @@ def tiny_model(root: Path, seed: int, run_name: str) -> Path:
     return root / "checkpoints" / "best_model.ckpt"
 
 
+BROWSER_HINT = ("headless Chromium tests need Debian's chromium and chromium-driver "
+                "(sudo apt-get install chromium chromium-driver)")
+
+
+def find_browser(env=os.environ, which=None) -> tuple[str, str]:
+    """(chromium, chromedriver). Missing: the test is skipped with how to install them, or fails where
+    NETAD_REQUIRE_BROWSER=1 (CI, whose .ci/run installs them)."""
+    import shutil
+
+    which = which or shutil.which
+    chromium, driver = which("chromium") or which("chromium-browser"), which("chromedriver")
+    if chromium and driver:
+        return chromium, driver
+    if env.get("NETAD_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"{BROWSER_HINT}; NETAD_REQUIRE_BROWSER=1 makes their absence a failure")
+    pytest.skip(BROWSER_HINT)
+
+
 @contextmanager
 def netad_server(model: Path, *args: str, env: Optional[dict] = None) -> Iterator[str]:
     """``python -m netad serve`` on a free 127.0.0.1 port; yields its base URL and stops it afterwards."""

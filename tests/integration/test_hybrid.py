@@ -26,7 +26,11 @@ def novel_attacks(n: int = 60, seed: int = 11):
 
 
 def hybrid_config(tmp_path, csv_path, detector="pca", **extra):
-    params = {"hybrid__params": "{epochs: 5}"} if detector in ("ae", "vae") else {}
+    # the fixture's rows span only 6 directions of its 8 features: PCA keeping 95 % of the variance keeps
+    # them all and has no error left to rank rows by (see the degenerate test); keeping half leaves some
+    params = {"hybrid__params": "{epochs: 5}"} if detector in ("ae", "vae") else \
+        {"hybrid__params": "{variance: 0.5}"} if detector == "pca" else {}
+    params.update(extra.pop("params", {}))
     return fast_config(tmp_path, csv_path, model__type="hybrid", hybrid__detector=detector,
                        hybrid__novelty_fpr="0.1", training__num_epochs="15", **params, **extra)
 
@@ -91,3 +95,41 @@ def test_hybrid_tests_and_cross_validates_like_the_classifier(tmp_path, csv_path
     # the CV table measured the hybrid's scores on each fold's held-out rows
     fold0 = load_classifier(result.run_dir / "fold_0" / "best.ckpt")
     assert result.folds[0]["threshold"] == pytest.approx(float(fold0.threshold))
+
+
+def test_a_novelty_detector_that_cannot_rank_normal_rows_says_so_and_stays_in_budget(tmp_path, csv_path, caplog):
+    """PCA keeping every direction the training rows span: each normal row's error is rounding noise, which
+    differs between CPUs. It must score 0 on every CPU, flag no normal row, say so, and still catch rows off
+    the training rows' span."""
+    import logging
+    import json
+
+    from netad.training import fit as fit_module
+    from netad.hub.export import export_checkpoint
+
+    fit_module._already_warned.clear()
+    cfg = hybrid_config(tmp_path, csv_path, "pca", params={"hybrid__params": "{variance: 0.95}"})
+    with caplog.at_level(logging.WARNING, logger="netad"):
+        run_single(cfg, run_name="degenerate", quiet=False)
+    assert any("cannot rank normal traffic" in r.getMessage() for r in caplog.records)
+    path = tmp_path / "checkpoints" / "best_model.ckpt"
+    model = load_classifier(path)
+    assert "cannot rank normal traffic" in model.novelty_state["degenerate"]
+
+    from netad.evaluation.evaluate import open_model, training_rows
+
+    pre = TabularPreprocessor.from_state(model.preprocessor_state)
+    val_features, val_labels = training_rows(open_model(path))["validation"]
+    with torch.no_grad():
+        zv = model.novelty(torch.from_numpy(pre.transform(val_features))).numpy()[val_labels == 0]
+        # rows off the span of the training rows: a protocol never seen in training (the unknown bucket)
+        novel = novel_attacks().drop(columns=["label"]).assign(protocol="gre")
+        z_novel = model.novelty(torch.from_numpy(pre.transform(novel))).numpy()
+    assert (zv == 0).all()  # exactly: the noise is gone, whatever the CPU
+    assert np.mean(zv >= float(model.novelty.threshold)) == 0.0  # within the 0.1 budget: flags none
+    assert np.mean(z_novel >= float(model.novelty.threshold)) >= 0.95
+
+    card = (export_checkpoint(path, tmp_path / "export") / "README.md").read_text()
+    assert "cannot rank normal traffic" in card
+    config = json.loads((tmp_path / "export" / "config.json").read_text())
+    assert config["novelty"]["noise_floor"] > 0

@@ -6,37 +6,37 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest
 
-from conftest import make_frame, netad_server, tiny_model
+from conftest import BROWSER_HINT, find_browser, make_frame, netad_server, tiny_model
 from netad.serving.batch import load_predictor
-
-CHROMEDRIVER = shutil.which("chromedriver")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def browser_paths():
+    return find_browser()
+
+
+@pytest.fixture(scope="module")
+def server(browser_paths, tmp_path_factory):
     ckpt = tiny_model(tmp_path_factory.mktemp("page"), seed=21, run_name="page")
     with netad_server(ckpt, "--api-key-env", "PAGE_TEST_KEY", env=dict(os.environ, PAGE_TEST_KEY="page-key-1")) as base:
         yield {"base": base, "predictor": load_predictor(ckpt), "key": "page-key-1"}
 
 
 @pytest.fixture(scope="module")
-def browser():
-    # a missing browser is a failure, not a skip: CI installs chromium and chromium-driver (.ci/run)
-    assert CHROMIUM and CHROMEDRIVER, "headless Chromium tests need Debian's chromium and chromium-driver packages"
+def browser(browser_paths):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
+    chromium, chromedriver = browser_paths
     options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
+    options.binary_location = chromium
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
         options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
     driver.set_page_load_timeout(30)
     yield driver
     driver.quit()
@@ -94,3 +94,17 @@ def test_errors_are_shown_on_the_page(server, browser, tmp_path):
     assert "missing field (field bytes)" in upload(browser, server, path, server["key"])
     make_frame(n=10, seed=1).to_csv(path, index=False)
     assert "Error 401" in upload(browser, server, path, "wrong-key")
+
+
+def test_a_missing_browser_skips_with_how_to_install_it_unless_ci_requires_it():
+    """The rule of find_browser, both ways, without a browser."""
+    nothing = lambda _name: None  # noqa: E731
+    with pytest.raises(pytest.skip.Exception, match="apt-get install chromium chromium-driver"):
+        find_browser(env={}, which=nothing)
+    with pytest.raises(pytest.fail.Exception, match="NETAD_REQUIRE_BROWSER=1"):
+        find_browser(env={"NETAD_REQUIRE_BROWSER": "1"}, which=nothing)
+    only_browser = {"chromium": "/usr/bin/chromium"}.get
+    with pytest.raises(pytest.fail.Exception, match=BROWSER_HINT.split("(")[0].strip()):
+        find_browser(env={"NETAD_REQUIRE_BROWSER": "1"}, which=only_browser)
+    both = {"chromium": "/usr/bin/chromium", "chromedriver": "/usr/bin/chromedriver"}.get
+    assert find_browser(env={"NETAD_REQUIRE_BROWSER": "1"}, which=both) == ("/usr/bin/chromium", "/usr/bin/chromedriver")

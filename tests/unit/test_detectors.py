@@ -210,10 +210,19 @@ def test_fpr_cut_flags_at_most_the_budget_even_with_ties():
     from netad.detectors.base import fpr_cut
 
     scores = np.array([0.0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
-    assert fpr_cut(scores, 0.2) == 8.0  # 8 and 9 flagged: 2 of 10
+    assert fpr_cut(scores, 0.2) == 7.5  # 8 and 9 flagged: 2 of 10, the cut midway between 7 and 8
     assert np.sum(scores >= fpr_cut(scores, 0.05)) == 0
     tied = np.array([0.0, 1, 2, 3, 4, 5, 6, 7, 9, 9, 9])
-    assert np.sum(tied >= fpr_cut(tied, 0.2)) <= 2
+    assert np.sum(tied >= fpr_cut(tied, 0.2)) == 0  # the three 9s would be 3 of 11: none flagged
+    assert np.sum(tied >= fpr_cut(tied, 0.3)) == 3
+    # rounding noise of another scoring route moves no row across the cut
+    rng = np.random.default_rng(0)
+    noisy = rng.normal(size=500)
+    cut = fpr_cut(noisy, 0.05)
+    for jitter in (1 - 1e-12, 1 + 1e-12):
+        assert np.sum(noisy * jitter >= cut) == 25
+    assert np.sum(np.zeros(20) >= fpr_cut(np.zeros(20), 0.1)) == 0
+    assert np.sum(np.full(20, 1e3) * (1 + 1e-15) >= fpr_cut(np.full(20, 1e3), 0.1)) == 0
 
 
 @pytest.mark.parametrize("t", [1e-8, 0.3, 0.999999, 1.0])

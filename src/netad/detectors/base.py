@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -40,16 +41,21 @@ def as_matrix(X: Any) -> np.ndarray:
 
 
 def fpr_cut(normal_scores: np.ndarray, fpr: float) -> float:
-    """The lowest cut that flags at most ``fpr`` of these normal rows (``score >= cut`` is flagged)."""
+    """A cut that flags at most ``fpr`` of these normal rows (``score >= cut`` is flagged), as many as
+    ties allow. It lies midway between the last row it leaves and the first it flags, so the rounding
+    differences between two routes to the same score (numpy here, torch in a checkpoint) move no row
+    across it."""
     ordered = np.sort(np.asarray(normal_scores, dtype=np.float64))
-    allowed = int(np.floor(fpr * len(ordered) + 1e-9))
-    if allowed == 0:
-        return just_above(ordered[-1])
-    cut = ordered[len(ordered) - allowed]
-    # ties at the cut would flag more than allowed: move just above them
-    if np.sum(ordered >= cut) > allowed:
-        cut = just_above(cut)
-    return float(cut)
+    n = len(ordered)
+    allowed = int(np.floor(fpr * n + 1e-9))
+    # the lowest flagged row: above every row tied with the highest one left unflagged
+    first = n if allowed == 0 else int(np.searchsorted(ordered, ordered[n - allowed - 1], side="right"))
+    if first >= n:  # flag none: clear of the top score by more than rounding
+        top = ordered[-1]
+        return max(just_above(top), float(top + 1e-9 * abs(top)))
+    low, high = ordered[first - 1], ordered[first]
+    mid = low + (high - low) / 2
+    return float(mid if low < mid < high else high)
 
 
 class BaseDetector:
@@ -91,7 +97,17 @@ class BaseDetector:
         self.train_scores_ = (raw - self.center_) / self.scale_
         self.threshold_ = float(np.quantile(self.train_scores_, 1.0 - self.contamination))
         self.threshold_source_ = f"training-score percentile {100 * (1 - self.contamination):g}"
+        self.degenerate_ = None
+        if np.ptp(raw) == 0:
+            self._degenerate(f"{self.name}: every normal training row gets the same score")
         return self
+
+    def _degenerate(self, what: str) -> None:
+        """Note (and warn) that the scores cannot rank normal rows: its threshold then sits above
+        them all, so it flags only rows unlike every one of them."""
+        self.degenerate_ = (f"{what}: the detector cannot rank normal traffic (its scores are ties or "
+                            f"rounding noise), so it flags no normal row and only rows unlike all of them")
+        warnings.warn(self.degenerate_, stacklevel=3)
 
     def _fit_supervised(self, X: np.ndarray, y: np.ndarray) -> None:
         raise NotImplementedError
@@ -125,6 +141,8 @@ class BaseDetector:
                 raise ValueError("validation rows are all anomalies: cannot place a threshold")
             self.threshold_ = fpr_cut(scores, target_fpr)
             method = "target_fpr"
+            if len(scores) > 1 and np.ptp(scores) == 0 and getattr(self, "degenerate_", None) is None:
+                self._degenerate(f"{self.name}: every normal validation row gets the same score")
         else:
             self.threshold_ = choose_threshold(scores, y_val, method, target_fpr, upper=None)
         self.threshold_source_ = f"validation rows ({method})"
@@ -145,7 +163,7 @@ class BaseDetector:
         if not self.portable:
             raise ValueError(f"{self.name} cannot be stored in a checkpoint; use one of pca, kmeans, ae, vae")
         return {"format": NOVELTY_FORMAT, "kind": self.name, "center": self.center_, "scale": self.scale_,
-                "threshold": self.threshold_, "params": {k: (list(v) if isinstance(v, tuple) else v)
+                "threshold": self.threshold_, "degenerate": getattr(self, "degenerate_", None), "params": {k: (list(v) if isinstance(v, tuple) else v)
                                                          for k, v in self.get_params().items()},
                 **self._portable_state()}
 

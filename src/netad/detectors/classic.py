@@ -17,6 +17,9 @@ from sklearn.svm import OneClassSVM
 from netad.detectors.base import BaseDetector
 
 
+NOISE_SHARE = 1e-12  # PCA reconstruction errors below this share of the rows' spread are rounding noise
+
+
 def _subsample(X: np.ndarray, max_rows: Optional[int], seed: int) -> np.ndarray:
     if max_rows is None or X.shape[0] <= max_rows:
         return X
@@ -105,7 +108,12 @@ class EllipticEnvelopeDetector(BaseDetector):
 
 
 class PCADetector(BaseDetector):
-    """Reconstruction error after projecting on the principal components that keep ``variance`` of normal rows."""
+    """Reconstruction error after projecting on the principal components that keep ``variance`` of normal rows.
+
+    Errors below ``noise_floor_`` (a 1e-12 share of the training rows' mean squared distance from their
+    mean) are rounding noise, not distance: when the kept components span the training rows, every
+    normal row would otherwise get a random tiny error that depends on the CPU's arithmetic. They score 0.
+    """
 
     name = "pca"
 
@@ -121,13 +129,16 @@ class PCADetector(BaseDetector):
         # keeping every direction would reconstruct any row exactly: leave at least one out
         kept = max(1, min(kept, X.shape[1] - 1, len(pca.components_)))
         self.mean_, self.components_ = pca.mean_, pca.components_[:kept]
+        self.noise_floor_ = NOISE_SHARE * float(np.mean(np.square(X - self.mean_).sum(axis=1)))
 
     def _raw_score(self, X: np.ndarray) -> np.ndarray:
         centred = X - self.mean_
-        return np.square(centred - centred @ self.components_.T @ self.components_).sum(axis=1)
+        error = np.square(centred - centred @ self.components_.T @ self.components_).sum(axis=1)
+        return np.where(error <= self.noise_floor_, 0.0, error)
 
     def _portable_state(self) -> dict:
-        return {"tensors": {"mean": torch.from_numpy(self.mean_), "components": torch.from_numpy(self.components_)}}
+        return {"noise_floor": self.noise_floor_,
+                "tensors": {"mean": torch.from_numpy(self.mean_), "components": torch.from_numpy(self.components_)}}
 
 
 class KMeansEnsembleDetector(BaseDetector):

@@ -101,6 +101,8 @@ def model_card(config: dict[str, Any], cv_summary: Optional[dict], cv_verdict: O
         lines += ["", f"Hybrid: a row is also flagged when a `{nov['kind']}` novelty detector, fitted on normal "
                       f"training rows, scores it at or above {nov['threshold']:.4f} (a threshold that flags the "
                       "configured share of normal validation rows)."]
+        if nov.get("degenerate"):
+            lines += ["", f"**Warning:** {nov['degenerate']}."]
     lines += ["", "## Threshold", "",
               f"`is_anomaly = score >= {config['threshold']:.4f}`. The threshold was chosen on validation rows "
               f"({config['threshold_method']}), never on test rows."]

@@ -22,15 +22,19 @@ NOVELTY_FORMAT = 1
 
 
 class PCAReconstructionError(nn.Module):
-    def __init__(self, mean: torch.Tensor, components: torch.Tensor) -> None:
+    """Squared distance from the kept components; errors up to ``noise_floor`` (rounding noise) are 0."""
+
+    def __init__(self, mean: torch.Tensor, components: torch.Tensor, noise_floor: float = 0.0) -> None:
         super().__init__()
         self.register_buffer("mean", mean.double())
         self.register_buffer("components", components.double())
+        self.register_buffer("noise_floor", torch.tensor(float(noise_floor), dtype=torch.float64))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         centred = x.double() - self.mean
         projected = centred @ self.components.T @ self.components
-        return ((centred - projected) ** 2).sum(dim=1)
+        error = ((centred - projected) ** 2).sum(dim=1)
+        return torch.where(error <= self.noise_floor, torch.zeros_like(error), error)
 
 
 class KMeansDistance(nn.Module):
@@ -104,7 +108,7 @@ def scorer_from_state(state: dict[str, Any]) -> NoveltyScorer:
         raise ValueError("novelty state from an unknown version")
     kind, tensors = state["kind"], state["tensors"]
     if kind == "pca":
-        raw: nn.Module = PCAReconstructionError(tensors["mean"], tensors["components"])
+        raw: nn.Module = PCAReconstructionError(tensors["mean"], tensors["components"], state.get("noise_floor", 0.0))
     elif kind == "kmeans":
         n = len(state["norms"])
         raw = KMeansDistance([tensors[f"centres_{i}"] for i in range(n)], state["norms"])

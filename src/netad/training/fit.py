@@ -136,7 +136,7 @@ class _LastCheckpoint(ModelCheckpoint):
 
 
 def attach_novelty(cfg: Config, model: AnomalyClassifier, ckpt: dict[str, Any], path: Path,
-                   dm: NetworkDataModule, seed: int, write: bool = True) -> None:
+                   dm: NetworkDataModule, seed: int, write: bool = True, quiet: bool = False) -> None:
     """Hybrid models: fit ``hybrid.detector`` on the normal training rows, place its threshold on the
     normal validation rows at ``hybrid.novelty_fpr``, and store it in the best checkpoint."""
     from netad.detectors import make_detector
@@ -145,9 +145,13 @@ def attach_novelty(cfg: Config, model: AnomalyClassifier, ckpt: dict[str, Any], 
     x_train, y_train = dm.tensors["train"]
     x_val, y_val = dm.tensors["val"]
     detector = make_detector(hc.detector, random_state=seed, contamination=min(hc.novelty_fpr, 0.49), **hc.params)
-    detector.fit(x_train.numpy(), y_train.numpy())
     normal_val = x_val.numpy()[y_val.numpy() == 0]
-    detector.calibrate(normal_val, np.zeros(len(normal_val)), target_fpr=hc.novelty_fpr)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        detector.fit(x_train.numpy(), y_train.numpy())
+        detector.calibrate(normal_val, np.zeros(len(normal_val)), target_fpr=hc.novelty_fpr)
+    for w in caught:  # e.g. a detector whose scores cannot rank normal rows: said once, and kept in the state
+        _warn_once(f"hybrid novelty part: {w.message}", quiet)
     state = detector.novelty_state()
     model.attach_novelty(state)
     ckpt[CHECKPOINT_KEY]["novelty"] = state
@@ -260,7 +264,7 @@ def fit_split(
         best = classifier_from_checkpoint(best_ckpt)
         if cfg.model.type == "hybrid":
             attach_novelty(cfg, best, best_ckpt, Path(best_cb.best_model_path), dm, seed,
-                           write=trainer.is_global_zero)
+                           write=trainer.is_global_zero, quiet=quiet)
             trainer.strategy.barrier("netad.attach_novelty")
         threshold = float(best.threshold)
         if eval_idx is not None:  # this split's held-out rows: test/... metrics, logged beside the epochs
