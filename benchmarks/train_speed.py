@@ -39,6 +39,7 @@ from netad.data.splits import make_folds, split_test
 from netad.models.mlp import MLP
 from netad.training.cv import run_cv
 from netad.training.fit import class_weights
+from netad.training.hardware import resolve_threads
 
 
 TARGET = 1.3  # toolkit time / plain loop time (issue 2)
@@ -154,6 +155,7 @@ def main() -> None:
         "cross_validation.permutation_baseline=false", "cross_validation.train_final_model=false",
         "logging.use_wandb=false", "trainer.accelerator=cpu", "trainer.devices=1",
     ])
+    torch.set_num_threads(resolve_threads(cfg.trainer.num_threads))  # every contender: the toolkit's thread count
     n_rows = len(load_table(cfg.data))
     print(f"data: {cfg.data.data_path} ({n_rows} rows), {args.folds} folds x {args.epochs} epochs, "
           f"batch {args.batch_size}, torch threads {torch.get_num_threads()}")

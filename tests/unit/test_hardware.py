@@ -208,3 +208,44 @@ def test_tensors_are_placed_on_the_training_device_once(tmp_path, csv_path):
     batch = next(iter(val))
     module = AnomalyClassifier(input_dim=dm.input_dim, hidden_dims=[4])
     assert module.transfer_batch_to_device(batch, device, 0) is batch  # on the device already: no copy per step
+
+
+# ------------------------------------------------------------------ threads
+def test_num_threads_is_validated():
+    assert load_config(None, ["trainer.num_threads=auto"]).trainer.num_threads == "auto"
+    assert load_config(None, ["trainer.num_threads=3"]).trainer.num_threads == 3
+    for bad in ("0", "-2", "many", "true", "5000"):
+        with pytest.raises(UserError, match="trainer.num_threads"):
+            load_config(None, [f"trainer.num_threads={bad}"])
+
+
+def test_limit_threads_holds_torch_and_blas_pools_and_restores_them():
+    from threadpoolctl import threadpool_info
+
+    before = torch.get_num_threads()
+    with hardware.limit_threads("auto") as n:
+        assert n == hardware.AUTO_THREADS == torch.get_num_threads() == 1
+        assert all(pool["num_threads"] == 1 for pool in threadpool_info())
+    with hardware.limit_threads(2):
+        assert torch.get_num_threads() == 2
+    assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("setting", ["auto", 2])
+def test_training_runs_with_the_configured_threads(tmp_path, csv_path, setting):
+    from lightning.pytorch.callbacks import Callback
+
+    from netad.training.cv import run_cv
+
+    seen: list[int] = []
+
+    class Threads(Callback):
+        def on_train_epoch_start(self, trainer, pl_module) -> None:
+            seen.append(torch.get_num_threads())
+
+    before = torch.get_num_threads()
+    cfg = fast_config(tmp_path, csv_path, trainer__num_threads=str(setting), training__num_epochs="1",
+                      cross_validation__n_splits="2", cross_validation__train_final_model="false")
+    run_cv(cfg, run_name="threads", quiet=True, extra_callbacks=lambda _name: [Threads()])
+    assert seen == [hardware.resolve_threads(setting)] * 2
+    assert torch.get_num_threads() == before

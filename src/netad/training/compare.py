@@ -25,6 +25,7 @@ from netad.errors import UserError
 from netad.evaluation import metrics as M
 from netad.evaluation.evaluate import check_columns
 from netad.training.cv import compute_splits
+from netad.training.hardware import limit_threads
 
 Say = Callable[[str], None]
 LEADERBOARD_METRICS = ("auroc", "auprc", "f1", "fpr", "accuracy")
@@ -75,29 +76,9 @@ def run_compare(cfg: Config, *, detectors: Optional[list[str]] = None, test_data
         check_columns(list(map(str, table.features.columns)), ext.features, ext.source)
         external = ext
     rows: list[dict[str, Any]] = []
-    for fold in folds:
-        pre = TabularPreprocessor.from_config(cfg.data).fit(table.features.iloc[fold.train])
-        X = {part: pre.transform(table.features.iloc[getattr(fold, part)]) for part in ("train", "val", "eval")}
-        y = {part: table.labels[getattr(fold, part)] for part in ("train", "val", "eval")}
-        X_ext = pre.transform(external.features) if external is not None else None
-        for name in names:
-            say(f"fold {fold.fold + 1}/{len(folds)}: {name}")
-            det = _new_detector(cfg, name, cfg.training.seed + fold.fold)
-            start = time.perf_counter()
-            det.fit(X["train"], y["train"])
-            fit_s = time.perf_counter() - start
-            det.calibrate(X["val"], y["val"], cfg.threshold.method, cfg.threshold.target_fpr)
-            start = time.perf_counter()
-            scores = det.decision_function(X["eval"])
-            score_s = time.perf_counter() - start
-            row = {"detector": name, "fold": fold.fold, "threshold": det.threshold_,
-                   **M.held_out_metrics(scores, y["eval"], det.threshold_),
-                   "fit_s": fit_s, "score_s": score_s, "n_eval": int(len(scores))}
-            if X_ext is not None:
-                ext_scores = det.decision_function(X_ext)
-                row.update({f"test_{k}": v for k, v in
-                            M.held_out_metrics(ext_scores, external.labels, det.threshold_).items()})
-            rows.append(row)
+    with limit_threads(cfg.trainer.num_threads):
+        for fold in folds:
+            _compare_fold(cfg, fold, len(folds), table, external, names, rows, say)
     board = leaderboard(rows, names, with_test=external is not None)
     out = Path(output) if output else Path("reports") / f"compare-{datetime.now():%Y%m%d-%H%M%S}"
     result = CompareResult(out, board, rows, test_data=str(test_data) if test_data else None)
@@ -105,6 +86,33 @@ def run_compare(cfg: Config, *, detectors: Optional[list[str]] = None, test_data
     if log:
         result.logged = _publish(cfg, result, figure)
     return result
+
+
+def _compare_fold(cfg: Config, fold: Any, n_folds: int, table: Any, external: Any, names: list[str],
+                  rows: list[dict[str, Any]], say: Say) -> None:
+    """Every detector on one fold: fitted on its training rows, thresholds on its validation rows."""
+    pre = TabularPreprocessor.from_config(cfg.data).fit(table.features.iloc[fold.train])
+    X = {part: pre.transform(table.features.iloc[getattr(fold, part)]) for part in ("train", "val", "eval")}
+    y = {part: table.labels[getattr(fold, part)] for part in ("train", "val", "eval")}
+    X_ext = pre.transform(external.features) if external is not None else None
+    for name in names:
+        say(f"fold {fold.fold + 1}/{n_folds}: {name}")
+        det = _new_detector(cfg, name, cfg.training.seed + fold.fold)
+        start = time.perf_counter()
+        det.fit(X["train"], y["train"])
+        fit_s = time.perf_counter() - start
+        det.calibrate(X["val"], y["val"], cfg.threshold.method, cfg.threshold.target_fpr)
+        start = time.perf_counter()
+        scores = det.decision_function(X["eval"])
+        score_s = time.perf_counter() - start
+        row = {"detector": name, "fold": fold.fold, "threshold": det.threshold_,
+               **M.held_out_metrics(scores, y["eval"], det.threshold_),
+               "fit_s": fit_s, "score_s": score_s, "n_eval": int(len(scores))}
+        if X_ext is not None:
+            ext_scores = det.decision_function(X_ext)
+            row.update({f"test_{k}": v for k, v in
+                        M.held_out_metrics(ext_scores, external.labels, det.threshold_).items()})
+        rows.append(row)
 
 
 def leaderboard(rows: list[dict[str, Any]], names: list[str], with_test: bool = False) -> list[dict[str, Any]]:

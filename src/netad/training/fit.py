@@ -34,7 +34,7 @@ from netad.models.classifier import (
     predict_scores,
     read_checkpoint,
 )
-from netad.training.hardware import describe, trainer_arguments
+from netad.training.hardware import describe, limit_threads, trainer_arguments
 from netad.training.loggers import build_loggers, finish_loggers, log_metrics
 from netad.training.progress import EpochProgressBar
 
@@ -198,8 +198,19 @@ def fit_split(
     """Fit preprocessing and a fresh model on ``train_idx``; select on ``val_idx``; measure on ``eval_idx``.
 
     Checkpoints go to ``out_dir`` (``best.ckpt``, ``last.ckpt``, every-N-epoch files).
-    ``resume_from`` continues the exact trainer state of an interrupted fit.
+    ``resume_from`` continues the exact trainer state of an interrupted fit. PyTorch and scikit-learn use
+    ``trainer.num_threads`` threads meanwhile.
     """
+    with limit_threads(cfg.trainer.num_threads):
+        return _fit_split(cfg, table, train_idx, val_idx, out_dir, name=name, run_name=run_name, eval_idx=eval_idx,
+                          seed=seed, resume_from=resume_from, log=log, quiet=quiet, metadata=metadata,
+                          extra_callbacks=extra_callbacks)
+
+
+def _fit_split(cfg: Config, table: LabelledTable, train_idx: np.ndarray, val_idx: np.ndarray, out_dir: Path, *,
+               name: str, run_name: str, eval_idx: Optional[np.ndarray], seed: Optional[int],
+               resume_from: Optional[Path], log: bool, quiet: bool, metadata: Optional[dict[str, Any]],
+               extra_callbacks: Optional[list[Callback]]) -> FitResult:
     seed = cfg.training.seed if seed is None else seed
     L.seed_everything(seed, workers=False, verbose=False)
     out_dir.mkdir(parents=True, exist_ok=True)
