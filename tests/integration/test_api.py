@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import socket
+import subprocess
+import sys
+import urllib.request
 
 import numpy as np
 import pandas as pd
@@ -11,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from conftest import make_frame, netad_server, tiny_model
+from netad.cli import serve_main
 from netad.serving.api import create_app
 from netad.serving.batch import load_predictor, score_file
 
@@ -108,6 +114,205 @@ def test_bad_input_is_a_4xx_naming_the_problem(served, case, status, needle):
     assert client.get("/health").status_code == 200  # still serving
 
 
+def with_raw(record, field, text):
+    """The record as JSON text, with ``text`` written as-is for the value of ``field``."""
+    return "{" + ", ".join(f"{json.dumps(k)}: {text if k == field else json.dumps(v)}" for k, v in record.items()) + "}"
+
+
+def post_raw(client, body, path="/predict"):
+    return client.post(path, content=body, headers={"Content-Type": "application/json"})
+
+
+HUGE = "1" + "0" * 400  # 10**400: an int no float holds
+LONGER = "9" * 5000  # beyond Python's int conversion limit (4300 digits) too
+
+
+@pytest.mark.parametrize("field,text", [
+    ("packet_size", HUGE), ("bytes", "-" + HUGE), ("inter_arrival_time", LONGER),
+    ("is_tcp", HUGE), ("is_tcp", LONGER),
+])
+def test_integers_too_large_for_a_float_are_a_422_naming_the_field(served, field, text):
+    records, _ = rows(3)
+    body = "[" + ", ".join(json.dumps(r) for r in records[:2]) + ", " + with_raw(records[2], field, text) + "]"
+    r = post_raw(served["client"], body)
+    assert r.status_code == 422, r.text
+    error = r.json()
+    assert error["record"] == 2 and error["field"] == field
+    assert ("too large" if field != "is_tcp" else "expected true or false") in error["error"]
+
+
+@pytest.mark.parametrize("text", [HUGE, LONGER])
+def test_huge_integers_in_a_category_field_are_text_like_other_numbers(served, text):
+    records, _ = rows(1)
+    r = post_raw(served["client"], with_raw(records[0], "protocol", text))
+    assert r.status_code == 200, r.text
+    assert r.json()["warnings"] == [{"record": 0, "field": "protocol", "value": text,
+                                     "note": "unseen category: scored through the unknown bucket"}]
+
+
+@pytest.mark.parametrize("field", ["packet_size", "inter_arrival_time", "bytes", "is_tcp", "protocol", "constant"])
+def test_a_lone_surrogate_in_any_field_is_a_422_naming_it(served, field):
+    """The standard library reads "\\ud800" (orjson refuses it); echoed in a reply it would fail, so it
+    is refused field by field. The test client re-raises any server error, so a 500 cannot pass."""
+    records, _ = rows(2)
+    text = '[1, {"a": "x\\ud800"}]' if field == "constant" else '"\\ud800"'  # nested in the unused column
+    r = post_raw(served["client"], f"[{json.dumps(records[0])}, {with_raw(records[1], field, text)}]")
+    assert r.status_code == 422, r.text
+    assert r.json() == {"error": "invalid text: a lone surrogate (such as \\ud800) is not a Unicode character",
+                        "record": 1, "field": field}
+
+
+def test_a_lone_surrogate_in_a_field_name_or_a_record_is_a_422(served):
+    records, _ = rows(1)
+    body = json.dumps(records[0])[:-1] + ', "\\udc00x": 1}'
+    r = post_raw(served["client"], body)
+    assert r.status_code == 422 and r.json()["record"] == 0 and r.json()["field"] == "\\udc00x"  # the escape
+    r = post_raw(served["client"], '["\\ud800"]')
+    assert r.status_code == 422 and r.json()["record"] == 0 and "field" not in r.json()
+    r = post_raw(served["client"], '{"a": NaN, "b": "\\ud800"}')  # one object: record 0
+    assert r.status_code == 422 and r.json()["field"] == "b"
+
+
+@pytest.mark.parametrize("value", [1e308, -1e308, 1e60])
+def test_values_that_overflow_the_float32_features_are_a_422_on_both_endpoints(served, value):
+    """Finite in float64, but inf in the model's float32 features once scaled: a null score before."""
+    client = served["client"]
+    records, frame = rows(4)
+    records[2]["bytes"] = value
+    r = client.post("/predict", json=records)
+    assert r.status_code == 422, r.text
+    assert r.json() == {"error": "value too large for the model: overflows its float32 features after scaling",
+                        "record": 2, "field": "bytes"}
+    frame = frame.copy()
+    frame.loc[2, "bytes"] = value
+    r = client.post("/predict/csv", files={"file": ("a.csv", frame.to_csv(index=False).encode(), "text/csv")})
+    assert r.status_code == 422, r.text
+    error = r.json()
+    assert error["record"] == 2 and (error.get("field") == "bytes" or "'bytes'" in error.get("reason", "")), error
+
+
+def test_a_score_that_is_not_a_number_is_a_422_never_a_null(served, monkeypatch):
+    """The last guard: features finite, the network still overflowing (faked here)."""
+    predictor = served["predictor"]
+    real = predictor.score_encoded
+
+    def overflowing(enc):
+        scores, novelty = real(enc)
+        scores = scores.copy()
+        scores[1] = np.nan
+        return scores, novelty
+
+    monkeypatch.setattr(predictor, "score_encoded", overflowing)
+    records, _ = rows(3)
+    records[1]["packet_size"] = 1e30
+    r = served["client"].post("/predict", json=records)
+    assert r.status_code == 422, r.text
+    assert r.json()["record"] == 1 and r.json()["field"] == "packet_size"
+
+
+def endless_request(app, path, content_type, first, chunk, most=2000):
+    """One POST through the ASGI app whose body never ends (``first``, then ``chunk`` after chunk; a
+    disconnect after ``most`` chunks bounds the test): the response messages and the body bytes pulled."""
+    pulled, calls, messages = 0, 0, []
+
+    async def receive():
+        nonlocal pulled, calls
+        calls += 1
+        if calls > most:
+            return {"type": "http.disconnect"}
+        body = first if calls == 1 else chunk
+        pulled += len(body)
+        return {"type": "http.request", "body": body, "more_body": True}
+
+    async def send(message):
+        messages.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+             "headers": [(b"host", b"127.0.0.1"), (b"content-type", content_type), (b"transfer-encoding", b"chunked")],
+             "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000)}
+    asyncio.run(app(scope, receive, send))
+    return messages, pulled
+
+
+@pytest.mark.parametrize("path", ["/predict", "/predict/csv"])
+def test_a_streamed_body_is_cut_off_as_soon_as_it_passes_the_limit(served, path):
+    """A chunked body has no Content-Length: the guard counts the bytes as they come and answers 413
+    once the limit is passed, without reading the rest."""
+    app = create_app(served["predictor"], max_body_bytes=20_000)
+    if path == "/predict":
+        content_type, first = b"application/json", b"["
+    else:
+        content_type = b"multipart/form-data; boundary=netadtestboundary"
+        first = (b"--netadtestboundary\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.csv\"\r\n"
+                 b"Content-Type: text/csv\r\n\r\npacket_size,bytes\r\n")
+    messages, pulled = endless_request(app, path, content_type, first, b"1," * 500)
+    starts = [m for m in messages if m["type"] == "http.response.start"]
+    assert [m["status"] for m in starts] == [413]  # one answer, the 413
+    assert (b"connection", b"close") in starts[0]["headers"]  # the server stops reading the connection too
+    body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
+    assert json.loads(body) == {"error": "body too large", "limit_bytes": 20_000}
+    assert 20_000 < pulled <= 20_000 + 1000 + len(first)  # nothing read past the chunk that crossed the limit
+
+
+def test_real_server_answers_413_to_a_chunked_body_before_it_ends(served):
+    """Against uvicorn: a chunked body past --max-body-mb that never ends gets its 413 and the connection
+    closed; before, the server read on, waiting for the rest (here: the socket timeout)."""
+    with netad_server(served["ckpt"], "--max-body-mb", "0.01") as base:  # 10,485 bytes
+        port = int(base.rsplit(":", 1)[1])
+        chunk = b" " * 4096
+        request = (b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                   b"Transfer-Encoding: chunked\r\n\r\n" + b"%x\r\n%s\r\n" % (len(chunk), chunk) * 4)
+        reply = b""
+        with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+            sock.sendall(request)  # 16 KiB and no last chunk: the body is never complete
+            try:
+                while data := sock.recv(65536):
+                    reply += data
+            except ConnectionResetError:  # closed with bytes unread: the server reads no more either way
+                pass
+        head, _, body = reply.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 413"), reply[:300]
+        assert json.loads(body) == {"error": "body too large", "limit_bytes": 10_485}
+        with urllib.request.urlopen(f"{base}/health", timeout=10) as r:  # still serving
+            assert r.status == 200
+        import httpx
+
+        records, frame = rows(3)
+        text = json.dumps(records).encode()
+        r = httpx.post(f"{base}/predict", content=iter([text[:50], text[50:]]),  # chunked, within the limit
+                       headers={"Content-Type": "application/json"}, timeout=10)
+        assert r.status_code == 200 and r.request.headers.get("transfer-encoding") == "chunked"
+        np.testing.assert_allclose([p["score"] for p in r.json()["predictions"]],
+                                   served["predictor"].score(frame), rtol=1e-6)
+
+
+@pytest.mark.parametrize("option,value,needle", [
+    ("--threads", "0", "must be 1 or more"), ("--threads", "-3", "must be 1 or more"),
+    ("--port", "99999", "must be between 1 and 65535"), ("--port", "0", "must be between 1 and 65535"),
+    ("--port", "-1", "must be between 1 and 65535"),
+    ("--max-records", "0", "must be 1 or more"),
+    ("--max-body-mb", "0", "above 0"), ("--max-body-mb", "-2", "above 0"), ("--max-body-mb", "nan", "above 0"),
+    ("--max-body-mb", "inf", "above 0"),
+])
+def test_serve_refuses_bad_options_in_one_line_before_loading_the_model(option, value, needle, tmp_path, capsys):
+    """The model does not exist: an error about the option, not the model, says it was checked first."""
+    rc = serve_main(["--model", str(tmp_path / "no-such-model.ckpt"), option, value])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.startswith(f"error: {option} ") and needle in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("option,value", [("--threads", "0"), ("--port", "99999")])
+def test_serve_process_exits_2_with_one_line_on_a_bad_option(served, option, value):
+    """With a real model: before, --threads 0 was a traceback and --port 99999 listened on another port."""
+    proc = subprocess.run([sys.executable, "-m", "netad", "serve", "--model", str(served["ckpt"]), option, value],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.startswith(f"error: {option} {value}: ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert "Serving" not in proc.stdout
+
+
 def test_unseen_category_is_scored_and_reported(served):
     records, _ = rows(2)
     records[1]["protocol"] = "sctp"
@@ -139,6 +344,13 @@ def test_api_key_guards_everything_but_health(served, caplog):
     assert client.post("/predict", json=records).status_code == 401
     assert client.post("/predict", json=records, headers={"X-API-Key": "wrong"}).status_code == 401
     assert client.get("/model").status_code == 401
+    _, frame = rows(2)
+    upload = {"file": ("a.csv", frame.to_csv(index=False).encode(), "text/csv")}
+    assert client.post("/predict/csv", files=upload).status_code == 401
+    for path in ("/docs", "/openapi.json", "/redoc", "/no-such-path"):
+        assert client.get(path).status_code == 401, path
+    assert client.get("/").status_code == 200 and "<canvas" in client.get("/").text  # the page is open
+    assert client.post("/predict/csv", files=upload, headers={"X-API-Key": "s3cret-key"}).status_code == 200
     with caplog.at_level("DEBUG", logger="netad.serving"):
         r = client.post("/predict", json=records, headers={"X-API-Key": "s3cret-key"})
     assert r.status_code == 200

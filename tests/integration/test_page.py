@@ -88,6 +88,34 @@ def test_upload_shows_the_flagged_rows_sorted_by_score(server, browser, tmp_path
         "return c.getContext('2d').getImageData(0, 0, c.width, c.height).data.some(v => v !== 0);")
 
 
+def test_records_with_quoted_line_breaks_are_shown_beside_their_own_scores(server, browser, tmp_path):
+    """A pass-through text column whose quoted values hold line breaks (LF and CRLF), commas and doubled
+    quotes, in a CRLF file: each flagged row is shown with its own record, not with line i of the file."""
+    frame = make_frame(n=80, seed=5)
+    frame.insert(0, "note", [f'row {i + 1}: "hi", then\nmore\r\nand "" more' if i % 3 else f"row {i + 1}"
+                             for i in range(len(frame))])
+    pieces = [frame.iloc[[i]].to_csv(index=False, header=False, lineterminator="\r\n") for i in range(len(frame))]
+    path = tmp_path / "notes.csv"
+    path.write_bytes((frame.head(0).to_csv(index=False, lineterminator="\r\n") + "".join(pieces)).encode())
+    assert sum("\n" in piece[:-2] for piece in pieces) > 40  # most records span lines
+    status = upload(browser, server, path, server["key"])
+
+    predictor = server["predictor"]
+    scores = predictor.score(frame[predictor.columns])
+    flagged = np.flatnonzero(scores >= predictor.threshold)
+    assert 0 < len(flagged) < len(frame) and flagged.max() > 2, "flagged rows after the first record with breaks"
+    assert status.startswith(f"{len(flagged)} of {len(frame)} rows flagged"), status
+    cells = browser.execute_script(  # textContent: the text exactly, line breaks included
+        "return Array.from(document.querySelectorAll('#flagged tbody tr'))"
+        ".map(tr => Array.from(tr.cells).map(td => td.textContent));")
+    rows = [int(c[0]) for c in cells]
+    assert sorted(rows) == sorted((flagged + 1).tolist())
+    np.testing.assert_allclose([float(c[1]) for c in cells], scores[np.array(rows) - 1], atol=1e-6)
+    for row, _, record in cells:
+        assert record == pieces[int(row) - 1][:-2][:200], (row, record)  # its own record, breaks and all
+        assert record.startswith(f'"row {row}:' if (int(row) - 1) % 3 else f"row {row},")
+
+
 def test_errors_are_shown_on_the_page(server, browser, tmp_path):
     path = tmp_path / "broken.csv"
     make_frame(n=10, seed=1).drop(columns=["bytes"]).to_csv(path, index=False)

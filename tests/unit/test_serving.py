@@ -120,3 +120,77 @@ def test_keep_freed_memory_changes_nothing_without_glibc(monkeypatch):
 
     monkeypatch.setattr(platform, "libc_ver", lambda *a, **k: ("", ""))
     assert keep_freed_memory() is False
+
+
+def run_guard(app, chunks, limit, headers=()):
+    """One POST with ``chunks`` as its streamed body through ``_Guard(app)``: (messages sent, chunks pulled)."""
+    import asyncio
+
+    from netad.serving.api import _Guard
+
+    pulled, sent = 0, []
+
+    async def receive():
+        nonlocal pulled
+        pulled += 1
+        if pulled > len(chunks):
+            return {"type": "http.disconnect"}
+        return {"type": "http.request", "body": chunks[pulled - 1], "more_body": pulled < len(chunks)}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/predict", "headers": list(headers)}
+    asyncio.run(_Guard(app, None, limit)(scope, receive, send))
+    return sent, pulled
+
+
+async def echo(scope, receive, send):
+    """A stub app: reads the whole body (until the last chunk or a disconnect) and sends it back."""
+    body, more = b"", True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ConnectionError("client went away")
+        body, more = body + message["body"], message["more_body"]
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+
+
+def test_guard_passes_a_body_within_the_limit_untouched():
+    sent, pulled = run_guard(echo, [b"a" * 400, b"b" * 400, b"c" * 200], limit=1000)  # exactly the limit
+    assert [m.get("status") for m in sent] == [200, None] and sent[1]["body"] == b"a" * 400 + b"b" * 400 + b"c" * 200
+    assert pulled == 3
+
+
+def test_guard_cuts_a_streamed_body_at_the_limit_and_answers_413_alone():
+    sent, pulled = run_guard(echo, [b"x" * 400] * 100, limit=1000)
+    assert pulled == 3  # the chunk that crossed the limit is the last one read
+    assert [m.get("status") for m in sent] == [413, None]  # the app's failure on the cut body sends nothing
+    assert (b"connection", b"close") in sent[0]["headers"]
+    assert b'"limit_bytes":1000' in sent[1]["body"]
+
+
+def test_guard_refuses_a_declared_length_before_reading_and_lets_other_errors_through():
+    import pytest
+
+    sent, pulled = run_guard(echo, [b"x" * 10], limit=5, headers=[(b"content-length", b"10")])
+    assert pulled == 0 and sent[0]["status"] == 413
+
+    async def broken(scope, receive, send):
+        raise ValueError("a bug, not a cut body")
+
+    with pytest.raises(ValueError, match="a bug"):
+        run_guard(broken, [b"x"], limit=5)
+
+
+def test_lone_surrogates_are_found_at_any_depth_without_recursion():
+    from netad.serving.api import _surrogate_path
+
+    deep = "\ud800"
+    for _ in range(5000):  # deeper than Python's recursion limit
+        deep = [deep]
+    assert _surrogate_path(deep) == [0] * 5000
+    assert _surrogate_path([{"a": 1, "b": ["ok", {"c": "x\udc00"}]}]) == [0, "b", 1, "c"]
+    assert _surrogate_path({"ok": "é", "k\ud800": 1}) == ["k\ud800"]
+    assert _surrogate_path([{"a": "fine ünïcode ✓", "b": [1.5, None, True]}]) is None

@@ -3,7 +3,7 @@
 Endpoints: ``POST /predict`` (one record or a list), ``POST /predict/csv`` (a CSV upload),
 ``GET /health``, ``GET /model``; OpenAPI docs at ``/docs``. Bad input never crashes the
 server: every problem is a 4xx with a JSON body naming the field and what is wrong. With an
-API key, every endpoint but ``/health`` needs the ``X-API-Key`` header. Logs hold counts,
+API key, every endpoint but ``/health`` and the page at ``/`` needs the ``X-API-Key`` header. Logs hold counts,
 never record contents or keys.
 """
 
@@ -52,8 +52,66 @@ def _schema(predictor: Any) -> list[dict[str, Any]]:
     return out
 
 
+class _LongInt(str):
+    """The digits of a JSON integer longer than Python converts to an int (``sys.get_int_max_str_digits``):
+    kept as text so the field it is in gets the error, not the parser."""
+
+
+def _parse_int(digits: str) -> Any:
+    """``parse_int`` for the standard library's parser: an int, or :class:`_LongInt` past the limit."""
+    try:
+        return int(digits)
+    except ValueError:
+        return _LongInt(digits)
+
+
 _NUMBER_TYPES = {int, float}
-_TEXT_TYPES = {str, int, float, bool}
+_TEXT_TYPES = {str, int, float, bool, _LongInt}
+_TOO_LARGE = "number too large: beyond the range of a 64-bit float"
+_OVERFLOW = "value too large for the model: overflows its float32 features after scaling"
+
+
+def _fits_float(v: Any) -> bool:
+    try:
+        float(v)
+        return True
+    except OverflowError:
+        return False
+
+
+def _printable(name: Any) -> Any:
+    """A field name fit for a JSON reply: a lone surrogate written as its escape."""
+    return name.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(name, str) else name
+
+
+def _has_surrogate(text: str) -> bool:
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+        return False
+    except UnicodeEncodeError:
+        return True
+
+
+def _surrogate_path(body: Any) -> Optional[list]:
+    """The path (list indices, object keys) to the first string or key holding a lone surrogate
+    (``"\\ud800"``: not valid Unicode, so it cannot be read or echoed), or None. Iterative: the standard
+    library parses nesting deeper than Python's recursion allows."""
+    stack: list[tuple[list, Any]] = [([], body)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if _has_surrogate(value):
+                return path
+        elif isinstance(value, dict):
+            for key in reversed(list(value)):  # reversed onto the stack: the first key comes off first
+                if _has_surrogate(key):
+                    return path + [key]
+                stack.append((path + [key], value[key]))
+        elif isinstance(value, list):
+            stack.extend((path + [i], v) for i, v in reversed(list(enumerate(value))))
+    return None
 
 
 def records_to_encoded(pre: Any, records: list, schema: dict[str, dict[str, Any]]) -> tuple[Any, list]:
@@ -76,8 +134,14 @@ def records_to_encoded(pre: Any, records: list, schema: dict[str, dict[str, Any]
     values = [[r[c] for c in cols] for r in records]
     if not {type(v) for row in values for v in row} <= _NUMBER_TYPES:
         i, j = next((i, j) for i, row in enumerate(values) for j, v in enumerate(row) if type(v) not in _NUMBER_TYPES)
+        if type(values[i][j]) is _LongInt:
+            raise ApiError(422, _TOO_LARGE, record=i, field=cols[j])
         raise ApiError(422, "wrong type: expected a number", record=i, field=cols[j], got=type(values[i][j]).__name__)
-    numeric = np.array(values, dtype=np.float64).reshape(len(records), len(cols))
+    try:
+        numeric = np.array(values, dtype=np.float64).reshape(len(records), len(cols))
+    except OverflowError:  # an integer beyond the float range (10**400 written out)
+        i, j = next((i, j) for i, row in enumerate(values) for j, v in enumerate(row) if not _fits_float(v))
+        raise ApiError(422, _TOO_LARGE, record=i, field=cols[j]) from None
     finite = np.isfinite(numeric)
     if not finite.all():
         i, j = np.argwhere(~finite)[0]
@@ -107,44 +171,99 @@ def records_to_encoded(pre: Any, records: list, schema: dict[str, dict[str, Any]
                      for i in np.flatnonzero(column == unknown)]
         codes.append(column)
     warnings.sort(key=lambda w: w["record"])
-    return pre.encode_arrays(numeric, booleans, codes, owned=True), warnings
+    enc = pre.encode_arrays(numeric, booleans, codes, owned=True)
+    check_encoded(pre, enc)
+    return enc, warnings
+
+
+def check_encoded(pre: Any, enc: Any) -> None:
+    """Refuse rows whose features are not finite after scaling: a finite but huge value (1e308) becomes
+    inf in the model's float32 features, and its score NaN."""
+    finite = np.isfinite(enc.dense)
+    if not finite.all():
+        i, j = np.argwhere(~finite)[0]
+        raise ApiError(422, _OVERFLOW, record=int(i), field=pre.state["feature_names"][j])
 
 
 class _Guard:
     """Pure ASGI middleware (cheaper per request than ``@app.middleware``): the API key on every
-    path but the open ones, and the body-size limit from ``Content-Length`` before anything is read."""
+    path but the open ones, and the body-size limit: from ``Content-Length`` before anything is read,
+    and on the bytes as they stream in (a chunked body has no length), cut off as soon as it is passed."""
 
     OPEN = ("/health", "/")
 
     def __init__(self, app: Any, api_key: Optional[str], max_body_bytes: int) -> None:
         self.app, self.key, self.max_body = app, api_key.encode() if api_key else None, max_body_bytes
 
+    def _too_large(self) -> Response:
+        # Connection: close, so the server stops reading the rest of the body instead of discarding it
+        return _json(413, {"error": "body too large", "limit_bytes": self.max_body}, headers={"Connection": "close"})
+
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            headers = dict(scope["headers"])
-            if self.key is not None and scope["path"] not in self.OPEN and \
-                    not secrets.compare_digest(headers.get(b"x-api-key", b""), self.key):
-                await _json(401, {"error": "missing or wrong X-API-Key header"})(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        if self.key is not None and scope["path"] not in self.OPEN and \
+                not secrets.compare_digest(headers.get(b"x-api-key", b""), self.key):
+            await _json(401, {"error": "missing or wrong X-API-Key header"})(scope, receive, send)
+            return
+        length = headers.get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.max_body:
+            await self._too_large()(scope, receive, send)
+            return
+        received, cut, started = 0, False, False
+
+        async def limited_receive() -> dict:
+            """The body as it comes, counted; past the limit, the 413 goes out and the app sees a disconnect."""
+            nonlocal received, cut
+            if cut:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    cut = True
+                    if not started:
+                        await self._too_large()(scope, receive, send)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: dict) -> None:
+            nonlocal started
+            if cut:  # the 413 is the answer: whatever the app makes of the disconnect is dropped
                 return
-            length = headers.get(b"content-length", b"")
-            if length.isdigit() and int(length) > self.max_body:
-                await _json(413, {"error": "body too large", "limit_bytes": self.max_body})(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not cut:
+                raise
+            # the app failed on the body cut off (a client disconnect to it): answered already
 
 
-def _json(status: int, content: Any) -> Response:
-    return Response(orjson.dumps(content), status_code=status, media_type="application/json")
+def _json(status: int, content: Any, headers: Optional[dict[str, str]] = None) -> Response:
+    return Response(orjson.dumps(content), status_code=status, media_type="application/json", headers=headers)
 
 
 def _loads(raw: bytes) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
-        try:  # the standard library also reads NaN and Infinity, so those get a field-level error
-            return json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-            raise ApiError(400, "malformed JSON", detail=str(exc).splitlines()[0]) from None
+        pass
+    try:  # the standard library also reads NaN, Infinity, huge numbers and lone surrogates, so those get
+        body = json.loads(raw, parse_int=_parse_int)  # a field-level error
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ApiError(400, "malformed JSON", detail=str(exc).splitlines()[0] if str(exc) else "") from None
+    path = _surrogate_path(body)
+    if path is not None:
+        if isinstance(body, dict):
+            path = [0] + path
+        where = dict(zip(("record", "field"), path[:1] + [_printable(k) for k in path[1:2]]))
+        raise ApiError(422, "invalid text: a lone surrogate (such as \\ud800) is not a Unicode character", **where)
+    return body
 
 
 def _record_schema(schema: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -171,6 +290,12 @@ def create_app(predictor: Any, *, model_name: str = "netad-model", api_key: Opti
 
     def _respond(enc: Any, warnings: list, started: float) -> Response:
         scores = predictor.score_encoded(enc)[0]
+        finite = np.isfinite(scores)
+        if not finite.all():  # finite features the network still overflows on: never a null score
+            i = int(np.flatnonzero(~finite)[0])
+            j = int(np.argmax(np.abs(enc.dense[i]))) if enc.dense.shape[1] else None
+            raise ApiError(422, "values too large for the model: its score overflows", record=i,
+                           **({"field": predictor.preprocessor.state["feature_names"][j]} if j is not None else {}))
         flagged = scores >= threshold
         log.debug("scored %d records, %d flagged", len(scores), int(flagged.sum()))
         return _json(200, {"model": model_name, "api_version": API_VERSION, "threshold": threshold,
@@ -231,6 +356,7 @@ def create_app(predictor: Any, *, model_name: str = "netad-model", api_key: Opti
             raise ApiError(422, "invalid values", record=int(bad[0]), reason=str(reasons[bad[0]]),
                            invalid_records=int(bad.size))
         enc = predictor.preprocessor.encode(frame[list(schema)])
+        check_encoded(predictor.preprocessor, enc)
         warnings = []
         for j, name in enumerate(predictor.preprocessor.state["categorical"]["columns"]):
             unseen = np.flatnonzero(enc.codes[j] == len(schema[name]["categories"]))

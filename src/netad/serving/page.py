@@ -2,7 +2,8 @@
 
 Plain HTML and JavaScript (no external scripts: the page works without internet). It posts the
 file to ``/predict/csv`` (with the API key when one is typed in), then shows a histogram of all
-scores with the threshold and a table of the flagged rows, highest score first.
+scores with the threshold and a table of the flagged rows, highest score first, each beside its own
+record (the CSV is split into records as the server reads it: a quoted field may hold line breaks).
 """
 
 PAGE = """<!doctype html>
@@ -19,7 +20,8 @@ PAGE = """<!doctype html>
   canvas { border: 1px solid #ddd; max-width: 100%; }
   table { border-collapse: collapse; margin-top: 1rem; width: 100%; font-size: .9rem; }
   th, td { border-bottom: 1px solid #eee; padding: .3rem .5rem; text-align: left; }
-  td.score { font-variant-numeric: tabular-nums; } td.record { font-family: monospace; word-break: break-all; }
+  td.score { font-variant-numeric: tabular-nums; }
+  td.record { font-family: monospace; word-break: break-all; white-space: pre-wrap; }
 </style>
 </head>
 <body>
@@ -72,9 +74,36 @@ function histogram(scores, threshold) {
   ctx.fillText("threshold " + threshold.toFixed(3), Math.min(tx + 4, W - 110), top);
 }
 
-function table(body, lines) {
+// The records of a CSV text, as the server's reader sees them: a field that starts with a quote runs to
+// the closing quote ("" inside it is a quote), line breaks (LF, CRLF, CR) in it included; a quote later
+// in a field is a character; blank lines hold no record. Each record's text, without its line break.
+function csvRecords(text) {
+  const records = [];
+  let start = 0, quoted = false, fieldStart = true;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (quoted) {
+      if (c === '"') {
+        if (text[i + 1] === '"') i++; else quoted = false;
+      }
+    } else if (c === "\\n" || c === "\\r") {
+      if (i > start) records.push(text.slice(start, i));
+      if (c === "\\r" && text[i + 1] === "\\n") i++;
+      start = i + 1; fieldStart = true;
+    } else if (c === ",") {
+      fieldStart = true;
+    } else {
+      quoted = fieldStart && c === '"';
+      fieldStart = false;
+    }
+  }
+  if (start < text.length) records.push(text.slice(start));
+  return records;
+}
+
+function table(body, records) {
   const preds = body.predictions;
-  const offset = lines.length > preds.length ? 1 : 0;  // a header line above the records
+  const offset = records.length > preds.length ? 1 : 0;  // a header record above the data
   const flagged = preds.map((p, i) => ({row: i + 1, score: p.score, flagged: p.is_anomaly}))
                        .filter((p) => p.flagged).sort((a, b) => b.score - a.score);
   const tbody = $("flagged").querySelector("tbody");
@@ -82,7 +111,7 @@ function table(body, lines) {
   for (const p of flagged.slice(0, MAX_ROWS)) {
     const tr = document.createElement("tr");
     for (const [cls, text] of [["row", String(p.row)], ["score", p.score.toFixed(6)],
-                               ["record", (lines[p.row - 1 + offset] || "").slice(0, 200)]]) {
+                               ["record", (records[p.row - 1 + offset] || "").slice(0, 200)]]) {
       const td = document.createElement("td");
       td.className = cls; td.textContent = text; tr.appendChild(td);
     }
@@ -108,9 +137,9 @@ $("form").addEventListener("submit", async (event) => {
       say("Error " + response.status + ": " + body.error + where + (body.reason ? ": " + body.reason : ""), true);
       return;
     }
-    const lines = (await file.text()).split(/\\r?\\n/).filter((l) => l.length > 0);
+    const records = csvRecords(await file.text());
     histogram(body.predictions.map((p) => p.score), body.threshold);
-    const n = table(body, lines);
+    const n = table(body, records);
     say(n + " of " + body.predictions.length + " rows flagged (threshold " + body.threshold.toFixed(4) + ", "
         + body.processing_time_ms.toFixed(1) + " ms)" + (n > MAX_ROWS ? "; the table shows the top " + MAX_ROWS : "")
         + (body.warnings.length ? "; " + body.warnings.length + " unseen-category warnings" : ""));
