@@ -2,7 +2,7 @@
 
 It answers what create_repo, upload_folder and hf_hub_download use: repo create, validate-yaml,
 preupload ('regular' for every file), the NDJSON commit, repo info / revision, tree, and
-HEAD/GET resolve with ETag, X-Repo-Commit and Content-Length. Repos live in memory. Writes need
+HEAD/GET resolve with ETag, X-Repo-Commit and Content-Length; and the front page (HEAD /). Repos live in memory. Writes need
 ``Authorization: Bearer <token>``; a wrong token gets 401.
 """
 
@@ -80,6 +80,8 @@ class FakeHub:
         self.requests.append((method, path))
         body = self._body(h) if method == "POST" else b""
         m = re.match(r"^/api/models/([^/]+/[^/]+)/(preupload|commit)/([^/]+)$", path)
+        if method in ("GET", "HEAD") and path in ("", "/"):  # the front page: upload_to_hub.py's reachability check
+            return self._send(h, 200, {}, method=method)
         if method == "POST" and path == "/api/repos/create":
             return self._create(h, json.loads(body or b"{}"))
         if method == "POST" and path == "/api/validate-yaml":

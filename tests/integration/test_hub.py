@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -212,16 +213,24 @@ def test_dry_run_uploads_nothing(model, hub, capsys, tmp_path):
     assert "alice/dry" not in hub.repos
 
 
-def test_unreachable_hub_through_the_script(model, tmp_path):
+def closed_port() -> int:
     with __import__("socket").socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+        return sock.getsockname()[1]
+
+
+def test_unreachable_hub_through_the_script(model, tmp_path):
+    port = closed_port()
     env = dict(os.environ, HF_ENDPOINT=f"http://127.0.0.1:{port}", HF_TOKEN="hf_env_secret_value")
-    proc = subprocess.run([sys.executable, str(ROOT / "upload_to_hub.py"), "--checkpoint", str(model["ckpt"]),
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, str(ROOT / "upload_to_hub.py"), "--model", str(model["ckpt"]),
                            "--repo-id", "alice/x", "--output", str(tmp_path / "u")],
                           capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    seconds = time.monotonic() - start
     assert_one_line(proc.returncode, proc.stderr, f"cannot reach the Hub at http://127.0.0.1:{port}")
     assert "hf_env_secret_value" not in proc.stdout + proc.stderr
+    # checked before the checkpoint is loaded (no Lightning import) or exported
+    assert proc.stdout == "" and not (tmp_path / "u").exists() and seconds < 10, (seconds, proc.stdout)
 
 
 @pytest.mark.parametrize("kind", ["classifier", "pca", "kmeans", "ae"])
@@ -270,6 +279,171 @@ def test_upload_sends_only_the_model_files(model, hub, capsys, tmp_path):
     assert code == 0, err
     assert sorted(hub.repos["alice/clean"]["files"]) == ["README.md", "config.json", "model.safetensors"]
     assert not (export / "model.onnx").exists()
-    config = json.loads((export / "config.json").read_text())
-    assert config["data"]["source"] == "traffic.csv"  # a file name, not the local path
-    assert str(model["root"]) not in (export / "README.md").read_text()
+    config_text, card = (export / "config.json").read_text(), (export / "README.md").read_text()
+    assert "source" not in json.loads(config_text)["data"]  # neither the local path nor the file name
+    for text in (config_text, card):
+        assert str(model["root"]) not in text and "traffic.csv" not in text
+
+
+# ------------------------------------------------------------------ Hub ids without a Hub
+
+
+def assert_no_line_twice(text: str) -> None:
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert len(lines) == len(set(lines)), text
+
+
+def test_offline_hub_id_fails_fast_with_one_line(model, tmp_path):
+    port = closed_port()
+    env = dict(os.environ, HF_ENDPOINT=f"http://127.0.0.1:{port}", HF_HOME=str(tmp_path / "hf"))
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, str(ROOT / "predict.py"), "--model", "alice/nowhere", "--input",
+                           str(model["csv"]), "--output", str(tmp_path / "out.csv")],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    seconds = time.monotonic() - start
+    # the Hub client alone sleeps 23 s between its five retries before it gives up on an uncached file; the
+    # bound leaves room for the imports on a busy machine (the API test below times the load itself)
+    assert seconds < 20, seconds
+    assert_one_line(proc.returncode, proc.stderr, "alice/nowhere: cannot reach the Hub at "
+                    f"http://127.0.0.1:{port}", "no network", "not in the local cache")
+    assert_no_line_twice(proc.stdout + proc.stderr)
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_from_pretrained_without_the_hub_uses_the_cache_or_raises_one_line(model, hub, tmp_path):
+    from huggingface_hub import HfApi
+
+    from netad.hub import NetadPredictor
+    from netad.hub.export import export_checkpoint
+
+    api = HfApi(token=hub.token)
+    api.create_repo("alice/cached", exist_ok=True)
+    api.upload_folder(folder_path=str(export_checkpoint(model["ckpt"], tmp_path / "m")), repo_id="alice/cached")
+    expected = NetadPredictor.from_pretrained("alice/cached").score(model["csv"])  # now in the local cache
+    script = (
+        "import sys, time\n"
+        "from netad.hub import ModelLoadError, NetadPredictor\n"
+        "start = time.monotonic()\n"
+        f"print(*NetadPredictor.from_pretrained('alice/cached').score({str(model['csv'])!r})[:3])\n"
+        "try:\n"
+        "    NetadPredictor.from_pretrained('alice/uncached')\n"
+        "except ModelLoadError as exc:\n"
+        "    print(isinstance(exc, OSError), exc)\n"
+        "print(round(time.monotonic() - start, 1))\n"
+    )
+    port = closed_port()
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, HF_ENDPOINT=f"http://127.0.0.1:{port}"))
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr  # no traceback, no retry lines
+    scores, error, seconds = proc.stdout.splitlines()
+    np.testing.assert_allclose([float(v) for v in scores.split()], expected[:3], rtol=1e-6)
+    assert error == (f"True alice/uncached: cannot reach the Hub at http://127.0.0.1:{port} (ConnectError: no "
+                     "network?), and the model is not in the local cache")
+    assert float(seconds) < 5
+
+
+def test_hub_answers_are_one_line_reasons(model, hub, tmp_path):
+    from huggingface_hub import HfApi
+
+    from netad.hub import ModelLoadError, NetadPredictor
+    from netad.hub.export import export_checkpoint
+
+    api = HfApi(token=hub.token)
+    api.create_repo("alice/private-netad", private=True, exist_ok=True)
+    api.upload_folder(folder_path=str(export_checkpoint(model["ckpt"], tmp_path / "m")), repo_id="alice/private-netad")
+    api.create_repo("alice/not-netad", exist_ok=True)
+    api.upload_file(path_or_fileobj=b"hello\n", path_in_repo="notes.txt", repo_id="alice/not-netad")
+    cases = {"alice/absent": "no such model repo on the Hub",
+             "alice/private-netad": "the Hub refused access (HTTP 401, unauthorised)",
+             "alice/not-netad": "the repo has no config.json: not an exported netad model"}
+    for repo_id, needle in cases.items():
+        with pytest.raises(ModelLoadError) as info:
+            NetadPredictor.from_pretrained(repo_id)
+        assert str(info.value).startswith(f"{repo_id}: ") and needle in str(info.value), str(info.value)
+        assert "\n" not in str(info.value) and hub.token not in str(info.value)
+    assert NetadPredictor.from_pretrained("alice/private-netad", token=hub.token).threshold > 0
+    with pytest.raises(ModelLoadError, match="not in the local cache, and downloads are off .local_files_only"):
+        NetadPredictor.from_pretrained("alice/not-netad", local_files_only=True)
+
+
+def test_upload_model_flag_with_checkpoint_as_its_alias():
+    from netad.cli import upload_parser
+
+    assert upload_parser().parse_args(["--model", "a.ckpt"]).checkpoint == "a.ckpt"
+    assert upload_parser().parse_args(["--checkpoint", "b.ckpt"]).checkpoint == "b.ckpt"
+    assert "--model PATH" in upload_parser().format_usage()
+
+
+# ------------------------------------------------------------------ what an export publishes
+
+
+def test_export_holds_no_file_name_or_time_and_the_card_lists_the_training_values(model, tmp_path):
+    from netad.hub.export import export_checkpoint
+
+    ckpt = torch.load(model["ckpt"], map_location="cpu", weights_only=True)
+    meta = ckpt["netad"]["metadata"]
+    meta.update(run_name="cv-20261201-221500", split="final", data_path="/data/secret-flows-2026.csv")
+    meta["config"]["data"]["data_path"] = "/data/secret-flows-2026.csv"
+    path = tmp_path / "dated.ckpt"
+    torch.save(ckpt, path)
+    folder = export_checkpoint(path, tmp_path / "m")
+    config_text, card = (folder / "config.json").read_text(), (folder / "README.md").read_text()
+    for text in (config_text, card):
+        assert "secret-flows" not in text and "20261201" not in text and "221500" not in text
+    config = json.loads(config_text)
+    assert set(config["training"]) == {"cv_summary", "cv_verdict", "epoch"} and "source" not in config["data"]
+    assert "datasets:" not in card.split("---")[1]
+    section = card.split("## What this file publishes")[1]
+    assert "`protocol` (3 values)" in section
+    assert "scaler statistics (mean and standard deviation" in section
+    assert "`packet_size`, `inter_arrival_time`, `bytes`" in section
+    assert "no imputation values from the data (nan_policy `error`)" in section
+    assert "input columns and of the label column (`label`)" in section and "looks like an identifier" not in card
+
+    ckpt["netad"]["preprocessor"]["scaler"] = "minmax"
+    ckpt["netad"]["preprocessor"]["nan_policy"] = "median"
+    torch.save(ckpt, path)
+    section = (export_checkpoint(path, tmp_path / "m2") / "README.md").read_text()
+    assert "scaler statistics (minimum and range" in section and "imputation values (training medians)" in section
+
+
+@pytest.fixture(scope="module")
+def ip_model(tmp_path_factory):
+    """A model trained on rows with a source-IP column (200 addresses)."""
+    root = tmp_path_factory.mktemp("ipmodel")
+    frame = make_frame(n=300, seed=3)
+    rng = np.random.default_rng(3)
+    frame.insert(0, "src_ip", [f"10.0.{i // 250}.{i % 250}" for i in rng.integers(0, 200, len(frame))])
+    frame.to_csv(root / "flows.csv", index=False)
+    run_single(fast_config(root, root / "flows.csv"), run_name="ip", quiet=True)
+    return root / "checkpoints" / "best_model.ckpt"
+
+
+def test_identifier_like_columns_warn_and_the_card_says_so(ip_model, capsys, tmp_path):
+    import warnings
+
+    from netad.hub.export import PublishedDataWarning, export_checkpoint
+
+    ckpt = torch.load(ip_model, map_location="cpu", weights_only=True)
+    assert ckpt["netad"]["preprocessor"]["categorical"]["identifier_like"] == {"src_ip": "IP addresses"}
+    older = tmp_path / "older.ckpt"  # from before training recorded identifier_like: the categories tell
+    del ckpt["netad"]["preprocessor"]["categorical"]["identifier_like"]
+    torch.save(ckpt, older)
+    for path in (ip_model, older):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            folder = export_checkpoint(path, tmp_path / path.stem)
+        published = [str(w.message) for w in caught if issubclass(w.category, PublishedDataWarning)]
+        assert published == ["column 'src_ip' looks like an identifier (IP addresses): the export publishes 50 of "
+                             "its training values (config.json), and such a column rarely generalises; consider "
+                             "data.drop_columns"]
+        card = (folder / "README.md").read_text()
+        assert "`src_ip` (50 values)" in card and "`protocol` (3 values)" in card
+        assert ("**Warning:** text column `src_ip` looks like an identifier (IP addresses): publishing this model "
+                "publishes 50 of its training values") in card and "`data.drop_columns`" in card
+        assert "`protocol` looks like" not in card
+
+    code, out, err = run_upload(capsys, "--model", str(older), "--repo-id", "alice/ip", "--dry-run",
+                                "--output", str(tmp_path / "d"))
+    assert code == 0, err
+    assert [line for line in err.splitlines() if line.strip()] == [f"warning: {published[0]}"]

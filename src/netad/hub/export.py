@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
@@ -11,15 +12,20 @@ import torch
 
 import netad
 from netad.hub.predictor import ARTIFACT_FORMAT, ARTIFACT_VERSION, NetadPredictor
+from netad.data.preprocessing import mostly_addresses
 from netad.errors import UserError
 from netad.models.classifier import CHECKPOINT_KEY, read_checkpoint
 
 CARD_METRICS = ("accuracy", "precision", "recall", "f1", "auroc", "auprc", "fpr")
 
 
+class PublishedDataWarning(UserWarning):
+    """An export publishes training values that look like identifiers (IP addresses, mostly distinct values)."""
+
+
 def artifact_from_checkpoint(ckpt: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """(config.json content, safetensors tensors) of a loaded checkpoint dict."""
-    hp, ours = ckpt["hyper_parameters"], ckpt[CHECKPOINT_KEY]
+    hp, ours = ckpt["hyper_parameters"], ckpt[CHECKPOINT_KEY]  # read_checkpoint(..., trained_model=True) checked them
     meta = ours.get("metadata", {})
     train_cfg = meta.get("config", {})
     data = train_cfg.get("data", {})
@@ -33,20 +39,19 @@ def artifact_from_checkpoint(ckpt: dict[str, Any]) -> tuple[dict[str, Any], dict
         "package": "netad",
         "package_version": netad.__version__,
         "architecture": {"input_dim": hp["input_dim"], "hidden_dims": list(hp["hidden_dims"]),
-                         "dropout": hp["dropout"], "activation": hp["activation"]},
+                         "dropout": hp.get("dropout", 0.3), "activation": hp.get("activation", "relu")},
         "preprocessing": ours["preprocessor"],
         "threshold": float(ours["threshold"]),
         "threshold_method": hp.get("threshold_method", "max_f1"),
         "threshold_target_fpr": hp.get("target_fpr"),
         "label": {"column": data.get("label_column"), "normal_value": data.get("normal_value"),
                   "meaning": "score = probability-like anomaly score; is_anomaly = 1 when score >= threshold"},
-        "data": {"column_names": data.get("column_names"), "drop_columns": data.get("drop_columns", []),
-                 # the file name only: a local path would publish the user's directory layout
-                 "source": Path(meta["data_path"]).name if meta.get("data_path") else None},
+        # no training file name (nor the run's name, which holds its date and time): neither helps scoring
+        "data": {"column_names": data.get("column_names"), "drop_columns": data.get("drop_columns", [])},
         "model_type": "hybrid" if novelty else "classifier",
         "novelty": {k: v for k, v in novelty.items() if k != "tensors"} if novelty else None,
-        "training": {"run": meta.get("run_name"), "split": meta.get("split"), "cv_summary": meta.get("cv_summary"),
-                     "cv_verdict": meta.get("cv_verdict"), "epoch": ckpt.get("epoch")},
+        "training": {"cv_summary": meta.get("cv_summary"), "cv_verdict": meta.get("cv_verdict"),
+                     "epoch": ckpt.get("epoch")},
     }
     return config, {k: v.detach().clone().contiguous() for k, v in weights.items()}
 
@@ -63,6 +68,56 @@ def _cv_summary(config: dict[str, Any], ckpt: dict[str, Any]) -> tuple[Optional[
     return None, None
 
 
+def identifier_columns(preprocessing: dict[str, Any]) -> dict[str, str]:
+    """{text column: why it looks like an identifier}: the training-time verdict, or for checkpoints from before
+    it was recorded, the columns whose stored categories are IP addresses."""
+    cat = preprocessing["categorical"]
+    if "identifier_like" in cat:
+        return dict(cat["identifier_like"])
+    return {col: "IP addresses" for col, values in zip(cat["columns"], cat["categories"])
+            if mostly_addresses(values)}
+
+
+def _stored_values(categorical: dict[str, Any], column: str) -> int:
+    """How many training values of a text column the preprocessing state holds."""
+    columns = categorical["columns"]
+    return len(categorical["categories"][columns.index(column)]) if column in columns else 0
+
+
+def _published(config: dict[str, Any]) -> list[str]:
+    """The card's section on the training values that config.json holds."""
+    pre, label = config["preprocessing"], config["label"]
+    cat, num = pre["categorical"], pre["numeric"]
+    lines = ["", "## What this file publishes", "",
+             "Besides the weights, `config.json` holds values computed from the training rows; publishing the "
+             "model publishes them:", "",
+             f"- the names of the {len(pre['input_columns'])} input columns"
+             + (f" and of the label column (`{label['column']}`" if label.get("column") else "")
+             + (f", normal value `{label['normal_value']}`" if label.get("normal_value") is not None else "")
+             + (")" if label.get("column") else "")]
+    if cat["columns"]:
+        lines.append("- each text column's category values, verbatim (its most frequent training values): "
+                     + ", ".join(f"`{c}` ({len(v)} values)" for c, v in zip(cat["columns"], cat["categories"])))
+    if num["columns"]:
+        stats = {"standard": "mean and standard deviation", "minmax": "minimum and range"}.get(pre.get("scaler"))
+        names = ", ".join(f"`{c}`" for c in num["columns"])
+        lines.append(f"- the scaler statistics ({stats}, after the log transform where there is one) of each "
+                     f"numeric column: {names}" if stats else "- no scaler statistics (scaler `none`)")
+        if pre.get("nan_policy") == "median":
+            lines.append(f"- the imputation values (training medians) of each numeric column: {names}")
+        else:
+            lines.append(f"- no imputation values from the data (nan_policy `{pre.get('nan_policy', 'error')}`)")
+    if config["novelty"]:
+        lines.append(f"- the `{config['novelty']['kind']}` novelty detector's fitted state (computed from the "
+                     "normal training rows, in model.safetensors)")
+    lines.append("- the metrics above (aggregates over rows, no rows themselves)")
+    for col, reason in identifier_columns(pre).items():
+        lines += ["", f"**Warning:** text column `{col}` looks like an identifier ({reason}): publishing this model "
+                      f"publishes {_stored_values(cat, col)} of its training values (in config.json), and such a column rarely generalises "
+                      "to new traffic. Consider training without it (`data.drop_columns`)."]
+    return lines
+
+
 def _fmt(v: Any) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
 
@@ -70,8 +125,6 @@ def _fmt(v: Any) -> str:
 def model_card(config: dict[str, Any], cv_summary: Optional[dict], cv_verdict: Optional[str],
                test: Optional[dict[str, Any]]) -> str:
     """README.md with YAML metadata for the Hub."""
-    source = config["data"].get("source") or "unknown"
-    dataset = Path(source).stem
     no_signal = bool(cv_verdict and "NOT beat chance" in cv_verdict)
     lines = [
         "---",
@@ -84,14 +137,12 @@ def model_card(config: dict[str, Any], cv_summary: Optional[dict], cv_verdict: O
         "- tabular-classification",
         "- pytorch",
         "- safetensors",
-        "datasets:",
-        f"- {dataset}",
         "---",
         "",
-        f"# netad {config['model_type']}: network-anomaly detection on `{dataset}`",
+        f"# netad {config['model_type']}: network-anomaly detection",
         "",
         f"A feedforward classifier ({' -> '.join(map(str, [config['architecture']['input_dim'], *config['architecture']['hidden_dims'], 1]))}) "
-        f"trained with netad {config['package_version']} on `{source}` "
+        f"trained with netad {config['package_version']} "
         f"(label column `{config['label']['column']}`"
         + (f", normal value `{config['label']['normal_value']}`" if config["label"]["normal_value"] is not None else "")
         + "). It scores raw records: preprocessing fitted on the training rows is part of the model.",
@@ -138,6 +189,7 @@ def model_card(config: dict[str, Any], cv_summary: Optional[dict], cv_verdict: O
               + (" (the hybrid's novelty part is there to catch some of them)." if config["novelty"] else "."),
               "- Columns are read by name; unseen categories go to an unknown bucket, and numeric drift is not detected.",
               "- Accuracy depends on the share of anomalies; compare it with the majority-class rate."]
+    lines += _published(config)
     lines += ["", "## Use it", "", "```python", "from netad.hub import NetadPredictor",
               "model = NetadPredictor.from_pretrained(\"<repo id or folder>\")",
               "print(model.predict(\"records.csv\"))   # score and is_anomaly per row", "```", ""]
@@ -158,8 +210,6 @@ class _FeatureScorer(torch.nn.Module):
 def export_onnx(predictor: NetadPredictor, path: Path, tolerance: float = 1e-5) -> dict[str, Any]:
     """``model.onnx``: preprocessed float32 features in (the preprocessing is described in config.json),
     the score out. Checked against PyTorch with onnxruntime before it is kept."""
-    import warnings
-
     try:
         import onnxruntime
     except ImportError:
@@ -187,12 +237,20 @@ def export_onnx(predictor: NetadPredictor, path: Path, tolerance: float = 1e-5) 
 
 def export_checkpoint(checkpoint: str | Path, output: str | Path, *, test: Optional[dict[str, Any]] = None,
                       onnx: bool = False) -> Path:
-    """Write ``model.safetensors``, ``config.json`` and ``README.md`` (and ``model.onnx``) to ``output``."""
-    ckpt = read_checkpoint(checkpoint)
+    """Write ``model.safetensors``, ``config.json`` and ``README.md`` (and ``model.onnx``) to ``output``.
+
+    Text columns that look like identifiers get a :class:`PublishedDataWarning` each: the export publishes
+    their training values."""
+    ckpt = read_checkpoint(checkpoint, trained_model=True)
     config, weights = artifact_from_checkpoint(ckpt)
+    predictor = NetadPredictor.from_parts(config, weights, source=str(checkpoint))
+    for col, reason in identifier_columns(config["preprocessing"]).items():
+        n = _stored_values(config["preprocessing"]["categorical"], col)
+        warnings.warn(PublishedDataWarning(
+            f"column '{col}' looks like an identifier ({reason}): the export publishes {n} of its training values "
+            "(config.json), and such a column rarely generalises; consider data.drop_columns"), stacklevel=2)
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
-    predictor = NetadPredictor(config=config, weights=weights)
     if onnx:
         config["onnx"] = export_onnx(predictor, out / "model.onnx")
     else:

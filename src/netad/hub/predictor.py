@@ -7,11 +7,15 @@ loading never unpickles anything.
     from netad.hub import NetadPredictor
     model = NetadPredictor.from_pretrained("user/netad-model")   # or a local folder
     scored = model.predict("traffic.csv")                         # score and is_anomaly per row
+
+A model that cannot be loaded (not found, Hub unreachable and not cached, unauthorised, damaged or crafted
+files) raises ``ModelLoadError``, an OSError whose message is one line naming the model and the cause.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -21,8 +25,9 @@ import torch
 from huggingface_hub import ModelHubMixin, hf_hub_download
 from safetensors.torch import load_file, save_file
 
-from netad.data.preprocessing import Encoded, TabularPreprocessor
-from netad.models.mlp import MLP, SplitInputMLP
+from netad.data.preprocessing import STATE_VERSION, Encoded, TabularPreprocessor
+from netad.errors import UserError
+from netad.models.mlp import ACTIVATIONS, MLP, SplitInputMLP
 from netad.models.novelty import combine, scorer_from_state
 
 ARTIFACT_FORMAT = "netad-model"
@@ -30,6 +35,132 @@ ARTIFACT_VERSION = 1
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 Rows = Union[pd.DataFrame, list, dict, str, Path]
+#: what building a model from damaged or crafted file contents can raise; turned into one clear line
+_BROKEN = (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError)
+
+
+class ModelLoadError(UserError, OSError):
+    """A model that cannot be loaded (missing, unreachable, damaged or crafted files), in one line naming it.
+
+    An OSError, as ``from_pretrained`` of other Hub libraries raises, and a UserError, so the
+    command-line tools print it as one ``error:`` line."""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _names(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def preprocessing_problem(state: Any, input_dim: Optional[int] = None) -> Optional[str]:
+    """What makes a fitted preprocessing state read from a file unusable (one line), or None: checked
+    before use, so a damaged or crafted file fails at load time with a reason, not in the middle of scoring."""
+    if not isinstance(state, dict):
+        return "the preprocessing state is missing"
+    if state.get("version") != STATE_VERSION:
+        return f"the preprocessing state is from an unknown version ({state.get('version')!r})"
+    for key in ("input_columns", "feature_names"):
+        if not _names(state.get(key)):
+            return f"preprocessing '{key}' is missing or not a list of names"
+    for section in ("numeric", "boolean", "categorical"):
+        if not isinstance(state.get(section), dict) or not _names(state[section].get("columns")):
+            return f"preprocessing '{section}.columns' is missing or not a list of names"
+    numeric, n = state["numeric"], len(state["numeric"]["columns"])
+    for key in ("impute", "log", "center", "scale"):
+        values = numeric.get(key)
+        if not isinstance(values, list) or len(values) != n or not all(isinstance(v, (int, float)) for v in values):
+            return f"preprocessing 'numeric.{key}' does not hold one number per numeric column ({n})"
+    categories = state["categorical"].get("categories")
+    if not isinstance(categories, list) or len(categories) != len(state["categorical"]["columns"]) \
+            or not all(_names(c) for c in categories):
+        return "preprocessing 'categorical.categories' does not hold one list of values per text column"
+    flagged = state["categorical"].get("identifier_like", {})
+    if not isinstance(flagged, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in flagged.items()):
+        return "preprocessing 'categorical.identifier_like' is not a mapping of column names to reasons"
+    used = [c for section in ("numeric", "boolean", "categorical") for c in state[section]["columns"]]
+    unknown = [c for c in used if c not in state["input_columns"]]
+    if unknown:
+        return f"preprocessing reads columns that are not among its input columns: {', '.join(unknown)}"
+    width = n + len(state["boolean"]["columns"]) + sum(len(c) + 1 for c in categories)
+    if len(state["feature_names"]) != width:
+        return f"preprocessing names {len(state['feature_names'])} features but makes {width}"
+    if input_dim is not None and width != input_dim:
+        return f"the network reads {input_dim} features, the preprocessing makes {width}"
+    return None
+
+
+def _mlp_args(arch: dict[str, Any]) -> tuple[Any, Any, Any, Any]:
+    """(input_dim, hidden_dims, dropout, activation), with MLP's defaults where the file leaves one out."""
+    return (arch.get("input_dim"), arch.get("hidden_dims", [128, 64, 32]), arch.get("dropout", 0.3),
+            arch.get("activation", "relu"))
+
+
+def network_problem(arch: Any, weights: dict[str, Any], prefix: str) -> Optional[str]:
+    """What keeps ``weights`` (keys ``prefix`` + MLP parameter names) from being the MLP that ``arch``
+    (input_dim, hidden_dims, dropout, activation) describes (one line), or None."""
+    if not isinstance(arch, dict):
+        return "the architecture is missing"
+    input_dim, hidden, dropout, activation = _mlp_args(arch)
+    if not isinstance(input_dim, int) or isinstance(input_dim, bool) or input_dim < 1:
+        return f"input_dim {input_dim!r} is not a positive whole number"
+    if not isinstance(hidden, (list, tuple)) or not all(isinstance(h, int) and not isinstance(h, bool) and h >= 1
+                                                         for h in hidden):
+        return f"hidden_dims {hidden!r} is not a list of positive whole numbers"
+    if not _number(dropout) or not 0 <= dropout < 1:
+        return f"dropout {dropout!r} is not a number in [0, 1)"
+    if activation not in ACTIVATIONS:
+        return f"activation {activation!r} is not one of {', '.join(ACTIVATIONS)}"
+    with torch.device("meta"):  # shapes only: nothing is allocated
+        expected = MLP(input_dim, list(hidden), float(dropout), activation).state_dict()
+    got = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
+    missing = [k for k in expected if k not in got]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        return f"weight {prefix}{missing[0]} is missing{more}"
+    extra = [k for k in got if k not in expected]
+    if extra:
+        return f"weight {prefix}{extra[0]} is not part of a {input_dim}-{'-'.join(map(str, hidden))}-1 network"
+    for key, want in expected.items():
+        have = got[key]
+        if not isinstance(have, torch.Tensor) or not have.is_floating_point():
+            return f"weight {prefix}{key} is not a floating-point tensor"
+        if tuple(have.shape) != tuple(want.shape):
+            return f"weight {prefix}{key} has shape {list(have.shape)}, the architecture needs {list(want.shape)}"
+    return None
+
+
+def model_problem(config: Any, weights: Any) -> Optional[str]:
+    """What makes config.json content and weights unusable as a netad model (one line), or None."""
+    if not isinstance(config, dict) or config.get("format") != ARTIFACT_FORMAT \
+            or config.get("format_version") != ARTIFACT_VERSION:
+        return "config.json is not a netad model (format netad-model, version 1)"
+    if not isinstance(weights, dict) or not weights:
+        return "weights are missing (model.safetensors)"
+    arch = config.get("architecture")
+    problem = network_problem(arch, weights, "mlp.")
+    if problem:
+        return problem
+    problem = preprocessing_problem(config.get("preprocessing"), arch["input_dim"])
+    if problem:
+        return problem
+    if not _number(config.get("threshold")):
+        return f"the threshold is missing or not a number ({config.get('threshold')!r})"
+    if not isinstance(config.get("data", {}), (dict, type(None))):
+        return "config.json 'data' is not a mapping"
+    if config.get("novelty") is not None and not isinstance(config["novelty"], dict):
+        return "config.json 'novelty' is not a mapping"
+    parts = ("mlp.", "novelty.") if config.get("novelty") else ("mlp.",)
+    unknown = [k for k in weights if not k.startswith(parts)]
+    if unknown:
+        return f"weight {unknown[0]} belongs to no part of the model"
+    return None
 
 
 class NetadPredictor(
@@ -41,14 +172,15 @@ class NetadPredictor(
     """Score raw network records with an exported netad model."""
 
     def __init__(self, config: dict[str, Any], weights: Optional[dict[str, torch.Tensor]] = None) -> None:
-        if config.get("format") != ARTIFACT_FORMAT or config.get("format_version") != ARTIFACT_VERSION:
-            raise ValueError("config.json is not a netad model (format netad-model, version 1)")
-        if weights is None:
-            raise ValueError("weights are missing (model.safetensors)")
+        """``config``: config.json's content; ``weights``: model.safetensors' tensors. Contents that do not
+        make a usable model raise ValueError with a one-line reason."""
+        problem = model_problem(config, weights)
+        if problem:
+            raise ValueError(problem)
         self.config = config
         self._weights = {k: v.detach().contiguous() for k, v in weights.items()}
-        arch = config["architecture"]
-        self.net = MLP(arch["input_dim"], arch["hidden_dims"], arch["dropout"], arch["activation"])
+        input_dim, hidden, dropout, activation = _mlp_args(config["architecture"])
+        self.net = MLP(input_dim, list(hidden), float(dropout), activation)
         self.net.load_state_dict({k[len("mlp."):]: v for k, v in weights.items() if k.startswith("mlp.")})
         self.net.eval()
         self.preprocessor = TabularPreprocessor.from_state(config["preprocessing"])
@@ -56,10 +188,19 @@ class NetadPredictor(
         self.novelty = None
         if config.get("novelty"):
             tensors = {k[len("novelty."):]: v for k, v in weights.items() if k.startswith("novelty.")}
-            self.novelty = scorer_from_state(dict(config["novelty"], tensors=tensors))
+            try:
+                self.novelty = scorer_from_state(dict(config["novelty"], tensors=tensors))
+            except _BROKEN as exc:
+                raise ValueError(f"the novelty detector's state is unusable ({_first_line(exc)})") from None
         pre = self.preprocessor.state
         self._split_mlp = SplitInputMLP(self.net, len(pre["numeric"]["columns"]) + len(pre["boolean"]["columns"]),
                                         self.preprocessor.block_sizes())
+        try:  # one row of zeros through every part: parts that do not fit each other fail here, not on real rows
+            self.score_encoded(Encoded(np.zeros((1, len(pre["numeric"]["columns"]) + len(pre["boolean"]["columns"])),
+                                                dtype=np.float32),
+                                       [np.zeros(1, dtype=np.int64) for _ in pre["categorical"]["columns"]]))
+        except _BROKEN as exc:
+            raise ValueError(f"the model's parts do not fit together ({_first_line(exc)})") from None
 
     # ---------------------------------------------------------------- scoring
     @property
@@ -69,7 +210,7 @@ class NetadPredictor(
 
     def _frame(self, rows: Rows) -> pd.DataFrame:
         if isinstance(rows, (str, Path)):
-            data = self.config["data"]
+            data = self.config.get("data") or {}
             names = data.get("column_names")
             dtypes = self.preprocessor.csv_dtypes()
             frame = pd.read_csv(rows, header=None, names=names, dtype=dtypes, low_memory=False) if names else \
@@ -125,19 +266,116 @@ class NetadPredictor(
         (save_directory / CONFIG_NAME).write_text(json.dumps(self.config, indent=2, sort_keys=True) + "\n")
 
     @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: Union[str, Path], *, force_download: bool = False,
+                        token: Any = None, cache_dir: Any = None, local_files_only: bool = False,
+                        revision: Optional[str] = None, config: Optional[dict[str, Any]] = None) -> "NetadPredictor":
+        """Load an exported folder, or a Hub repo id (downloaded, or from the local cache when the Hub cannot be
+        reached or downloads are off). Missing, unreachable or broken models raise :class:`ModelLoadError`,
+        one line naming the model and the cause."""
+        model_id = str(pretrained_model_name_or_path)
+        folder = Path(model_id)
+        if folder.is_dir():
+            config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+            if config is None and not config_path.is_file():
+                raise ModelLoadError(f"{folder}: no config.json: not an exported netad model")
+            if not weights_path.is_file():
+                raise ModelLoadError(f"{folder}: no model.safetensors (the weights): not an exported netad model")
+        else:
+            config_path, weights_path = _hub_files(model_id, revision=revision, cache_dir=cache_dir,
+                                                   force_download=force_download, token=token,
+                                                   local_files_only=local_files_only)
+        return cls.from_files(config_path, weights_path, source=model_id, config=config)
+
+    @classmethod
+    def from_files(cls, config_path: Union[str, Path], weights_path: Union[str, Path], *, source: str,
+                   config: Optional[dict[str, Any]] = None) -> "NetadPredictor":
+        """The model in a config.json and a model.safetensors; problems raise :class:`ModelLoadError`
+        naming ``source`` (the folder or repo id)."""
+        if config is None:
+            try:
+                config = json.loads(Path(config_path).read_text(encoding="utf-8"))
+            except json.JSONDecodeError as exc:
+                raise ModelLoadError(f"{source}: config.json is not JSON ({exc.msg}, line {exc.lineno})") from None
+            except UnicodeDecodeError:
+                raise ModelLoadError(f"{source}: config.json is not text") from None
+            except OSError as exc:
+                raise ModelLoadError(f"{source}: config.json cannot be read ({exc.strerror or _first_line(exc)})") \
+                    from None
+        try:
+            weights = load_file(str(weights_path))
+        except OSError as exc:
+            raise ModelLoadError(f"{source}: model.safetensors cannot be read "
+                                 f"({exc.strerror or _first_line(exc)})") from None
+        except Exception as exc:  # noqa: BLE001 - safetensors' parse errors (truncated, not safetensors)
+            raise ModelLoadError(f"{source}: model.safetensors is not a readable safetensors file "
+                                 f"({_first_line(exc)})") from None
+        return cls.from_parts(config, weights, source=source)
+
+    @classmethod
+    def from_parts(cls, config: Any, weights: Any, *, source: str) -> "NetadPredictor":
+        """``NetadPredictor(config, weights)``, with unusable contents raised as :class:`ModelLoadError`
+        naming ``source``."""
+        try:
+            return cls(config=config, weights=weights)
+        except ValueError as exc:
+            raise ModelLoadError(f"{source}: {_first_line(exc)}") from None
+
+    @classmethod
     def _from_pretrained(cls, *, model_id: str, revision: Optional[str], cache_dir: Any, force_download: bool,
                          local_files_only: bool, token: Any, config: Optional[dict[str, Any]] = None,
                          **kwargs: Any) -> "NetadPredictor":
-        folder = Path(model_id)
-        if folder.is_dir():
-            weights_path = folder / WEIGHTS_NAME
-            if config is None:
-                config = json.loads((folder / CONFIG_NAME).read_text())
-        else:
-            weights_path = Path(hf_hub_download(repo_id=model_id, filename=WEIGHTS_NAME, revision=revision,
-                                                cache_dir=cache_dir, force_download=force_download, token=token,
-                                                local_files_only=local_files_only))
-            if config is None:
-                raise ValueError(f"{model_id}: no config.json in the repo")
-        return cls(config=config, weights=load_file(str(weights_path)))
+        # ModelHubMixin's hook; from_pretrained above does the whole load
+        return cls.from_pretrained(model_id, revision=revision, cache_dir=cache_dir, force_download=force_download,
+                                   local_files_only=local_files_only, token=token, config=config)
 
+
+def _hub_files(repo_id: str, *, revision: Optional[str], cache_dir: Any, force_download: bool, token: Any,
+               local_files_only: bool) -> tuple[Path, Path]:
+    """config.json and model.safetensors of a Hub repo: downloaded, or from the local cache when downloads are off
+    (``local_files_only``, HF_HUB_OFFLINE) or the Hub cannot be reached.
+
+    ``hf_hub_download`` retries a failed connection to a file it has not cached five times, with back-off (about
+    25 s, no setting shortens it); one metadata request without retries first (``get_hf_file_metadata``, within
+    HF_HUB_ETAG_TIMEOUT) tells an unreachable Hub apart at once, and says why a repo is not there."""
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, is_offline_mode
+    from huggingface_hub.errors import (
+        FileMetadataError, HfHubHTTPError, HFValidationError, LocalEntryNotFoundError, OfflineModeIsEnabled,
+    )
+
+    from netad.hub.upload import REPO_ID, hub_http_reason, transport_error
+
+    if not REPO_ID.match(repo_id):
+        raise ModelLoadError(f"{repo_id}: no such folder, and not a Hub repo id (user/name)")
+    unreachable: Optional[BaseException] = None
+    offline = local_files_only or is_offline_mode()
+    try:
+        if not offline:
+            try:
+                get_hf_file_metadata(hf_hub_url(repo_id, CONFIG_NAME, revision=revision), token=token)
+            except FileMetadataError:
+                raise ModelLoadError(f"{repo_id}: {constants.ENDPOINT} does not answer like a Hugging Face Hub "
+                                     "(check HF_ENDPOINT)") from None
+            except HfHubHTTPError:
+                raise  # the Hub answered (not found, unauthorised, ...): said below
+            except (transport_error(), OSError) as exc:
+                unreachable, offline = exc, True  # the local cache may still have it
+        paths = [Path(hf_hub_download(repo_id=repo_id, filename=name, revision=revision, cache_dir=cache_dir,
+                                      force_download=force_download and not offline, token=token,
+                                      local_files_only=offline)) for name in (CONFIG_NAME, WEIGHTS_NAME)]
+    except ModelLoadError:
+        raise
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled):
+        if unreachable is not None:
+            raise ModelLoadError(f"{repo_id}: cannot reach the Hub at {constants.ENDPOINT} "
+                                 f"({type(unreachable).__name__}: no network?), and the model is not in the local "
+                                 "cache") from None
+        why = "local_files_only" if local_files_only else "HF_HUB_OFFLINE is set"
+        raise ModelLoadError(f"{repo_id}: not in the local cache, and downloads are off ({why})") from None
+    except HfHubHTTPError as exc:
+        raise ModelLoadError(f"{repo_id}: {hub_http_reason(exc, revision)}") from None
+    except HFValidationError as exc:
+        raise ModelLoadError(f"{repo_id}: not a Hub repo id ({_first_line(exc)})") from None
+    except (transport_error(), OSError) as exc:
+        raise ModelLoadError(f"{repo_id}: download from {constants.ENDPOINT} failed ({type(exc).__name__}: "
+                             f"{_first_line(exc)})") from None
+    return paths[0], paths[1]

@@ -86,12 +86,62 @@ def upload_folder(folder: Path, repo_id: str, token: str, *, private: bool = Fal
             raise UserError(f"the Hub refused the token (HTTP {status}): check --token, HF_TOKEN or your login, "
                             f"and that it may write to '{repo_id}'") from None
         raise UserError(f"the Hub answered HTTP {status} for '{repo_id}': {_first_line(exc)}") from None
-    except (_transport_error(), ConnectionError, OSError) as exc:
+    except (transport_error(), ConnectionError, OSError) as exc:
         raise UserError(f"cannot reach the Hub at {hf_constants.ENDPOINT} ({type(exc).__name__})") from None
     return str(url), getattr(info, "oid", "") or ""
 
 
-def _transport_error() -> type:
+def check_hub_reachable() -> None:
+    """One request to HF_ENDPOINT, without retries and within HF_HUB_ETAG_TIMEOUT, so that an unreachable Hub
+    is one line before the checkpoint is loaded and evaluated. Any HTTP answer counts: the upload reports the rest."""
+    from huggingface_hub import constants as hf_constants
+    from huggingface_hub import get_session
+
+    try:
+        get_session().head(hf_constants.ENDPOINT, timeout=hf_constants.HF_HUB_ETAG_TIMEOUT)
+    except (transport_error(), OSError) as exc:
+        raise UserError(f"cannot reach the Hub at {hf_constants.ENDPOINT} ({type(exc).__name__}: no network?)") \
+            from None
+
+
+def hub_http_reason(exc: Exception, revision: Optional[str] = None) -> str:
+    """What a Hub HTTP error on a model download means, in words: not found (or private), gated, unauthorised."""
+    from huggingface_hub import constants as hf_constants
+    from huggingface_hub.errors import (
+        DisabledRepoError, GatedRepoError, RemoteEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError,
+    )
+
+    response = getattr(exc, "response", None)
+    status = response.status_code if response is not None else None
+    if isinstance(exc, GatedRepoError):
+        return f"the repo is gated (HTTP {status}): accept its conditions on the Hub, then pass a token or log in"
+    if isinstance(exc, RepositoryNotFoundError):
+        return (f"no such model repo on the Hub at {hf_constants.ENDPOINT} (HTTP {status}; if it is private, "
+                "pass a token, set HF_TOKEN or log in with `hf auth login`)")
+    if isinstance(exc, RevisionNotFoundError):
+        return f"no revision '{revision or 'main'}' in the repo"
+    if isinstance(exc, RemoteEntryNotFoundError):
+        name = str(response.url).rsplit("/", 1)[-1] if response is not None else "config.json"
+        return f"the repo has no {name}: not an exported netad model"
+    if isinstance(exc, DisabledRepoError):
+        return "the repo is disabled on the Hub"
+    if status in (401, 403):
+        return f"the Hub refused access (HTTP {status}, unauthorised): check the token (HF_TOKEN or `hf auth login`)"
+    return f"the Hub answered HTTP {status} ({_first_line(exc)})"
+
+
+def quiet_duplicate_hub_logs() -> None:
+    """huggingface_hub prints its log lines (retries, for one) with its own handler and also passes them on to the
+    root logger; where that has a handler too (the command-line tools' logging), every line would print twice."""
+    import logging
+
+    from huggingface_hub.utils import logging as hf_logging
+
+    if logging.getLogger().handlers:
+        hf_logging.disable_propagation()
+
+
+def transport_error() -> type:
     """The HTTP client's connection/timeout error class (huggingface_hub ships its own httpx build)."""
     try:
         from huggingface_hub.utils import httpx as client

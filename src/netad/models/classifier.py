@@ -9,6 +9,7 @@ checkpoint under ``checkpoint["netad"]`` so inference reuses it.
 
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
 from pathlib import Path
@@ -303,28 +304,96 @@ def predict_scores(model: AnomalyClassifier, x: torch.Tensor, batch_size: int = 
     return torch.cat(parts).numpy() if parts else np.zeros(0, dtype=np.float32)
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint file as a dict and check that it is one of ours (no pickled code)."""
+def read_checkpoint(path: str | Path, trained_model: bool = False) -> dict[str, Any]:
+    """Load a checkpoint file as a dict and check that it is one of ours (no pickled code). ``trained_model``:
+    also check that it holds a whole trained model (see :func:`checkpoint_problem`), so that a damaged or
+    crafted file is one UserError naming it, not a traceback from wherever its contents are first used."""
     path = Path(path)
+    if path.is_dir():
+        hint = (" (an exported model: predict.py and serve read it, test.py and upload_to_hub.py need the "
+                "training checkpoint)") if (path / "config.json").is_file() else ""
+        raise UserError(f"{path}: a folder, not a checkpoint file{hint}")
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # not a torch file, truncated, or holds objects we never write
         raise UserError(f"{path}: not a netad checkpoint ({type(exc).__name__})") from None
-    if not isinstance(ckpt, dict) or ckpt.get(CHECKPOINT_KEY, {}).get("format") != CHECKPOINT_FORMAT:
+    ours = ckpt.get(CHECKPOINT_KEY) if isinstance(ckpt, dict) else None
+    if not isinstance(ours, dict) or ours.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"{path}: not a netad checkpoint (no '{CHECKPOINT_KEY}' section)")
+    problem = checkpoint_problem(ckpt) if trained_model else None
+    if problem:
+        raise UserError(f"{path}: {problem}")
     return ckpt
 
 
-def classifier_from_checkpoint(ckpt: dict[str, Any]) -> AnomalyClassifier:
-    """Rebuild the classifier from a loaded checkpoint dict (see :func:`read_checkpoint`)."""
-    model = AnomalyClassifier(**ckpt["hyper_parameters"])
-    model.load_state_dict(ckpt["state_dict"])
-    model.on_load_checkpoint(ckpt)
-    return model.eval()
+#: hyper-parameters a checkpoint may hold: AnomalyClassifier's arguments
+_HYPER_PARAMETERS = [name for name in inspect.signature(AnomalyClassifier.__init__).parameters if name != "self"]
+#: what rebuilding a classifier from crafted checkpoint contents can raise
+_BROKEN = (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError)
+
+
+def checkpoint_problem(ckpt: dict[str, Any]) -> Optional[str]:
+    """What keeps a netad checkpoint dict from being a whole trained classifier (one line), or None: its
+    hyper-parameters, weights of the shapes they give, the threshold and a preprocessing state of the
+    network's input width."""
+    from netad.hub.predictor import network_problem, preprocessing_problem  # no Lightning there: shared with export
+
+    hp, weights, ours = ckpt.get("hyper_parameters"), ckpt.get("state_dict"), ckpt[CHECKPOINT_KEY]
+    if not isinstance(hp, dict):
+        return "no 'hyper_parameters' section (the architecture): not a trained netad model"
+    if not isinstance(weights, dict):
+        return "no 'state_dict' section (the weights): not a trained netad model"
+    unknown = [k for k in hp if k not in _HYPER_PARAMETERS]
+    if unknown:
+        return f"hyper-parameter '{unknown[0]}' is not one of the classifier's"
+    missing = [k for k in ("input_dim", "hidden_dims") if k not in hp]
+    if missing:
+        return f"hyper-parameter '{missing[0]}' is missing"
+    problem = network_problem(hp, weights, "model.")
+    if problem:
+        return problem
+    for key, shape in (("class_weights", (2,)), ("threshold", ())):
+        if not isinstance(weights.get(key), torch.Tensor) or tuple(weights[key].shape) != shape:
+            return f"weight {key} is missing or not of shape {list(shape)}"
+    extra = [k for k in weights if not k.startswith("model.") and k not in ("class_weights", "threshold")]
+    if extra:
+        return f"weight {extra[0]} is not part of the classifier"
+    threshold = ours.get("threshold")
+    if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not math.isfinite(threshold):
+        return f"the threshold is missing or not a number ({threshold!r})"
+    if not isinstance(ours.get("metadata", {}), dict) or not isinstance(ours.get("novelty") or {}, dict):
+        return f"'{CHECKPOINT_KEY}' section: metadata and novelty must be mappings"
+    return preprocessing_problem(ours.get("preprocessor"), hp["input_dim"])
+
+
+def classifier_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> AnomalyClassifier:
+    """Rebuild the classifier from a loaded checkpoint dict (see :func:`read_checkpoint`); contents that do
+    not make a working classifier raise one UserError naming ``source``."""
+    problem = checkpoint_problem(ckpt)
+    if problem:
+        raise UserError(f"{source}: {problem}")
+    try:
+        model = AnomalyClassifier(**ckpt["hyper_parameters"])
+        model.load_state_dict(ckpt["state_dict"])
+        model.on_load_checkpoint(ckpt)
+    except _BROKEN as exc:
+        raise UserError(f"{source}: the checkpoint does not make a working classifier ({_first_line(exc)})") from None
+    model.eval()
+    try:  # one row through every part (a hybrid's novelty scorer too): parts that do not fit fail here
+        with torch.no_grad():
+            model.anomaly_score(torch.zeros(1, model.hparams.input_dim))
+    except _BROKEN as exc:
+        raise UserError(f"{source}: the model's parts do not fit together ({_first_line(exc)})") from None
+    return model
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def load_classifier(path: str | Path) -> AnomalyClassifier:
     """The trained classifier in eval mode, with its preprocessing state and threshold."""
-    return classifier_from_checkpoint(read_checkpoint(path))
+    return classifier_from_checkpoint(read_checkpoint(path, trained_model=True), source=str(path))
