@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import csv
+import html
 import json
 import math
 import re
@@ -21,7 +23,7 @@ from conftest import ROOT, fast_config, make_frame
 from netad.cli import assess_main
 from netad.cli import test_main as run_test_main
 from netad.evaluation.assess import FIGURES
-from netad.evaluation.evaluate import RESULT_COLUMNS, evaluate_checkpoint
+from netad.evaluation.evaluate import HIGH_FPR, MAX_BOOTSTRAP, RESULT_COLUMNS, check_bootstrap, evaluate_checkpoint
 from netad.training.cv import run_cv, run_single
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -258,9 +260,14 @@ def check_report(out_dir: Path, expected: set[str]) -> str:
     assert written == expected
     for name in expected:
         assert_valid_png(out_dir / f"{name}.png")
-    page = (out_dir / "report.html").read_text()
+    page = (out_dir / "report.html").read_text(encoding="utf-8")
+    # self-contained: every figure is embedded as the very bytes of the PNG beside it, none is linked
+    embedded = dict(re.findall(r"<figure id='(\w+)'><img src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page))
+    assert embedded.keys() == expected
     for name in expected:
-        assert f"src='{name}.png'" in page and f"{name}.png</b>" in page, name
+        assert base64.b64decode(embedded[name]) == (out_dir / f"{name}.png").read_bytes(), name
+        assert f"{name}.png</b>" in page, name
+    assert len(re.findall(r"src='", page)) == len(expected)
     assert json.loads((out_dir / "metrics.json").read_text())["figures"].keys() == expected
     return page
 
@@ -354,3 +361,203 @@ def test_changed_training_file_is_refused(tmp_path, csv_path, capsys):
     code, _, err = cli(run_test_main, capsys, "--checkpoint", str(tmp_path / "checkpoints" / "best_model.ckpt"),
                        "--no-log", "--bootstrap", "0", "--results", str(tmp_path / "r.csv"))
     assert_one_line_error(code, err, "is not the file this model was trained on")
+
+
+# ------------------------------------------- operating point, cut-offs, report folders, flags
+
+
+def crafted_csv(trained, path: Path, *, flagged_normal: int, unflagged_normal: int, anomalies: str,
+                n_anomalies: int = 10) -> float:
+    """A labelled CSV whose false-positive rate and ranking at the stored threshold are known exactly.
+
+    Rows are picked by the model's own scores, each at least 1e-4 from the threshold (float noise is
+    about 1e-7): ``flagged_normal`` normal rows above it, ``unflagged_normal`` below it, and anomalies
+    all above it (``"high"``, a perfect ranking) or below every normal row (``"low"``, the worst one).
+    Returns the stored threshold.
+    """
+    from netad.models.classifier import load_classifier
+
+    threshold = float(load_classifier(trained["best"]).threshold)
+    frame = make_frame(n=3000, signal=1.5, seed=21)
+    s = reference_scores(trained["best"], frame.drop(columns=["label"]))
+    above = np.flatnonzero(s >= threshold + 1e-4)
+    below = np.flatnonzero(s < threshold - 1e-4)
+    below = below[np.argsort(s[below], kind="stable")[::-1]]  # highest first: the lowest ones can be anomalies
+    assert len(above) >= flagged_normal + n_anomalies and len(below) >= unflagged_normal + n_anomalies
+    normal = list(above[:flagged_normal]) + list(below[:unflagged_normal])
+    anomaly = (list(above[flagged_normal:flagged_normal + n_anomalies]) if anomalies == "high"
+               else list(below[-n_anomalies:]))
+    rows = frame.iloc[normal + anomaly].copy()
+    rows["label"] = [0.0] * len(normal) + [1.0] * len(anomaly)
+    rows.to_csv(path, index=False)
+    return threshold
+
+
+def chance_and_operating_lines(out: str) -> tuple[str, str]:
+    lines = out.splitlines()
+    (i,) = [n for n, line in enumerate(lines) if line.startswith("ROC AUC vs chance")]
+    return lines[i], lines[i + 1]
+
+
+@pytest.mark.parametrize("flagged, percent, high", [(1, "5.0", False), (2, "10.0", False), (5, "25.0", True)])
+def test_test_output_states_the_false_positive_rate(trained, capsys, tmp_path, flagged, percent, high):
+    data = tmp_path / "rows.csv"
+    threshold = crafted_csv(trained, data, flagged_normal=flagged, unflagged_normal=20 - flagged, anomalies="high")
+    code, out, err = cli(run_test_main, capsys, "--model", str(trained["best"]), "--data", str(data), "--no-log",
+                         "--bootstrap", "0", "--results", str(tmp_path / "r.csv"))
+    assert code == 0, err
+    _, line = chance_and_operating_lines(out)  # right under the chance verdict
+    assert line.startswith(f"At the stored threshold {threshold:.4f} the model flags {percent} % of normal rows "
+                           f"(false-positive rate)"), line
+    assert HIGH_FPR == 0.10
+    assert ("over 10 %" in line) is high  # exactly 10 % is not over
+    assert ("threshold.method: target_fpr" in line and "threshold.target_fpr" in line and "retrain" in line) is high
+
+
+def test_test_output_states_the_chance_cut_off(trained, capsys, tmp_path):
+    for anomalies, expected in (
+        ("high", r"ROC AUC vs chance: p < 0\.001 \(cut-off p < 0\.01, one-sided Mann-Whitney\): the model ranks "
+                 r"anomalies above normal rows better than chance$"),
+        ("low", r"ROC AUC vs chance: p = 1 \(not below the cut-off p < 0\.01, one-sided Mann-Whitney\): NO evidence "
+                r"that the model ranks anomalies above normal rows better than chance$"),
+    ):
+        data = tmp_path / f"{anomalies}.csv"
+        crafted_csv(trained, data, flagged_normal=0, unflagged_normal=10, anomalies=anomalies)
+        code, out, err = cli(run_test_main, capsys, "--model", str(trained["best"]), "--data", str(data),
+                             "--no-log", "--bootstrap", "0", "--results", str(tmp_path / "r.csv"))
+        assert code == 0, err
+        verdict, _ = chance_and_operating_lines(out)
+        assert re.match(expected, verdict), verdict
+
+
+def report_entry(page: str, key: str) -> str:
+    (value,) = re.findall(rf"<dt>{re.escape(key)}</dt><dd>([^<]*)</dd>", page)
+    return html.unescape(value)
+
+
+def test_assess_report_states_operating_point_cut_off_and_cv_verdict(trained, capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "weak rows (v2).csv"  # not filesystem-safe as a folder name
+    threshold = crafted_csv(trained, data, flagged_normal=4, unflagged_normal=6, anomalies="low")
+    code, out, err = cli(assess_main, capsys, "--model", str(trained["best"]), "--data", str(data), "--no-log",
+                         "--bootstrap", "0", "--model-name", "<b>ev</b> & co")
+    assert code == 0, err
+    out_dir = tmp_path / "reports" / "b_ev_b_co_weak_rows_v2"
+    assert f"Report: {out_dir.relative_to(tmp_path) / 'report.html'}" in out
+    # copied alone, the page still shows every figure
+    alone = tmp_path / "elsewhere" / "report.html"
+    alone.parent.mkdir()
+    alone.write_bytes((out_dir / "report.html").read_bytes())
+    page = check_report(out_dir, set(FIGURES))
+    assert "<b>ev</b>" not in page and "&lt;b&gt;ev&lt;/b&gt; &amp; co" in page  # every text is escaped
+    operating = report_entry(page, "Operating point")
+    assert operating.startswith(f"At the stored threshold {threshold:.4f} the model flags 40.0 % of normal rows "
+                                f"(false-positive rate): over 10 %"), operating
+    assert "threshold.method: target_fpr" in operating and "threshold.target_fpr" in operating
+    chance = report_entry(page, "ROC AUC vs chance")
+    assert "cut-off p < 0.01" in chance and "Mann-Whitney" in chance
+    assert chance.endswith("NOT distinguishable from chance"), chance
+    verdict = json.loads((trained["run"] / "cv_results.json").read_text())["verdict"]["message"]
+    assert report_entry(page, "Cross-validation verdict") == verdict
+    assert json.loads((out_dir / "metrics.json").read_text())["info"]["Cross-validation verdict"] == verdict
+
+
+def test_each_evaluation_gets_its_own_default_report_folder(trained, capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "other.csv"
+    make_frame(n=80, signal=1.5, seed=5).to_csv(data, index=False)
+    runs = {"ev_final": [], "ev_final_other": ["--data", str(data)], "ev_folds": ["--use-folds"]}
+    for args in runs.values():
+        code, _, err = cli(assess_main, capsys, "--model", str(trained["best"]), "--no-log", "--bootstrap", "0",
+                           "--quiet", *args)
+        assert code == 0, err
+    assert {p.name for p in (tmp_path / "reports").iterdir()} == set(runs)
+    sources = {name: json.loads((tmp_path / "reports" / name / "metrics.json").read_text())["info"]["Evaluation rows"]
+               for name in runs}
+    assert sources["ev_final"].endswith("(test hold-out)") and sources["ev_final_other"] == str(data)
+    assert sources["ev_folds"].startswith("each fold model")
+    folds_page = (tmp_path / "reports" / "ev_folds" / "report.html").read_text(encoding="utf-8")
+    assert report_entry(folds_page, "Operating point").startswith("At each fold's stored threshold (mean ")
+    assert report_entry(folds_page, "Cross-validation verdict") == json.loads(
+        (trained["run"] / "cv_results.json").read_text())["verdict"]["message"]
+
+
+def test_fold_and_single_split_checkpoints_say_where_their_verdict_is(trained, capsys, tmp_path, csv_path):
+    code, _, err = cli(assess_main, capsys, "--model", str(trained["run"] / "fold_0" / "best.ckpt"), "--no-log",
+                       "--bootstrap", "0", "--output", str(tmp_path / "fold0"))
+    assert code == 0, err
+    page = (tmp_path / "fold0" / "report.html").read_text(encoding="utf-8")  # a fold's checkpoint: from its run
+    assert report_entry(page, "Cross-validation verdict") == json.loads(
+        (trained["run"] / "cv_results.json").read_text())["verdict"]["message"]
+
+    cfg = fast_config(tmp_path, csv_path)
+    run_single(cfg, run_name="solo", quiet=True)
+    code, _, err = cli(assess_main, capsys, "--model", str(Path(cfg.checkpoint.save_dir) / "best_model.ckpt"),
+                       "--no-log", "--bootstrap", "0", "--output", str(tmp_path / "solo"))
+    assert code == 0, err
+    page = (tmp_path / "solo" / "report.html").read_text(encoding="utf-8")
+    assert report_entry(page, "Cross-validation verdict").startswith("Not cross-validated")
+
+
+@pytest.mark.parametrize("value", ["10000000", "-1", str(MAX_BOOTSTRAP + 1)])
+def test_bootstrap_count_out_of_range_is_refused(trained, capsys, tmp_path, value):
+    for main in (run_test_main, assess_main):
+        code, _, err = cli(main, capsys, "--model", str(trained["best"]), "--no-log", "--bootstrap", value,
+                           "--output" if main is assess_main else "--results", str(tmp_path / "x"))
+        assert_one_line_error(code, err, f"--bootstrap {value}", "0", "100000")
+    assert not (tmp_path / "x").exists()
+    assert check_bootstrap(MAX_BOOTSTRAP) == MAX_BOOTSTRAP and check_bootstrap(0) == 0
+
+
+def test_set_overrides_the_config_that_reads_the_data(trained, capsys, monkeypatch, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    data = tmp_path / "renamed.csv"
+    make_frame(n=60, seed=4).rename(columns={"label": "attack"}).to_csv(data, index=False)
+    base = ["--model", str(trained["best"]), "--data", str(data), "--bootstrap", "0"]
+    results = ["--results", str(tmp_path / "r.csv")]
+    code, _, err = cli(run_test_main, capsys, *base, *results, "--no-log")
+    assert_one_line_error(code, err, "no label column 'label'")
+    code, out, err = cli(run_test_main, capsys, *base, *results, "--set", "data.label_column=attack",
+                         "--set", f"logging.tensorboard_dir={tmp_path / 'tb_set'}", "--quiet")
+    assert code == 0, err
+    assert re.search(r"renamed\.csv: 60 rows", out)
+    assert list((tmp_path / "tb_set" / "test").iterdir())  # the second --set applied too
+    # with --config the overrides apply to that file
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(trained["cfg"].to_dict()))
+    code, _, err = cli(run_test_main, capsys, *base, *results, "--no-log", "--config", str(config),
+                       "--set", "data.label_column=attack")
+    assert code == 0, err
+    code, _, err = cli(run_test_main, capsys, *base, *results, "--no-log", "--set", "data.nope=1")
+    assert_one_line_error(code, err, "unknown config key 'data.nope'")
+
+    code, out, err = cli(assess_main, capsys, *base, "--set", "data.label_column=attack", "--set",
+                         f"logging.tensorboard_dir={tmp_path / 'tb_assess'}", "--output", str(tmp_path / "rep"))
+    assert code == 0, err
+    (event_dir,) = (tmp_path / "tb_assess" / "assess").iterdir()
+    acc = EventAccumulator(str(event_dir), size_guidance={"images": 0})
+    acc.Reload()
+    assert "Assess/roc_curve" in acc.Tags()["images"]
+
+
+def test_quiet_turns_progress_off(trained, capsys, monkeypatch, tmp_path):
+    import netad.evaluation.metrics as metrics
+
+    seen = []
+    real = metrics.bootstrap_ci
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("progress"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(metrics, "bootstrap_ci", spy)
+    args = ["--model", str(trained["best"]), "--no-log", "--bootstrap", "5"]
+    for quiet in ([], ["--quiet"]):
+        code, _, err = cli(run_test_main, capsys, *args, "--results", str(tmp_path / "r.csv"), *quiet)
+        assert code == 0, err
+        code, out, err = cli(assess_main, capsys, *args, "--output", str(tmp_path / "rep"), *quiet)
+        assert code == 0, err
+        assert ("Scoring ev/final" in out) is not bool(quiet)
+        assert "report.html" in out  # the result is still said
+    assert seen == [True, True, False, False]

@@ -7,6 +7,7 @@ The same figures and tables go to TensorBoard and, when enabled, W&B.
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import math
@@ -22,11 +23,15 @@ from netad.errors import UserError
 from netad.evaluation import metrics as M
 from netad.evaluation import plots
 from netad.evaluation.evaluate import (
+    CHANCE_P,
     TB_METRICS,
     ModelUnderTest,
     TestResult,
+    check_bootstrap,
     labelled_file,
     open_model,
+    operating_point,
+    p_text,
     score_rows,
     training_rows,
     training_table,
@@ -73,9 +78,16 @@ def _part_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) -> d
 def assess_checkpoint(checkpoint: str | Path, *, data_path: Optional[str | Path] = None,
                       config_path: Optional[str | Path] = None, model_name: Optional[str] = None,
                       output: Optional[str | Path] = None, n_bootstrap: int = 1000, log: bool = True,
-                      say: Optional[Say] = None) -> AssessResult:
+                      say: Optional[Say] = None, overrides: Optional[list[str]] = None,
+                      progress: bool = True) -> AssessResult:
+    """Report on one checkpoint: its recorded parts, evaluated on its test hold-out or on ``data_path``.
+
+    The default folder is ``reports/<run>_<split>`` for the hold-out and ``reports/<run>_<split>_<data stem>``
+    with ``data_path``, so reports on different data do not overwrite each other.
+    """
     say = say or (lambda _m: None)
-    mut = open_model(checkpoint, config_path, model_name)
+    check_bootstrap(n_bootstrap)
+    mut = open_model(checkpoint, config_path, model_name, overrides)
     say(f"Scoring {mut.name} ({mut.path})")
     parts = training_rows(mut)
     if data_path is not None:
@@ -89,7 +101,7 @@ def assess_checkpoint(checkpoint: str | Path, *, data_path: Optional[str | Path]
         source, eval_name = f"{mut.saved_cfg.data.data_path} (fold held-out rows)", "held-out"
     else:
         raise UserError(f"{mut.path} records no test rows: pass --data with a labelled CSV")
-    evaluation = score_rows(mut, features, labels, source, n_bootstrap, progress=True)
+    evaluation = score_rows(mut, features, labels, source, n_bootstrap, progress=progress)
     threshold = mut.threshold
 
     # train and validation rows, the run's test hold-out when --data evaluates elsewhere, the evaluation rows
@@ -113,25 +125,55 @@ def assess_checkpoint(checkpoint: str | Path, *, data_path: Optional[str | Path]
     fold_rows, fold_summary = _cv_table(mut)
     if fold_rows:
         figures["fold_metrics"] = plots.fold_metrics(fold_rows, M.TABLE_METRICS, fold_summary)
-    out = Path(output) if output else Path("reports") / safe_name(mut.name)
+    default = mut.name if data_path is None else f"{mut.name}_{Path(data_path).stem}"
+    out = Path(output) if output else Path("reports") / safe_name(default)
     result = AssessResult(out, out / "report.html", {}, part_rows, fold_rows, fold_summary, evaluation)
     info = {"Model": mut.name, "Checkpoint": str(mut.path), "Evaluation rows": source,
-            "Threshold": f"{threshold:.4f} (chosen on validation rows at training time)"}
-    _write(result, figures, info, title=f"Assessment of {mut.name}", say=say)
+            "Threshold": f"{threshold:.4f} (chosen on validation rows at training time)",
+            "ROC AUC vs chance": _chance_text(evaluation.chance, "the evaluation rows"),
+            "Majority-class accuracy": f"{evaluation.majority_accuracy:.4f} on the evaluation rows "
+                                       f"(model: {evaluation.metrics['accuracy']:.4f})",
+            "Operating point": operating_point(evaluation.metrics["fpr"], f"the stored threshold {threshold:.4f}"),
+            "Cross-validation verdict": cv_verdict(mut.metadata)}
+    _write(result, figures, info, title=f"Assessment of {mut.name}")
     if log:
         scalars = {tag: evaluation.metrics[key] for tag, key in TB_METRICS.items()}
         result.logged = _publish(mut, mut.name, result, figures, scalars, group=mut.metadata.get("run_name"))
     return result
 
 
-def _cv_table(mut: ModelUnderTest) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
-    """The fold table of the CV run this checkpoint came from, when there is one."""
-    run_dir = mut.metadata.get("run_dir")
+def _cv_results(run_dir: Optional[str | Path]) -> Optional[dict[str, Any]]:
+    """The run folder's cv_results.json, or None when the run has none (single split, folds not gathered)."""
     path = Path(run_dir) / "cv_results.json" if run_dir else None
     if path is None or not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:
+        raise UserError(f"{path}: not valid JSON ({exc}); rerun train.py --use-cv --gather to rewrite it") from None
+
+
+def _cv_table(mut: ModelUnderTest) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
+    """The fold table of the CV run this checkpoint came from, when there is one."""
+    saved = _cv_results(mut.metadata.get("run_dir"))
+    if saved is None:
         return [], {}
-    saved = json.loads(path.read_text())
     return saved["folds"], saved["summary"]
+
+
+def cv_verdict(meta: dict[str, Any]) -> str:
+    """Does the run beat chance across folds: the checkpoint's own verdict, else its run's cv_results.json."""
+    if meta.get("cv_verdict"):
+        return str(meta["cv_verdict"])
+    saved = _cv_results(meta.get("run_dir"))
+    message = ((saved or {}).get("verdict") or {}).get("message")
+    if message:
+        return str(message)
+    if meta.get("fold") is not None:
+        return ("No cross-validation verdict yet: this fold's run has no cv_results.json "
+                "(its folds were not summarised; train.py --use-cv --gather writes it)")
+    return ("Not cross-validated: this model was trained on one train/validation split, so there is no "
+            "verdict over folds on whether it beats chance (train.py --use-cv gives one)")
 
 
 def find_fold_checkpoints(run_dir: Path) -> list[Path]:
@@ -142,12 +184,13 @@ def find_fold_checkpoints(run_dir: Path) -> list[Path]:
 
 
 def assess_folds(*, checkpoint: Optional[str | Path] = None, run: Optional[str | Path] = None,
-                 output: Optional[str | Path] = None, log: bool = True, say: Optional[Say] = None) -> AssessResult:
-    """Every fold checkpoint of a CV run, each on the rows it held out."""
+                 output: Optional[str | Path] = None, log: bool = True, say: Optional[Say] = None,
+                 overrides: Optional[list[str]] = None) -> AssessResult:
+    """Every fold checkpoint of a CV run, each on the rows it held out (``overrides`` apply to each saved config)."""
     say = say or (lambda _m: None)
     if run is None:
         if checkpoint is None:
-            raise UserError("--use-folds needs --run RUN_FOLDER or a --checkpoint from a CV run")
+            raise UserError("--use-folds needs --run RUN_FOLDER or a --model from a CV run")
         run_dir = open_model(checkpoint).metadata.get("run_dir")
         if not run_dir:
             raise UserError(f"{checkpoint} does not record its run folder: pass --run RUN_FOLDER")
@@ -165,7 +208,7 @@ def assess_folds(*, checkpoint: Optional[str | Path] = None, run: Optional[str |
     first_parts: dict[str, np.ndarray] = {}
     test_labels = None
     for path in paths:
-        mut = open_model(path)
+        mut = open_model(path, overrides=overrides)
         fold = int(mut.metadata.get("fold", path.parent.name.split("_")[1]))
         say(f"Scoring fold {fold} ({path})")
         table = training_table(mut) if table is None else table
@@ -210,6 +253,12 @@ def assess_folds(*, checkpoint: Optional[str | Path] = None, run: Optional[str |
         "true_vs_predicted": plots.true_vs_predicted(confusion),
     }
     chance = M.auroc_vs_chance(scores, labels)
+    held = confusion["held-out"]
+    pooled_fpr = held["fp"] / (held["fp"] + held["tn"]) if held["fp"] + held["tn"] else math.nan
+    saved = _cv_results(run_dir)
+    verdict = ((saved or {}).get("verdict") or {}).get("message") or (
+        f"No cross-validation verdict yet: {run_dir} has no cv_results.json "
+        f"(its folds were not summarised; train.py --use-cv --gather writes it)")
     name = f"{run_dir.name}/folds"
     out = Path(output) if output else Path("reports") / safe_name(name)
     # each part's metrics averaged over the fold models
@@ -222,8 +271,11 @@ def assess_folds(*, checkpoint: Optional[str | Path] = None, run: Optional[str |
             "Thresholds": f"one per fold, chosen on that fold's validation rows; mean {mean_threshold:.4f} "
                           f"(drawn in the pooled figures)",
             "ROC AUC vs chance": _chance_text(chance, "pooled out-of-fold scores"),
-            "Majority-class accuracy": f"{M.majority_accuracy(labels):.4f} on the held-out rows"}
-    _write(result, figures, info, title=f"Assessment of run {run_dir.name}: {len(paths)} fold models", say=say)
+            "Majority-class accuracy": f"{M.majority_accuracy(labels):.4f} on the held-out rows",
+            "Operating point": operating_point(pooled_fpr, f"each fold's stored threshold (mean {mean_threshold:.4f})",
+                                               flags="the fold models flag"),
+            "Cross-validation verdict": verdict}
+    _write(result, figures, info, title=f"Assessment of run {run_dir.name}: {len(paths)} fold models")
     if log:
         scalars = {f"{tag}_{stat}": summary[key][stat] for tag, key in TB_METRICS.items() for stat in ("mean", "std")}
         result.logged = _publish(mut, name, result, figures, scalars, group=run_dir.name)
@@ -234,8 +286,9 @@ def _chance_text(chance: dict[str, float], what: str) -> str:
     p = chance["p_value"]
     if math.isnan(p):
         return "undefined (one class only)"
-    verdict = "better than chance" if p < 0.01 else "NOT distinguishable from chance"
-    return f"ROC AUC {chance['observed']:.4f}, {M.format_p(p)} (one-sided Mann-Whitney on {what}): {verdict}"
+    verdict = "better than chance" if p < CHANCE_P else "NOT distinguishable from chance"
+    return (f"ROC AUC {chance['observed']:.4f}, {p_text(p)} (one-sided Mann-Whitney on {what}, cut-off "
+            f"p < {CHANCE_P:g}): {verdict}")
 
 
 # ------------------------------------------------------------------ output
@@ -269,17 +322,13 @@ def _tables(result: AssessResult) -> dict[str, tuple[list[str], list[list[Any]]]
     return tables
 
 
-def _write(result: AssessResult, figures: dict[str, Figure], info: dict[str, str], title: str, say: Say) -> None:
+def _write(result: AssessResult, figures: dict[str, Figure], info: dict[str, str], title: str) -> None:
+    """The PNGs, a report.html that embeds them (it stands alone when copied) and metrics.json."""
     out = result.output_dir
     out.mkdir(parents=True, exist_ok=True)
     for name, fig in figures.items():
         result.figures[name] = plots.save_png(fig, out / f"{name}.png")
     ev = result.evaluation
-    if ev is not None:
-        info = dict(info, **{
-            "ROC AUC vs chance": _chance_text(ev.chance, "the evaluation rows"),
-            "Majority-class accuracy": f"{ev.majority_accuracy:.4f} on the evaluation rows "
-                                       f"(model: {ev.metrics['accuracy']:.4f})"})
     tables = _tables(result)
     sections = [f"<h1>{html.escape(title)}</h1>",
                 f"<p class='when'>Written {datetime.now(timezone.utc).isoformat(timespec='seconds')}</p>",
@@ -288,9 +337,11 @@ def _write(result: AssessResult, figures: dict[str, Figure], info: dict[str, str
     for name, (cols, rows) in tables.items():
         sections.append(f"<h2>{html.escape(name)}</h2>{_html_table(cols, rows)}")
     sections.append("<h2>Figures</h2>")
-    for name, path in result.figures.items():
-        sections.append(f"<figure id='{name}'><img src='{path.name}' alt='{html.escape(FIGURES[name])}'>"
-                        f"<figcaption><b>{name}.png</b>: {html.escape(FIGURES[name])}</figcaption></figure>")
+    for name, path in result.figures.items():  # embedded: the page alone shows them; the PNGs stay beside it
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        caption = html.escape(FIGURES[name])
+        sections.append(f"<figure id='{html.escape(name)}'><img src='data:image/png;base64,{data}' alt='{caption}'>"
+                        f"<figcaption><b>{html.escape(path.name)}</b>: {caption}</figcaption></figure>")
     page = (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>{html.escape(title)}</title><style>"
@@ -301,12 +352,11 @@ def _write(result: AssessResult, figures: dict[str, Figure], info: dict[str, str
         "figcaption{color:#555;font-size:.9em}</style></head><body>"
         + "\n".join(sections) + "</body></html>\n"
     )
-    result.report.write_text(page)
+    result.report.write_text(page, encoding="utf-8")
     (out / "metrics.json").write_text(json.dumps(
         {"title": title, "info": info, "tables": {k: {"columns": c, "rows": r} for k, (c, r) in tables.items()},
          "figures": {k: str(v) for k, v in result.figures.items()},
          "evaluation": ev.to_json() if ev is not None else None}, indent=2, default=float))
-    say(f"Report: {result.report} ({len(result.figures)} figures)")
 
 
 def _publish(mut: ModelUnderTest, name: str, result: AssessResult, figures: dict[str, Figure],

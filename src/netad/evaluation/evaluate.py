@@ -17,15 +17,25 @@ import numpy as np
 import pandas as pd
 import torch
 
-from netad.config import Config, config_from_dict, load_config
+from netad.config import Config, apply_overrides, config_from_dict, load_config
 from netad.data.loading import LabelledTable, file_digest, load_table
 from netad.data.preprocessing import TabularPreprocessor
 from netad.errors import UserError
 from netad.evaluation import metrics as M
+from netad.evaluation.metrics import CHANCE_P, HIGH_FPR, operating_point  # noqa: F401 (assess takes them from here)
 from netad.models.classifier import AnomalyClassifier, load_classifier, predict_scores
 
 #: the parts of the training data a checkpoint records, and how reports name them
 PARTS = {"train": "train_indices", "validation": "val_indices", "held-out": "eval_indices", "test": "test_indices"}
+#: the most bootstrap resamples test.py and assess_model.py accept (1000 already gives stable 95 % intervals)
+MAX_BOOTSTRAP = 100_000
+
+
+def check_bootstrap(n: int) -> int:
+    """Refuse resample counts that are negative or would run for hours on a few rows."""
+    if not 0 <= n <= MAX_BOOTSTRAP:
+        raise UserError(f"--bootstrap {n} is out of range: give 0 (no intervals) to {MAX_BOOTSTRAP} resamples")
+    return n
 
 
 @dataclass
@@ -52,14 +62,20 @@ class ModelUnderTest:
 
 
 def open_model(checkpoint: str | Path, config_path: Optional[str | Path] = None,
-               model_name: Optional[str] = None) -> ModelUnderTest:
+               model_name: Optional[str] = None, overrides: Optional[list[str]] = None) -> ModelUnderTest:
+    """Load a checkpoint; ``overrides`` (``--set KEY=VALUE``) apply to ``config_path``, else to the saved config."""
     path = Path(checkpoint)
     model = load_classifier(path)
     meta = model.metadata
     if "config" not in meta:
         raise UserError(f"{path}: checkpoint has no saved config (not written by netad training)")
     saved = config_from_dict(meta["config"], f"{path} (saved config)")
-    cfg = load_config(config_path) if config_path else saved
+    if config_path:
+        cfg = load_config(config_path, overrides)
+    elif overrides:
+        cfg = config_from_dict(apply_overrides(saved.to_dict(), list(overrides)), f"{path} (saved config with --set)")
+    else:
+        cfg = saved
     default_name = f"{meta['run_name']}/{meta['split']}" if meta.get("run_name") and meta.get("split") else path.stem
     return ModelUnderTest(path, model, saved, cfg, TabularPreprocessor.from_state(model.preprocessor_state),
                           model_name or default_name)
@@ -169,6 +185,7 @@ RESULT_COLUMNS = list(TestResult("", "", "", 0, 0, 0.0, dict.fromkeys(M.TABLE_ME
 def score_rows(mut: ModelUnderTest, features: pd.DataFrame, labels: np.ndarray, source: str,
                n_bootstrap: int = 1000, seed: int = 0, progress: bool = False) -> TestResult:
     """Every test.py number for these rows, at the model's stored threshold."""
+    check_bootstrap(n_bootstrap)
     scores = mut.score(features)
     threshold = mut.threshold
     ci = M.bootstrap_ci(scores, labels, threshold, n_bootstrap, seed=seed, progress=progress) if n_bootstrap else \
@@ -253,6 +270,25 @@ def _fmt(value: float) -> str:
     return "   n/a" if value is None or math.isnan(value) else f"{value:.4f}"
 
 
+def p_text(p: float) -> str:
+    """:func:`metrics.format_p`, with more digits where rounding would print the cut-off itself (0.009996)."""
+    text = M.format_p(p)
+    return f"p = {p:.6f}" if p < CHANCE_P and text == f"p = {CHANCE_P:.3g}" else text
+
+
+def chance_verdict(chance: dict[str, float]) -> str:
+    """Whether ROC AUC beats chance, with the test and its cut-off in the same sentence."""
+    p = chance["p_value"]
+    if math.isnan(p):
+        return "ROC AUC vs chance: undefined (these rows hold one class only)"
+    cut = f"cut-off p < {CHANCE_P:g}, one-sided Mann-Whitney"
+    if p < CHANCE_P:
+        return (f"ROC AUC vs chance: {p_text(p)} ({cut}): the model ranks anomalies above normal rows "
+                f"better than chance")
+    return (f"ROC AUC vs chance: {p_text(p)} (not below the {cut}): NO evidence that the model ranks "
+            f"anomalies above normal rows better than chance")
+
+
 def format_test_result(result: TestResult) -> str:
     """What test.py prints: metrics with intervals, the confusion matrix and what chance would give."""
     share = result.n_anomalies / max(result.n_rows, 1)
@@ -281,13 +317,6 @@ def format_test_result(result: TestResult) -> str:
         f"  true anomaly  {c['fn']:>12}  {c['tp']:>12}",
         "",
     ]
-    p = result.chance["p_value"]
-    if math.isnan(p):
-        lines.append("ROC AUC vs chance: undefined (these rows hold one class only)")
-    elif p < 0.01:
-        lines.append(f"ROC AUC vs chance: {M.format_p(p)} (one-sided Mann-Whitney): the model ranks anomalies "
-                     f"above normal rows better than chance")
-    else:
-        lines.append(f"ROC AUC vs chance: {M.format_p(p)} (one-sided Mann-Whitney): NO evidence that the model ranks "
-                     f"anomalies above normal rows better than chance")
+    lines.append(chance_verdict(result.chance))
+    lines.append(operating_point(result.metrics["fpr"], f"the stored threshold {result.threshold:.4f}"))
     return "\n".join(lines)

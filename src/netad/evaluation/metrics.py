@@ -194,6 +194,23 @@ def reliability(scores: Any, target: Any, n_bins: int = 10) -> dict[str, np.ndar
     return {"observed": observed, "predicted": predicted, "bin_counts": counts}
 
 
+#: a false-positive rate above this flags too many normal rows to monitor mostly normal traffic with
+HIGH_FPR = 0.10
+#: ROC AUC counts as better than chance when the one-sided Mann-Whitney p-value is below this
+CHANCE_P = 0.01
+
+
+def operating_point(fpr: float, at: str, flags: str = "the model flags") -> str:
+    """One line: the share of normal rows flagged at the threshold, and the remedy when over :data:`HIGH_FPR`."""
+    if fpr is None or math.isnan(fpr):
+        return f"At {at} the false-positive rate is undefined: these rows hold no normal rows"
+    line = f"At {at} {flags} {100 * fpr:.1f} % of normal rows (false-positive rate)"
+    if fpr > HIGH_FPR:
+        line += (f": over {100 * HIGH_FPR:g} %, too many false alarms to monitor mostly normal traffic; to cap it, "
+                 f"set threshold.method: target_fpr (with threshold.target_fpr, e.g. 0.01) and retrain")
+    return line
+
+
 def format_p(p: float) -> str:
     """A p-value as people read it: ``p < 0.001`` below that, otherwise three significant digits."""
     return "p < 0.001" if p < 0.001 else f"p = {p:.3g}"
