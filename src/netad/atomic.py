@@ -14,6 +14,8 @@ from typing import Any, Iterator, Optional
 
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from netad.errors import os_error_line
+
 
 @contextmanager
 def atomic_target(path: str | Path) -> Iterator[Path]:
@@ -25,6 +27,11 @@ def atomic_target(path: str | Path) -> Iterator[Path]:
     try:
         yield Path(tmp)
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if os_error_line(exc) is None:
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from None  # the file meant, not its temporary name
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

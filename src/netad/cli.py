@@ -6,29 +6,67 @@ import argparse
 import functools
 import logging
 import os
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
-from netad.errors import UserError
+from netad.errors import UserError, os_error_line
+
+
+class _Terminated:
+    """SIGTERM (a scheduler, ``kill``, a closing terminal) takes Ctrl-C's way out: atomic files, a resumable
+    run, one line; only the exit code (143) says which signal it was."""
+
+    received = False
+
+    @classmethod
+    def handler(cls, signum: int, frame: Any) -> None:
+        cls.received = True
+        raise KeyboardInterrupt
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _Terminated.received = False
+    before = signal.signal(signal.SIGTERM, _Terminated.handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def user_errors(func: Callable[..., int]) -> Callable[..., int]:
-    """Turn UserError (and Ctrl-C) into one line and an exit code instead of a traceback."""
+    """Turn UserError (and Ctrl-C, SIGTERM, environment errors) into one line and an exit code instead of
+    a traceback."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs) -> int:
         try:
-            return func(*args, **kwargs)
+            with _sigterm_as_interrupt():
+                return func(*args, **kwargs)
         except UserError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return exc.exit_code
-        except KeyboardInterrupt:
-            print("interrupted: resume with --resume <run folder>", file=sys.stderr)
-            return 130
+        except KeyboardInterrupt as exc:
+            what, code = ("terminated (SIGTERM)", 143) if _Terminated.received else ("interrupted", 130)
+            run_dir = getattr(exc, "run_dir", None)
+            print(f"{what}: resume with --resume {run_dir}" if run_dir else what, file=sys.stderr)
+            return code
         except BrokenPipeError:  # output piped into head & co.: stop quietly, like other command-line tools
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 141
+        except OSError as exc:  # a full disk, a read-only or forbidden folder: the environment, said in a line
+            line = os_error_line(exc)
+            if line is None:
+                raise
+            print(f"error: {line}", file=sys.stderr)
+            return UserError.exit_code
 
     return wrapper
 
@@ -91,9 +129,10 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
     from netad.training.cv import format_table, run_cv, run_single
 
     say = (lambda _m: None) if args.quiet else (lambda m: print(m, flush=True))
+    announce = lambda m: print(m, flush=True)  # noqa: E731 - where the results will be, even under --quiet
     if cv_mode:
         result = run_cv(None if args.resume else cfg, run_name=args.run_name, resume=args.resume, only_fold=args.fold,
-                        gather=args.gather, quiet=args.quiet, say=say)
+                        gather=args.gather, quiet=args.quiet, say=say, announce=announce)
         if result is None:
             return 0
         print()
@@ -101,12 +140,15 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
         print(format_table(result))
         print()
         print(result.verdict["message"])
+        print(result.verdict["operating_point"])
+        if "permutation_models" in result.verdict:
+            print(result.verdict["permutation_models"])
         print(f"Results: {result.files['cv_results_json']} and {result.files['cv_results_csv']}")
         if result.final_checkpoint:
             print(f"Final model: {result.final_checkpoint}")
         return 0
     fit = run_single(None if args.resume else cfg, run_name=args.run_name, resume=args.resume, quiet=args.quiet,
-                     say=say)
+                     say=say, announce=announce)
     if fit is None:  # a DDP process other than the first: that one reports
         return 0
     m = fit.val_metrics
@@ -120,7 +162,8 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
 
 def test_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="test.py", description="Evaluate a trained model at its stored threshold.")
-    p.add_argument("--checkpoint", default="checkpoints/best_model.ckpt", help="default: checkpoints/best_model.ckpt")
+    p.add_argument("--model", "--checkpoint", dest="checkpoint", default="checkpoints/best_model.ckpt", metavar="PATH",
+                   help="checkpoint to evaluate (default: checkpoints/best_model.ckpt)")
     p.add_argument("--data", metavar="PATH", help="labelled CSV of the training schema (default: the run's test rows)")
     p.add_argument("--config", metavar="PATH",
                    help="YAML config whose data section says how to read --data (default: the saved config)")
@@ -128,9 +171,13 @@ def test_parser() -> argparse.ArgumentParser:
                    help="CSV that gains one row per run (default: test_results.csv)")
     p.add_argument("--model-name", metavar="NAME", help="name in the results file and logs (default: run/split)")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
-                   help="bootstrap resamples for the 95%% intervals (default 1000, 0 turns them off)")
+                   help="bootstrap resamples for the 95%% intervals, 0 to 100000 (default 1000, 0 turns them off)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--no-log", action="store_true", help="no TensorBoard or W&B logging")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of --config, else of the checkpoint's saved config (how --data is read, "
+                        "where logs go); value parsed as YAML (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
     return p
 
 
@@ -138,15 +185,17 @@ def test_parser() -> argparse.ArgumentParser:
 def test_main(argv: Optional[Sequence[str]] = None) -> int:
     args = test_parser().parse_args(argv)
     _setup_logging(quiet=True)
-    if args.bootstrap < 0:
-        raise UserError("--bootstrap must be 0 or more")
     from netad.evaluation.evaluate import (
-        append_results, evaluate_checkpoint, format_test_result, open_model, publish_test_result,
+        append_results, check_bootstrap, evaluate_checkpoint, format_test_result, open_model, publish_test_result,
     )
 
-    mut = open_model(args.checkpoint, args.config, args.model_name)
-    result = evaluate_checkpoint(args.checkpoint, args.data, mut=mut, n_bootstrap=args.bootstrap, seed=args.seed,
-                                 progress=True)
+    from netad.training.hardware import limit_threads
+
+    check_bootstrap(args.bootstrap)
+    mut = open_model(args.checkpoint, args.config, args.model_name, args.overrides)
+    with limit_threads(mut.cfg.trainer.num_threads):
+        result = evaluate_checkpoint(args.checkpoint, args.data, mut=mut, n_bootstrap=args.bootstrap, seed=args.seed,
+                                     progress=not args.quiet)
     print(format_test_result(result))
     print(f"Row added to {append_results(args.results, result)}")
     if not args.no_log:
@@ -155,19 +204,39 @@ def test_main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
+def _threads_override(overrides: Sequence[str]) -> Any:
+    """``--set trainer.num_threads=N`` among the overrides, else ``auto``."""
+    from netad.config import config_from_dict, parse_override
+
+    value = "auto"
+    for text in overrides:
+        key, given = parse_override(text)
+        if key == "trainer.num_threads":
+            value = config_from_dict({"trainer": {"num_threads": given}}, "--set").trainer.num_threads
+    return value
+
+
 def assess_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="assess_model.py",
                                 description="Figures and an HTML report for a trained model or a CV run's folds.")
-    p.add_argument("--checkpoint", default="checkpoints/best_model.ckpt", help="default: checkpoints/best_model.ckpt")
+    p.add_argument("--model", "--checkpoint", dest="checkpoint", default="checkpoints/best_model.ckpt", metavar="PATH",
+                   help="checkpoint to assess (default: checkpoints/best_model.ckpt)")
     p.add_argument("--use-folds", action="store_true",
-                   help="assess every fold checkpoint of the CV run (the checkpoint's run, or --run)")
+                   help="assess every fold checkpoint of the CV run (the --model's run, or --run)")
     p.add_argument("--run", metavar="RUN_FOLDER", help="CV run folder for --use-folds, e.g. checkpoints/cv-...")
     p.add_argument("--data", metavar="PATH", help="labelled CSV to evaluate on (default: the run's test rows)")
     p.add_argument("--config", metavar="PATH", help="YAML config whose data section says how to read --data")
-    p.add_argument("--output", metavar="DIR", help="report folder (default: reports/<model or run>)")
+    p.add_argument("--output", metavar="DIR",
+                   help="report folder (default: reports/<run>_<split>, reports/<run>_<split>_<data file stem> "
+                        "with --data, reports/<run>_folds with --use-folds)")
     p.add_argument("--model-name", metavar="NAME", help="name in the report and logs")
-    p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples (default 1000)")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                   help="bootstrap resamples, 0 to 100000 (default 1000)")
     p.add_argument("--no-log", action="store_true", help="no TensorBoard or W&B logging")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of --config, else of the checkpoint's saved config (how --data is read, "
+                        "where logs go); value parsed as YAML (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
     return p
 
 
@@ -180,15 +249,22 @@ def assess_main(argv: Optional[Sequence[str]] = None) -> int:
     if args.run and not args.use_folds:
         raise UserError("--run needs --use-folds")
     from netad.evaluation.assess import assess_checkpoint, assess_folds
+    from netad.evaluation.evaluate import check_bootstrap
 
-    say = lambda m: print(m, flush=True)  # noqa: E731
-    if args.use_folds:
-        result = assess_folds(checkpoint=None if args.run else args.checkpoint, run=args.run, output=args.output,
-                              log=not args.no_log, say=say)
-    else:
-        result = assess_checkpoint(args.checkpoint, data_path=args.data, config_path=args.config,
-                                   model_name=args.model_name, output=args.output, n_bootstrap=args.bootstrap,
-                                   log=not args.no_log, say=say)
+    from netad.training.hardware import limit_threads
+
+    check_bootstrap(args.bootstrap)
+    say = (lambda _m: None) if args.quiet else (lambda m: print(m, flush=True))
+    with limit_threads(_threads_override(args.overrides)):
+        if args.use_folds:
+            result = assess_folds(checkpoint=None if args.run else args.checkpoint, run=args.run, output=args.output,
+                                  log=not args.no_log, say=say, overrides=args.overrides)
+        else:
+            result = assess_checkpoint(args.checkpoint, data_path=args.data, config_path=args.config,
+                                       model_name=args.model_name, output=args.output, n_bootstrap=args.bootstrap,
+                                       log=not args.no_log, say=say, overrides=args.overrides,
+                                       progress=not args.quiet)
+    print(f"Report: {result.report} ({len(result.figures)} figures)")
     for name, path in result.figures.items():
         print(f"  {path}")
     if result.logged:
@@ -202,7 +278,8 @@ def compare_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default="config.yaml", help="YAML config (default: config.yaml)")
     p.add_argument("--detectors", metavar="NAMES",
                    help="comma-separated subset, e.g. classifier,iforest,pca (default: detectors.names in the config)")
-    p.add_argument("--test-data", metavar="PATH", help="labelled CSV of the same schema: adds test columns")
+    p.add_argument("--data", "--test-data", dest="test_data", metavar="PATH",
+                   help="labelled CSV of the same schema, scored by every fold's models: adds test columns")
     p.add_argument("--output", metavar="DIR", help="output folder (default: reports/compare-<time>)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, value parsed as YAML (repeatable)")
@@ -237,7 +314,8 @@ def compare_main(argv: Optional[Sequence[str]] = None) -> int:
 def upload_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="upload_to_hub.py",
                                 description="Export a checkpoint and publish it to the Hugging Face Hub.")
-    p.add_argument("--checkpoint", default="checkpoints/best_model.ckpt", help="default: checkpoints/best_model.ckpt")
+    p.add_argument("--model", "--checkpoint", dest="checkpoint", default="checkpoints/best_model.ckpt", metavar="PATH",
+                   help="training checkpoint to publish (default: checkpoints/best_model.ckpt)")
     p.add_argument("--repo-id", metavar="USER/NAME", help="default: huggingface.repo_id in the config")
     p.add_argument("--config", metavar="PATH", help="config for huggingface.* (default: the checkpoint's saved config)")
     p.add_argument("--token", help="Hub token (default: HF_TOKEN, else the cached login); never printed or written")
@@ -253,20 +331,40 @@ def upload_parser() -> argparse.ArgumentParser:
 def upload_main(argv: Optional[Sequence[str]] = None) -> int:
     args = upload_parser().parse_args(argv)
     _setup_logging(quiet=True)
+    import warnings
+
     from netad.config import config_from_dict, load_config
+    from netad.hub.upload import (
+        check_hub_reachable, check_repo_id, export_for_upload, quiet_duplicate_hub_logs, resolve_token, upload_folder,
+    )
+
+    quiet_duplicate_hub_logs()
+    token = None
+    if Path(args.checkpoint).is_file() and args.repo_id and not args.dry_run:
+        # before loading (Lightning takes seconds to import) and evaluating the model: no token or no Hub, no work
+        check_repo_id(args.repo_id)
+        token = resolve_token(args.token)
+        check_hub_reachable()
     from netad.evaluation.publish import safe_name
-    from netad.hub.upload import check_repo_id, export_for_upload, resolve_token, upload_folder
+    from netad.hub.export import PublishedDataWarning
     from netad.models.classifier import read_checkpoint
 
-    ckpt = read_checkpoint(args.checkpoint)
+    ckpt = read_checkpoint(args.checkpoint, trained_model=True)
     meta = ckpt["netad"].get("metadata", {})
     cfg = load_config(args.config) if args.config else config_from_dict(meta.get("config", {}), "saved config")
     repo_id = check_repo_id(args.repo_id or cfg.huggingface.repo_id)
-    token = None if args.dry_run else resolve_token(args.token)  # before the export: no token, no work
+    if token is None and not args.dry_run:  # before the export: no token or no Hub, no work
+        token = resolve_token(args.token)
+        check_hub_reachable()
     default_name = f"{meta.get('run_name', 'model')}_{meta.get('split', 'best')}"
     output = Path(args.output) if args.output else Path("exports") / safe_name(default_name)
     say = lambda m: print(m, flush=True)  # noqa: E731
-    folder = export_for_upload(args.checkpoint, output, say=say, onnx=args.onnx)
+    with warnings.catch_warnings(record=True) as caught:  # quiet logging ignores warnings: these are shown
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("always", PublishedDataWarning)
+        folder = export_for_upload(args.checkpoint, output, say=say, onnx=args.onnx)
+    for w in caught:  # training values the export publishes (identifier-like columns), a line per column
+        print(f"warning: {w.message}", file=sys.stderr, flush=True)
     files = {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.is_file()}
     print(f"Exported {args.checkpoint} to {folder}:")
     for name, size in files.items():
@@ -285,9 +383,12 @@ def predict_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="predict.py", description="Score a CSV of records with a trained model.")
     p.add_argument("--model", required=True, metavar="PATH_OR_REPO",
                    help="a checkpoint (.ckpt), an exported model folder, or a Hub repo id user/name")
-    p.add_argument("--input", required=True, metavar="CSV", help="records to score (no label needed)")
-    p.add_argument("--output", required=True, metavar="CSV", help="the input rows plus score and is_anomaly")
-    p.add_argument("--rejects", metavar="CSV", help="rows that could not be scored (default: <output>.rejects.csv)")
+    p.add_argument("--input", required=True, metavar="CSV",
+                   help="records to score (no label needed; .gz, .bz2, .xz and .zst files are read as they are)")
+    p.add_argument("--output", required=True, metavar="CSV",
+                   help="the input rows plus score and is_anomaly (- for stdout); never the input file")
+    p.add_argument("--rejects", metavar="CSV", help="rows that could not be scored (default: <output>.rejects.csv; "
+                                                    "with --output - : <input stem>.rejects.csv in this folder)")
     p.add_argument("--chunk-size", type=int, default=100_000, metavar="N", help="rows read at a time (default 100000)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -302,10 +403,13 @@ def predict_main(argv: Optional[Sequence[str]] = None) -> int:
     keep_freed_memory()  # this process only scores: block buffers are reused instead of faulted in again
     result = score_file(args.model, args.input, args.output, rejects_path=args.rejects, chunk_size=args.chunk_size,
                         progress=not args.quiet)
+    report = sys.stderr if result.direct else sys.stdout  # scores on stdout: the summary must not join them
     print(f"Scored {result.n_scored} of {result.n_rows} rows in {result.seconds:.2f} s "
-          f"({result.rows_per_second:,.0f} rows/s): {result.n_flagged} flagged as anomalies -> {result.output}")
+          f"({result.rows_per_second:,.0f} rows/s): {result.n_flagged} flagged as anomalies -> {result.output}",
+          file=report)
     if result.rejects:
-        print(f"{result.n_rejected} rows could not be scored -> {result.rejects} (row number and reason for each)")
+        print(f"{result.n_rejected} rows could not be scored -> {result.rejects} (row number and reason for each)",
+              file=report)
     return 0
 
 
@@ -314,19 +418,30 @@ def serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, metavar="PATH_OR_REPO",
                    help="a checkpoint (.ckpt), an exported model folder, or a Hub repo id user/name")
     p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
-    p.add_argument("--port", type=int, default=8000, help="default 8000")
+    p.add_argument("--port", type=int, default=8000, help="1 to 65535 (default 8000)")
     p.add_argument("--api-key-env", metavar="NAME", help="environment variable holding the API key (X-API-Key)")
-    p.add_argument("--max-records", type=int, default=10_000, help="records per request (default 10000)")
-    p.add_argument("--max-body-mb", type=float, default=10.0, help="request body limit in MB (default 10)")
+    p.add_argument("--max-records", type=int, default=10_000, help="records per request, 1 or more (default 10000)")
+    p.add_argument("--max-body-mb", type=float, default=10.0,
+                   help="request body limit in MB, more than 0 (default 10)")
     p.add_argument("--threads", type=int, default=1,
-                   help="PyTorch threads (default 1: requests are small, and idle threads spinning on other "
-                        "cores cost more than they give)")
+                   help="PyTorch threads, 1 or more (default 1: requests are small, and idle threads spinning on "
+                        "other cores cost more than they give)")
     return p
 
 
 @user_errors
 def serve_main(argv: Optional[Sequence[str]] = None) -> int:
     args = serve_parser().parse_args(argv)
+    # before the model loads (slow): a bad value is one line, not a traceback or a server on another port
+    if not 1 <= args.port <= 65535:
+        raise UserError(f"--port {args.port}: must be between 1 and 65535")
+    if args.threads < 1:
+        raise UserError(f"--threads {args.threads}: must be 1 or more")
+    if args.max_records < 1:
+        raise UserError(f"--max-records {args.max_records}: must be 1 or more")
+    if not 0 < args.max_body_mb < float("inf"):  # NaN fails too
+        raise UserError(f"--max-body-mb {args.max_body_mb}: must be a number of megabytes above 0")
+    max_body_bytes = max(1, int(args.max_body_mb * 1024 * 1024))
     _setup_logging(quiet=False)
     api_key = None
     if args.api_key_env:
@@ -344,22 +459,46 @@ def serve_main(argv: Optional[Sequence[str]] = None) -> int:
     torch.set_num_threads(args.threads)
     app = create_app(predictor, model_name=Path(str(args.model)).stem if Path(str(args.model)).is_file()
                      else str(args.model), api_key=api_key, max_records=args.max_records,
-                     max_body_bytes=int(args.max_body_mb * 1024 * 1024))
+                     max_body_bytes=max_body_bytes)
     print(f"Serving {args.model} on http://{args.host}:{args.port} (docs: /docs"
           f"{'; X-API-Key required' if api_key else ''})", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
 
 
+COMMANDS = {
+    "train": (train_main, "train the classifier: one split, or stratified k-fold CV (train.py)"),
+    "test": (test_main, "measure a trained model at its stored threshold (test.py)"),
+    "assess": (assess_main, "figures and an HTML report for a model or a CV run's folds (assess_model.py)"),
+    "compare": (compare_main, "the classifier and the unsupervised detectors on the same folds (compare.py)"),
+    "upload": (upload_main, "export a model and publish it to the Hugging Face Hub (upload_to_hub.py)"),
+    "predict": (predict_main, "score a CSV of records in batch (predict.py)"),
+    "serve": (serve_main, "a REST API and web page for a model"),
+}
+
+
+def _overview() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: python -m netad <command> [options]   (or: netad <command> ...)", "",
+             "Supervised network-anomaly detection with honest cross-validation.", "", "commands:"]
+    lines += [f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items()]
+    lines += ["", "python -m netad <command> --help shows a command's options."]
+    return "\n".join(lines)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``netad <command> ...``: the package's CLI."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"train": train_main, "test": test_main, "assess": assess_main, "compare": compare_main,
-                "upload": upload_main, "predict": predict_main, "serve": serve_main}
-    if not argv or argv[0] not in commands:
-        print(f"usage: netad {{{','.join(commands)}}} [options]", file=sys.stderr)
+    if argv and argv[0] in ("-h", "--help", "help"):
+        print(_overview())
+        return 0
+    if not argv or argv[0] not in COMMANDS:
+        if argv:
+            print(f"error: unknown command '{argv[0]}'; one of: {', '.join(COMMANDS)}", file=sys.stderr)
+        else:
+            print(_overview(), file=sys.stderr)
         return 2
-    return commands[argv[0]](argv[1:])
+    return COMMANDS[argv[0]][0](argv[1:])
 
 
 if __name__ == "__main__":

@@ -22,29 +22,41 @@ METRIC_NAMES = ("accuracy", "precision", "recall", "f1", "auroc", "auprc")
 MONITORABLE = ("val/loss",) + tuple(f"val/{m}" for m in METRIC_NAMES)
 
 
+#: limits that keep a typo from asking for more memory than any machine has (a 16384-wide layer pair
+#: alone is a gigabyte of float32 weights, four with Adam's state)
+MAX_WIDTH = 16384
+MAX_LAYERS = 32
+MAX_HIDDEN_WEIGHTS = 50_000_000
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class ModelConfig(_Section):
     type: Literal["classifier", "hybrid"] = "classifier"  # hybrid: classifier OR a novelty detector (see hybrid)
-    hidden_dims: list[int] = Field(default_factory=lambda: [128, 64, 32], min_length=1)
+    hidden_dims: list[int] = Field(default_factory=lambda: [128, 64, 32], min_length=1, max_length=MAX_LAYERS)
     dropout: float = Field(0.3, ge=0.0, lt=1.0)
     activation: Literal["relu", "leaky_relu", "gelu", "tanh", "elu", "silu"] = "relu"
 
     @field_validator("hidden_dims")
     @classmethod
     def _positive_dims(cls, dims: list[int]) -> list[int]:
-        if any(d < 1 for d in dims):
-            raise ValueError("every hidden dimension must be >= 1")
+        if any(not 1 <= d <= MAX_WIDTH for d in dims):
+            raise ValueError(f"every hidden dimension must be from 1 to {MAX_WIDTH} (a wider layer needs "
+                             f"gigabytes of memory)")
+        weights = sum(a * b for a, b in zip(dims, dims[1:]))
+        if weights > MAX_HIDDEN_WEIGHTS:
+            raise ValueError(f"the hidden layers would hold {weights / 1e6:.0f} million weights; at most "
+                             f"{MAX_HIDDEN_WEIGHTS // 10**6} million")
         return dims
 
 
 class TrainingConfig(_Section):
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(64, ge=1, le=10_000_000)
     learning_rate: float = Field(1e-3, gt=0.0, le=10.0)
-    num_epochs: int = Field(50, ge=1)
-    early_stopping_patience: Optional[int] = Field(10, ge=1)
+    num_epochs: int = Field(50, ge=1, le=1_000_000)
+    early_stopping_patience: Optional[int] = Field(10, ge=1, le=1_000_000)
     weight_decay: float = Field(0.0, ge=0.0)
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     scheduler: Literal["none", "step", "cosine", "plateau"] = "none"
@@ -87,7 +99,7 @@ class DataConfig(_Section):
     val_size: float = Field(0.2, gt=0.0, lt=1.0)
     scaler: Literal["standard", "minmax", "none"] = "standard"
     log_transform: Union[Literal["none", "auto"], list[str]] = "none"
-    max_categories: int = Field(50, ge=1)
+    max_categories: int = Field(50, ge=1, le=100_000)
 
     @field_validator("column_names")
     @classmethod
@@ -333,9 +345,12 @@ def load_config(path: str | Path | None = "config.yaml", overrides: Optional[lis
         if not path.is_file():
             raise UserError(f"config file not found: {path}")
         try:
-            loaded = yaml.safe_load(path.read_text())
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
             raise UserError(f"{path}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{path}: is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                            f"save the config as UTF-8") from None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

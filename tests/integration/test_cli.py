@@ -51,6 +51,9 @@ def test_train_cv_then_test_end_to_end(tmp_path, cfg):
     assert "Cross-validation (3 folds)" in out and "mean" in out and "majority" in out
     assert "The model beats chance" in out or "does NOT beat chance" in out
     assert "cv_results.json" in out
+    assert out.splitlines()[0] == f"Run folder: {Path(cfg.checkpoint.save_dir) / 'e2e'}"  # said even under --quiet
+    assert "% of normal rows (false-positive rate)" in out
+    assert proc.stderr.strip() == "", proc.stderr  # --quiet: no third-party warnings either
     saved = json.loads((Path(cfg.checkpoint.save_dir) / "e2e" / "cv_results.json").read_text())
     assert f"{saved['summary']['auroc']['mean']:.3f}" in out
 
@@ -154,3 +157,35 @@ def test_checkpoint_that_is_not_ours(tmp_path, capsys):
         assert_one_line_error(code, capsys.readouterr().err, "not a netad checkpoint")
     code = test_main(["--checkpoint", str(tmp_path / "absent.ckpt")])
     assert_one_line_error(code, capsys.readouterr().err, "checkpoint not found")
+
+
+def test_damaged_run_folder_files_are_one_line(tmp_path, cfg, capsys):
+    """A resume from a run folder whose bookkeeping was cut short or edited: one line naming the file."""
+    import shutil
+
+    from netad.cli import train_main
+    from netad.training.cv import run_cv
+
+    cfg.cross_validation.n_splits = 2
+    cfg.training.num_epochs = 1
+    run = run_cv(cfg, run_name="ok", quiet=True).run_dir
+    damage = {
+        "splits.json cut short": ("splits.json", lambda p: p.write_text(p.read_text()[:50])),
+        "splits.json without folds": ("splits.json", lambda p: p.write_text('{"n_rows": 3}')),
+        "splits.json pointing past the data": ("splits.json", lambda p: p.write_text(
+            p.read_text().replace('"test":[', '"test":[999999,', 1))),
+        "config.yaml not YAML": ("config.yaml", lambda p: p.write_text("model: [unclosed\n")),
+        "config.yaml a list": ("config.yaml", lambda p: p.write_text("- 1\n- 2\n")),
+        "config.yaml not UTF-8": ("config.yaml", lambda p: p.write_bytes(b"model:\n  dropout: \xff\n")),
+        "result.json cut short": ("fold_0/result.json", lambda p: p.write_text(p.read_text()[:20])),
+    }
+    for i, (case, (name, spoil)) in enumerate(damage.items()):
+        copy = tmp_path / f"damaged_{i}"
+        shutil.copytree(run, copy)
+        spoil(copy / name)
+        capsys.readouterr()
+        code = train_main(["--resume", str(copy), "--quiet"])
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (case, err)
+        assert str(copy / name) in lines[0] and "damaged" in lines[0], (case, lines[0])

@@ -115,8 +115,12 @@ def test_ctrl_c_then_resume_restores_early_stopping_optimizer_and_scheduler(tmp_
                                   pd.read_csv(ref_run / "oof_predictions.csv"), atol=1e-6)
 
 
-def test_ctrl_c_in_train_py_exits_130_and_leaves_a_resumable_fold(tmp_path, cfg):
-    """A real SIGINT to the real script: one line on stderr, exit code 130, last.ckpt kept."""
+@pytest.mark.parametrize("sig, code, said", [(signal.SIGINT, 130, "interrupted"),
+                                             (signal.SIGTERM, 143, "terminated (SIGTERM)")])
+def test_ctrl_c_or_sigterm_in_train_py_exits_with_one_line_and_leaves_a_resumable_fold(tmp_path, cfg, sig, code,
+                                                                                        said):
+    """A real SIGINT or SIGTERM to the real script: one line on stderr naming the run folder, exit code 130
+    or 143, last.ckpt kept."""
     cfg.training.num_epochs = 100_000  # runs until interrupted
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(cfg.to_dict()))
@@ -130,13 +134,14 @@ def test_ctrl_c_in_train_py_exits_130_and_leaves_a_resumable_fold(tmp_path, cfg)
             time.sleep(0.05)
         assert last.exists(), "training never wrote a checkpoint"
         time.sleep(0.5)  # a few epochs more
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode == 130, (proc.returncode, err)
+    assert proc.returncode == code, (proc.returncode, err)
     lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("interrupted:") and "--resume" in lines[0], err
+    run = Path(cfg.checkpoint.save_dir) / "cut"
+    assert lines == [f"{said}: resume with --resume {run}"], err
     assert last.is_file() and not (last.parent / "result.json").exists()

@@ -60,3 +60,42 @@ def test_verdict_no_signal_vs_signal(tmp_path):
     for row, fold in zip(strong.baselines["majority"]["folds"], splits["folds"]):
         assert row["accuracy"] == pytest.approx(1 - np.mean(table.labels[fold["eval"]]))
         assert row["auroc"] == pytest.approx(0.5)
+
+    # what the permutation models estimate, with their spread; and the operating point
+    values = [row["auroc"] for row in perm["folds"]]
+    note = strong.verdict["permutation_models"]
+    assert f"from {min(values):.3f} to {max(values):.3f}" in note and all(f"{v:.3f}" in note for v in values)
+    assert "rests on the Mann-Whitney test" in note
+    assert "cut-off p < 0.01" in strong.verdict["message"]
+    fpr = strong.summary["fpr"]["mean"]
+    assert f"{100 * fpr:.1f} % of normal rows" in strong.verdict["operating_point"]
+
+
+@pytest.mark.parametrize("fpr, warned", [(0.05, False), (0.10, False), (0.31, True)])
+def test_the_cv_verdict_states_the_false_positive_rate_and_the_remedy_when_high(fpr, warned):
+    from netad.training.cv import _verdict
+
+    auroc = {"mean": 0.9, "std": 0.01, "min": 0.89, "max": 0.91}
+    test = {"observed": 0.9, "mean": 0.5, "std": 0.03, "p_value": 1e-9}
+    verdict = _verdict(auroc, test, None, 0.8, 0.95, fpr)
+    assert f"{100 * fpr:.1f} % of normal rows" in verdict["operating_point"]
+    assert ("threshold.method: target_fpr" in verdict["operating_point"]) is warned
+    assert "permutation_models" not in verdict
+
+
+def test_quiet_training_with_wandb_says_nothing_on_stderr(tmp_path, cfg, capfd):
+    """--quiet: results on stdout, and no third-party notes (W&B's deprecation note on every run) on stderr."""
+    import yaml
+
+    from netad.cli import train_main
+
+    cfg.logging.use_wandb = True
+    cfg.cross_validation.n_splits = 2
+    cfg.training.num_epochs = 1
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(cfg.to_dict()))
+    capfd.readouterr()
+    assert train_main(["--config", str(config), "--use-cv", "--quiet", "--run-name", "q"]) == 0
+    out, err = capfd.readouterr()
+    assert err == "" and "Results:" in out
+    assert list((Path(cfg.logging.wandb_dir) / "wandb").glob("offline-run-*"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -232,3 +233,28 @@ def test_cli_bad_config_file_exits_2(tmp_path, capsys):
 def test_cli_missing_config_exits_2(tmp_path, capsys):
     assert train_main(["--config", str(tmp_path / "missing.yaml")]) == 2
     assert "not found" in _single_error_line(capsys)
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("model.hidden_dims=[100000000]", "from 1 to 16384"),
+    ("model.hidden_dims=[16384, 16384, 16384]", "million weights"),
+    ("training.batch_size=100000000000", "<= 10000000"),
+    ("training.num_epochs=10000000000", "<= 1000000"),
+    ("data.max_categories=10000000", "<= 100000"),
+])
+def test_values_that_cannot_fit_in_memory_are_refused_with_their_range(override, needle):
+    with pytest.raises(UserError, match=re.escape(needle)):
+        load_config(None, [override])
+    load_config(None, ["model.hidden_dims=[4096, 2048]"])  # large but sane stays allowed
+
+
+def test_a_config_that_is_not_utf8_is_one_line(tmp_path, capsys):
+    from netad.cli import train_main
+
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("data:\n  label_column: \"caf\xe9\"\n".encode("latin-1"))
+    with pytest.raises(UserError, match="is not UTF-8 text"):
+        load_config(path)
+    assert train_main(["--config", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not UTF-8 text" in err[0]

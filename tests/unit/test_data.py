@@ -404,3 +404,99 @@ def test_loader_groups_the_same_batches(k):
         assert torch.equal(gx, ex) and torch.equal(gy, ey)
     with pytest.raises(ValueError):
         TensorBatchLoader(x, y, 16, steps_per_item=0)
+
+
+# ------------------------------------------------------------------ careless input
+def test_a_few_unparsable_cells_keep_a_number_column_numeric(tmp_path, caplog):
+    """One '?' or a quoted '1,234' must not silently turn a number column into categories."""
+    import logging
+
+    from netad.data.preprocessing import TabularPreprocessor
+
+    frame = make_frame(n=200, seed=1).astype({"packet_size": object, "bytes": object})
+    frame.loc[[5, 17], "packet_size"] = "?"
+    frame.loc[9, "bytes"] = "1,234"
+    path = tmp_path / "dirty.csv"
+    frame.to_csv(path, index=False)
+    with caplog.at_level(logging.WARNING, logger="netad"):
+        table = load_table(DataConfig(data_path=str(path), nan_policy="median"))
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "column 'packet_size' holds numbers except in 2 of 200 cells ('?')" in said
+    assert "column 'bytes' holds numbers except in 1 of 200 cells ('1,234')" in said
+    kinds = TabularPreprocessor(nan_policy="median").fit(table.features).state["kinds"]
+    assert kinds["packet_size"] == kinds["bytes"] == "numeric"
+    assert table.features["packet_size"].isna().sum() == 2
+    # with the default nan_policy the rows are refused, naming the column and the count
+    assert "'packet_size' (2 rows)" in load_error(path)
+    # a real text column is left alone
+    words = make_frame(n=200, seed=1).astype({"protocol": object})
+    words.loc[:150, "protocol"] = [str(i) for i in range(151)]
+    words.to_csv(tmp_path / "words.csv", index=False)
+    assert load_table(DataConfig(data_path=str(tmp_path / "words.csv"))).features["protocol"].dtype != float
+
+
+def test_labels_that_differ_from_normal_value_by_case_or_spaces_are_warned_about(tmp_path, caplog):
+    import logging
+
+    frame = make_frame(n=60, seed=2)
+    frame["label"] = np.where(frame["label"] > 0, "attack", "normal").astype(object)
+    frame.loc[[1, 2, 3], "label"] = "Normal"
+    frame.loc[4, "label"] = " NOR MAL "
+    path = tmp_path / "labels.csv"
+    frame.to_csv(path, index=False)
+    with caplog.at_level(logging.WARNING, logger="netad"):
+        table = load_table(DataConfig(data_path=str(path), normal_value="normal"))
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "'Normal' (3 rows)" in said and "NOR MAL" in said and "only by case or spaces" in said
+    assert table.labels[[1, 2, 3, 4]].tolist() == [1, 1, 1, 1]  # still anomalies: the user decides
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="netad"):
+        load_table(DataConfig(data_path=str(path), normal_value="attack"))
+    assert not caplog.records
+
+
+@pytest.mark.parametrize("name", ["traffic.csv.gz", "traffic.csv.bz2", "traffic.csv.xz", "traffic.csv.zst",
+                                  "gzip-without-suffix.csv"])
+def test_compressed_training_files_are_read_by_extension_or_first_bytes(tmp_path, csv_path, name):
+    import bz2
+    import gzip
+    import lzma
+
+    import zstandard
+
+    data = csv_path.read_bytes()
+    pack = {".gz": gzip.compress, ".bz2": bz2.compress, ".xz": lzma.compress,
+            ".zst": zstandard.ZstdCompressor().compress, ".csv": gzip.compress}[Path(name).suffix]
+    path = tmp_path / name
+    path.write_bytes(pack(data))
+    plain, packed = load_table(DataConfig(data_path=str(csv_path))), load_table(DataConfig(data_path=str(path)))
+    assert packed.features.equals(plain.features) and (packed.labels == plain.labels).all()
+
+
+def test_damaged_and_archived_training_files_are_one_line(tmp_path, csv_path):
+    import gzip
+
+    cut = tmp_path / "cut.csv.gz"
+    cut.write_bytes(gzip.compress(csv_path.read_bytes())[:-30])
+    assert "cannot be decompressed" in load_error(cut)
+    archive = tmp_path / "data.zip"
+    archive.write_bytes(b"PK\x03\x04" + bytes(40))
+    assert "zip archive" in load_error(archive)
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(csv_path.read_bytes().replace(b"udp", b"ud\xe9", 1))
+    assert "is not UTF-8 text" in load_error(latin)
+
+
+def test_identifier_like_text_columns_are_named_at_fit(recwarn):
+    from netad.data.preprocessing import TabularPreprocessor
+
+    frame = make_frame(n=100, seed=3)
+    frame["src_ip"] = [f"10.0.{i % 7}.{i % 31}" for i in range(100)]
+    frame["session"] = [f"s-{i:04d}" for i in range(100)]
+    state = TabularPreprocessor().fit(frame.drop(columns=["label"])).state
+    found = state["categorical"]["identifier_like"]
+    assert found["src_ip"] == "IP addresses"
+    assert found["session"].startswith("mostly distinct values: 100 in 100 rows")
+    assert "protocol" not in found
+    messages = [str(w.message) for w in recwarn]
+    assert any("'src_ip' looks like an identifier" in m and "data.drop_columns" in m for m in messages)

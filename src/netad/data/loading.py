@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -11,7 +12,10 @@ import numpy as np
 import pandas as pd
 
 from netad.config import DataConfig
+from netad.data.compression import compression_of, decompression_errors
 from netad.errors import UserError
+
+log = logging.getLogger("netad")
 
 _TRUE = {"true", "t", "yes"}
 _FALSE = {"false", "f", "no"}
@@ -47,9 +51,10 @@ def read_csv(path: str | Path, column_names: Optional[list[str]] = None,
         raise UserError(f"data file not found: {path}")
     if path.stat().st_size == 0:
         raise UserError(f"data file is empty: {path}")
+    compression = compression_of(path)  # by the first bytes: a compressed file need not be named .gz
     try:
         if column_names:
-            frame = pd.read_csv(path, header=None, low_memory=False,
+            frame = pd.read_csv(path, header=None, low_memory=False, compression=compression,
                                 dtype={column_names.index(c): str for c in text_columns if c in column_names})
             if frame.shape[1] != len(column_names):
                 raise UserError(
@@ -57,16 +62,52 @@ def read_csv(path: str | Path, column_names: Optional[list[str]] = None,
                 )
             frame.columns = column_names
         else:
-            frame = pd.read_csv(path, low_memory=False, dtype={c: str for c in text_columns})
+            frame = pd.read_csv(path, low_memory=False, compression=compression, dtype={c: str for c in text_columns})
     except pd.errors.EmptyDataError:
         raise UserError(f"data file is empty: {path}") from None
     except pd.errors.ParserError as exc:
         raise UserError(f"{path}: cannot be parsed as CSV ({str(exc).splitlines()[0]})") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: is not a text CSV file") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}"
+                        f"{' after decompression' if compression else ''}); save it as UTF-8") from None
+    except decompression_errors() as exc:
+        raise UserError(f"{path}: cannot be decompressed as {compression} ({str(exc) or type(exc).__name__})") from None
+    except OSError as exc:
+        if compression is None or exc.errno is not None:
+            raise
+        raise UserError(f"{path}: cannot be decompressed as {compression} ({exc})") from None
     if frame.empty:
         raise UserError(f"data file has no rows: {path}")
     return frame
+
+
+def numbers_with_bad_cells(frame: pd.DataFrame, source: Any, keep_text: Sequence[str] = (),
+                           max_share: float = 0.05, min_numbers: int = 20) -> pd.DataFrame:
+    """Text columns that hold numbers except in a few cells (``?``, ``"1,234"``, ``n/a``) become number
+    columns with those cells missing, and a warning names the column, the count and some values: one bad
+    cell must not silently turn a number column into categories (whose one-hot codes learn nothing).
+    The data's NaN policy then drops, imputes or refuses those rows. ``keep_text``: columns read as text
+    on purpose (a model's category columns)."""
+    out = frame
+    for col in frame.columns:
+        series = frame[col]
+        if col in keep_text or not (series.dtype == object or isinstance(series.dtype, pd.StringDtype)):
+            continue
+        text = series.astype(str).str.strip()
+        present = series.notna() & (text != "")
+        numbers = pd.to_numeric(series.where(present), errors="coerce")
+        bad = present & numbers.isna()
+        n_bad, n_good = int(bad.sum()), int(numbers.notna().sum())
+        if n_bad == 0 or n_good < min_numbers or n_bad > max_share * (n_bad + n_good):
+            continue
+        examples = ", ".join(repr(v) for v in pd.unique(text[bad])[:3])
+        log.warning(f"{source}: column '{col}' holds numbers except in {n_bad} of {n_bad + n_good} cells "
+                    f"({examples}): kept as a number column, those cells read as missing values "
+                    f"(data.nan_policy decides what happens to their rows)")
+        if out is frame:
+            out = frame.copy()
+        out[col] = numbers
+    return out
 
 
 def _as_bool(series: pd.Series) -> Optional[pd.Series]:
@@ -88,9 +129,12 @@ def encode_labels(raw: pd.Series, column: str, normal_value: Any, allow_one_clas
     if raw.isna().any():
         raise UserError(f"label column '{column}' has {int(raw.isna().sum())} empty values")
     if normal_value is not None:
-        normal = raw.astype(str).str.strip() == str(normal_value).strip()
+        text = raw.astype(str).str.strip()
+        normal = text == str(normal_value).strip()
         if pd.api.types.is_numeric_dtype(raw) and not isinstance(normal_value, str):
             normal = raw == normal_value
+        else:
+            _warn_near_misses(text[~normal], column, normal_value)
         labels = (~normal).to_numpy().astype(np.int64)
     else:
         as_bool = _as_bool(raw)
@@ -109,6 +153,20 @@ def encode_labels(raw: pd.Series, column: str, normal_value: Any, allow_one_clas
         which = "normal" if classes[0] == 0 else "anomalous"
         raise UserError(f"label column '{column}' has only one class (all rows are {which}); need both")
     return labels
+
+
+def _warn_near_misses(others: pd.Series, column: str, normal_value: Any) -> None:
+    """Label values that differ from ``normal_value`` only by case or spaces count as anomalies: say so."""
+    def squash(v: Any) -> str:
+        return "".join(str(v).split()).casefold()
+
+    target = squash(normal_value)
+    counts = others[others.map(squash) == target].value_counts()
+    if len(counts):
+        found = ", ".join(f"'{v}' ({n} rows)" for v, n in counts.items())
+        log.warning(f"label column '{column}': {found} differ from data.normal_value '{normal_value}' only by "
+                    f"case or spaces and count as anomalies; set data.normal_value to the exact value if they are "
+                    f"normal traffic")
 
 
 def load_table(cfg: DataConfig, path: Optional[str | Path] = None, require_labels: bool = True,
@@ -130,11 +188,13 @@ def load_table(cfg: DataConfig, path: Optional[str | Path] = None, require_label
                 f"label column '{cfg.label_column}' not found in {path} "
                 f"(columns: {', '.join(map(str, frame.columns[:8]))}{', ...' if frame.shape[1] > 8 else ''})"
             )
+        frame = numbers_with_bad_cells(frame, path, keep_text=text_columns)
         return LabelledTable(frame, np.full(len(frame), -1, dtype=np.int64), str(path))
     labels = encode_labels(frame[cfg.label_column], cfg.label_column, cfg.normal_value, allow_one_class)
     features = frame.drop(columns=[cfg.label_column])
     if features.shape[1] == 0:
         raise UserError(f"{path}: no feature columns besides the label")
+    features = numbers_with_bad_cells(features, path, keep_text=text_columns)
     features, labels = apply_nan_policy(features, labels, cfg.nan_policy, path)
     return LabelledTable(features.reset_index(drop=True), labels, str(path))
 

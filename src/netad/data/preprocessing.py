@@ -21,6 +21,7 @@ UNKNOWN = "__unknown__"
 _TRUE = {"true", "t", "yes", "1"}
 _BOOL_VALUES = _TRUE | {"false", "f", "no", "0"}
 STATE_VERSION = 1
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _is_bool_column(series: pd.Series) -> bool:
@@ -82,7 +83,39 @@ def _scale_column(x: np.ndarray, out: np.ndarray, scratch: np.ndarray, impute: f
 
 def _category_names(values: pd.Series) -> np.ndarray:
     """A categorical column's values as the names ``encode`` looks up."""
-    return values.astype(str).to_numpy(dtype=object)
+    try:
+        return values.astype(str).to_numpy(dtype=object)
+    except UnicodeEncodeError:  # bytes of a file that is not UTF-8, kept as surrogates: never a known category
+        return np.array([v if isinstance(v, str) or pd.isna(v) else str(v) for v in values], dtype=object)
+
+
+def mostly_addresses(values: Any) -> bool:
+    """Nine in ten or more of these (distinct) values are IPv4 or IPv6 addresses."""
+    import ipaddress
+
+    named = [str(v).strip() for v in values if str(v).strip().lower() not in ("", "nan", "none")]
+    hits = 0
+    for value in named:
+        try:
+            ipaddress.ip_address(value)
+            hits += 1
+        except ValueError:
+            pass
+    return bool(named) and hits >= 0.9 * len(named)
+
+
+def identifier_reason(values: pd.Series, min_rows: int = 20) -> Optional[str]:
+    """Why a text column looks like an identifier rather than a category ('IP addresses', 'mostly
+    distinct values ...'), or None. Such columns rarely generalise and publish training traffic."""
+    text = values.dropna().astype(str).str.strip()
+    if len(text) < min_rows:
+        return None
+    if mostly_addresses(text.unique()[:200]):
+        return "IP addresses"
+    distinct = text.nunique()
+    if distinct >= 0.5 * len(text):
+        return f"mostly distinct values: {distinct} in {len(text)} rows"
+    return None
 
 
 @dataclass
@@ -155,6 +188,14 @@ class TabularPreprocessor:
         num = np.where(log_mask, np.log1p(np.maximum(num, 0.0)), num)
         center, scale = self._fit_scaler(num)
 
+        identifier_like = {}
+        for col in categorical:
+            reason = identifier_reason(frame[col])
+            if reason:
+                identifier_like[str(col)] = reason
+                warnings.warn(f"column '{col}' looks like an identifier ({reason}): such a column rarely generalises "
+                              f"to new traffic, and an exported model publishes up to {self.max_categories} of its "
+                              f"training values; consider data.drop_columns", stacklevel=2)
         categories = []
         for col in categorical:
             counts = frame[col].astype(str).value_counts(sort=True)
@@ -178,7 +219,8 @@ class TabularPreprocessor:
                 "scale": scale.tolist(),
             },
             "boolean": {"columns": list(map(str, boolean))},
-            "categorical": {"columns": list(map(str, categorical)), "categories": categories},
+            "categorical": {"columns": list(map(str, categorical)), "categories": categories,
+                            "identifier_like": identifier_like},
             "feature_names": feature_names,
             "scaler": self.scaler,
             "nan_policy": self.nan_policy,  # at inference: impute (median, zero) or refuse rows with gaps
@@ -247,13 +289,22 @@ class TabularPreprocessor:
             fresh = mask & (reasons == "")
             reasons[fresh] = text
 
-        for col in st["numeric"]["columns"]:
+        ncfg = st["numeric"]
+        for j, col in enumerate(ncfg["columns"]):
             raw = frame[col]
             values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
             present = raw.notna().to_numpy()
             note(present & np.isnan(values), f"column '{col}': not a number")
             if not imputes:
                 note(~np.isfinite(values), f"column '{col}': missing or infinite value")
+            finite = np.isfinite(values)
+            if finite.any():
+                with np.errstate(over="ignore", invalid="ignore"):
+                    scaled = _scale(values[finite].reshape(-1, 1).copy(), *(np.asarray([ncfg[key][j]]) for key in
+                                                                           ("impute", "log", "center", "scale")))
+                too_large = np.zeros(len(values), dtype=bool)
+                too_large[finite] = ~(np.abs(scaled[:, 0]) <= FLOAT32_MAX)
+                note(too_large, f"column '{col}': value too large for the model (overflows its float32 features)")
         for col in st["boolean"]["columns"]:
             raw = frame[col]
             if raw.dtype == bool:

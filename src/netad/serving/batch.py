@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import io
 import os
+import stat
+import sys
 import time
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -19,7 +22,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from netad.errors import UserError
+from netad.data.compression import decompression_errors, open_binary
+from netad.errors import UserError, os_error_line
 from netad.serving.output import DirectWriter
 
 
@@ -32,6 +36,7 @@ class BatchResult:
     n_rejected: int
     n_flagged: int
     seconds: float
+    direct: bool = False  # written straight to a stream or special file (stdout, a pipe)
 
     @property
     def rows_per_second(self) -> float:
@@ -47,18 +52,16 @@ def load_predictor(model: str | Path) -> Any:
         from netad.hub.export import artifact_from_checkpoint
         from netad.models.classifier import read_checkpoint
 
-        config, weights = artifact_from_checkpoint(read_checkpoint(path))
-        return NetadPredictor(config=config, weights=weights)
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise UserError(f"{path}: not an exported netad model (no config.json)")
+        config, weights = artifact_from_checkpoint(read_checkpoint(path, trained_model=True))
+        return NetadPredictor.from_parts(config, weights, source=str(path))
+    if path.is_dir():  # a broken folder, like an unreachable or missing Hub repo, is a one-line ModelLoadError
         return NetadPredictor.from_pretrained(path)
     if path.suffix == ".ckpt" or "/" not in str(model) or str(model).count("/") != 1:
         raise UserError(f"model not found: {model} (a checkpoint, an exported folder or a Hub repo id user/name)")
-    try:
-        return NetadPredictor.from_pretrained(str(model))
-    except Exception as exc:  # noqa: BLE001 - the Hub client raises many kinds; one line for the user
-        raise UserError(f"cannot load model '{model}' from the Hub ({type(exc).__name__})") from None
+    from netad.hub.upload import quiet_duplicate_hub_logs
+
+    quiet_duplicate_hub_logs()
+    return NetadPredictor.from_pretrained(str(model))
 
 
 _MAX_BLOCK_BYTES = 4 << 20  # raw CSV read at a time; a block also holds at most chunk_size rows
@@ -81,12 +84,30 @@ class _Source:
     def __init__(self, path: Path, predictor: Any, block_bytes: int = _MAX_BLOCK_BYTES) -> None:
         self.path, self.block_bytes = path, block_bytes
         self.dtypes = predictor.preprocessor.csv_dtypes()
-        self.fh = path.open("rb")
+        self.fh, self.raw = open_binary(path)  # gzip, bzip2, xz and zstd files are read decompressed
+        self.compressed = self.fh is not self.raw
         try:
-            self._read_header(predictor)
+            with self._decompressing():
+                self._read_header(predictor)
         except BaseException:
-            self.fh.close()
+            self.close()
             raise
+
+    def position(self) -> int:
+        """Bytes of the file itself read so far (of the compressed file, for a compressed one)."""
+        return self.raw.tell()
+
+    @contextmanager
+    def _decompressing(self) -> Iterator[None]:
+        """A damaged or truncated compressed file: one line, not the decompressor's traceback."""
+        try:
+            yield
+        except decompression_errors() as exc:
+            raise UserError(f"{self.path}: cannot be decompressed ({str(exc) or type(exc).__name__})") from None
+        except OSError as exc:
+            if not self.compressed or exc.errno is not None:
+                raise
+            raise UserError(f"{self.path}: cannot be decompressed ({exc})") from None
 
     def _read_header(self, predictor: Any) -> None:
         path = self.path
@@ -128,7 +149,8 @@ class _Source:
         while True:
             buf = self._buffer(ring, used, len(rest), self.block_bytes)
             buf[: len(rest)] = rest
-            got = self.fh.readinto(memoryview(buf)[len(rest):])
+            with self._decompressing():
+                got = self.fh.readinto(memoryview(buf)[len(rest):])
             if not got:
                 if rest.strip():
                     tail = rest if rest.endswith(b"\n") else rest + b"\n"
@@ -163,6 +185,7 @@ class _Source:
 
     def close(self) -> None:
         self.fh.close()
+        self.raw.close()
 
 
 def _record_ends(data: np.ndarray, quoted: bool) -> np.ndarray:
@@ -224,6 +247,12 @@ def _split_lines(block: memoryview, max_lines: int, quoted: bool,
         piece = ends[i: i + max_lines]
         view = block[start: int(piece[-1])]
         yield view, piece - start, quoted and bool((np.frombuffer(view, dtype=np.uint8) == 34).any())
+
+
+def novelty_text(novelty: np.ndarray, prefix: str = "") -> np.ndarray:
+    """A hybrid's novelty scores as text with SCORE_DECIMALS decimals (like ``score``; they are
+    unbounded standardised values, so not fixed width)."""
+    return np.char.add(prefix, np.char.mod(f"%.{SCORE_DECIMALS}f", np.asarray(novelty, dtype=np.float64)))
 
 
 _DIGITS3 = np.array([[48 + i // 100, 48 + i // 10 % 10, 48 + i % 10] for i in range(1000)], dtype=np.uint8)
@@ -334,7 +363,11 @@ class _ArrowBlocks:
         enc = self.encode(table) if table is not None else None
         if enc is None:
             return None
+        if not np.isfinite(enc.dense).all():  # a value past float32 after scaling: pandas names the rows
+            return None
         scores, novelty = self.predictor.score_encoded(enc)
+        if not np.isfinite(scores).all():
+            return None
         flagged = (scores >= self.predictor.threshold).astype(np.uint8)
         return self.lines(block, ends, score_text(scores, flagged), novelty), int(flagged.sum())
 
@@ -352,9 +385,7 @@ class _ArrowBlocks:
             None, pa.py_buffer(np.arange(0, (len(ends) + 1) * width, width, dtype=np.int32)),
             pa.py_buffer(np.ascontiguousarray(suffix))])]
         if novelty is not None:
-            text = pc.cast(pc.cast(pa.array(novelty), pa.string(), memory_pool=self.pool), pa.binary())
-            parts.append(pc.binary_join_element_wise(pa.scalar(b",", pa.binary()), text, pa.scalar(b"", pa.binary()),
-                                                     memory_pool=self.pool))
+            parts.append(pa.array(np.char.encode(novelty_text(novelty, ","), "ascii"), pa.binary()))
         joined = pc.binary_join_element_wise(*parts, pa.scalar(b"", pa.binary()), memory_pool=self.pool)
         offs = np.frombuffer(joined.buffers()[1], dtype=np.int32)[joined.offset: joined.offset + len(joined) + 1]
         return [joined.buffers()[2][int(offs[0]): int(offs[-1])], block[int(cuts[-1]):]]  # then the last line break
@@ -404,6 +435,39 @@ _PANDAS_NA = frozenset(["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-
                         "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"])
 
 
+def _target(path: Path, input_path: Path, flag: str) -> tuple[Path, bool]:
+    """Where to write ``path``, and whether to write it directly (``-``, ``/dev/stdout``, a pipe: never
+    renamed over). Refused: the input file itself (however the path is spelt) and a folder."""
+    if str(path) == "-":
+        return path, True
+    if path.is_dir():
+        raise UserError(f"{flag} {path} is a folder; give a file name")
+    if path.exists():
+        if os.path.samefile(path, input_path):
+            raise UserError(f"{flag} {path} is the input file: scoring would overwrite the records; "
+                            f"choose another output name")
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return path, True
+        return Path(os.path.realpath(path)), False  # through a link: the link stays, its target is replaced
+    if Path(os.path.realpath(path)) == Path(os.path.realpath(input_path)):
+        raise UserError(f"{flag} {path} is the input file: choose another output name")
+    return path, False
+
+
+@contextmanager
+def _opened(path: Path, direct: bool) -> Iterator[Any]:
+    """A binary writer for ``path``: a new file (``DirectWriter``), or the special file or stdout as it is."""
+    if str(path) == "-":
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+    elif direct:
+        with path.open("wb") as fh:
+            yield fh
+    else:
+        with DirectWriter(path) as fh:
+            yield fh
+
+
 def score_file(model: str | Path | Any, input_path: str | Path, output_path: str | Path, *,
                rejects_path: Optional[str | Path] = None, chunk_size: int = 100_000,
                progress: bool = True) -> BatchResult:
@@ -412,8 +476,11 @@ def score_file(model: str | Path | Any, input_path: str | Path, output_path: str
 
     Blocks of the file are parsed by pyarrow and scored in worker threads, one per core, and written
     in file order; a block with anything unusual (quotes, blank lines, values that do not parse, gaps the
-    model does not impute) is read by pandas instead, row by row reasons and all. The output goes
-    past the page cache where the disk keeps up (``netad.serving.output.DirectWriter``)."""
+    model does not impute) is read by pandas instead, row by row reasons and all. Either way the columns
+    the model does not read are written back as they were. A new output file is written under a
+    temporary name and renamed at the end, so a failed run leaves no half-written file under the final
+    name; ``-`` (stdout) and special files such as ``/dev/stdout`` are written directly. Compressed inputs
+    (gzip, bzip2, xz, zstd) are read as they are."""
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
@@ -425,10 +492,19 @@ def score_file(model: str | Path | Any, input_path: str | Path, output_path: str
         raise UserError(f"input file is empty: {input_path}")
     if chunk_size < 1:
         raise UserError("--chunk-size must be at least 1")
-    rejects_path = Path(rejects_path) if rejects_path else output_path.with_suffix(".rejects.csv")
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = output_path.with_name(f".{output_path.name}.partial")
-    tmp_rej = rejects_path.with_name(f".{rejects_path.name}.partial")
+    output_path, out_direct = _target(output_path, input_path, "--output")
+    if rejects_path:
+        rejects_path = Path(rejects_path)
+    elif out_direct:  # beside a stream there is no file name to derive one from
+        rejects_path = Path(Path(input_path.name).with_suffix(".rejects.csv").name)
+    else:
+        rejects_path = output_path.with_suffix(".rejects.csv")
+    rejects_path, rej_direct = _target(rejects_path, input_path, "--rejects")
+    if str(rejects_path) == "-" or (str(output_path) != "-" and os.path.realpath(rejects_path) ==
+                                    os.path.realpath(output_path)):
+        raise UserError(f"--rejects {rejects_path}: the rejected rows need a file of their own, not the output")
+    tmp_out = output_path if out_direct else output_path.with_name(f".{output_path.name}.partial")
+    tmp_rej = rejects_path if rej_direct else rejects_path.with_name(f".{rejects_path.name}.partial")
     start = time.perf_counter()
     workers = _workers()
     source = _Source(input_path, predictor, block_bytes(input_path.stat().st_size, workers))
@@ -447,15 +523,21 @@ def score_file(model: str | Path | Any, input_path: str | Path, output_path: str
     wrote_rej = False
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one core per scoring thread
+    writing = output_path
     try:
-        with DirectWriter(tmp_out) as out, tmp_rej.open("w", newline="") as rej, ThreadPoolExecutor(workers) as pool:
+        if not out_direct:
+            output_path.parent.mkdir(parents=True, exist_ok=True)
+        if not rej_direct:
+            rejects_path.parent.mkdir(parents=True, exist_ok=True)
+        with _opened(tmp_out, out_direct) as out, ThreadPoolExecutor(workers) as pool:
+            rej = None
             header = source.header if source.header is not None else ",".join(source.names).encode()
             out.write(header + ("," + ",".join(extra) + "\n").encode())
             in_flight: deque = deque()
 
             def finish_oldest() -> None:
                 """Write the oldest block in flight: its scored lines, or its rows through pandas."""
-                nonlocal n_rows, n_rejected, n_flagged, wrote_rej
+                nonlocal n_rows, n_rejected, n_flagged, wrote_rej, rej, writing
                 block, lines, future = in_flight.popleft()
                 done = future.result()
                 if done is not None:
@@ -465,47 +547,61 @@ def score_file(model: str | Path | Any, input_path: str | Path, output_path: str
                     n_flagged += flagged_count
                     n_rows += lines
                 else:
-                    chunk = _read_block(block, source)
+                    raw, chunk = _read_block(block, source, predictor.columns)
                     row_numbers = np.arange(n_rows, n_rows + len(chunk)) + 1  # 1-based data rows
-                    reasons = predictor.preprocessor.row_problems(chunk[predictor.columns])
-                    bad = reasons != ""
-                    good = chunk[~bad]
-                    if len(good):
-                        scores, novelty = predictor.score_with_novelty(good)
+                    reasons = predictor.preprocessor.row_problems(chunk)
+                    good_rows = np.flatnonzero(reasons == "")
+                    if len(good_rows):
+                        scores, novelty = predictor.score_with_novelty(chunk.iloc[good_rows])
+                        broken = ~np.isfinite(scores)  # values far outside the training range
+                        reasons[good_rows[broken]] = "score overflowed: values far outside the training range"
+                        good_rows, scores = good_rows[~broken], scores[~broken]
+                        novelty = novelty[~broken] if novelty is not None else None
+                    if len(good_rows):
                         flagged = (scores >= predictor.threshold).astype(np.uint8)
                         # the fast path's fixed-point text, without its commas and flag
                         text = score_text(scores, flagged)[:, 1: SCORE_DECIMALS + 3].copy().view(
                             f"S{SCORE_DECIMALS + 2}").ravel().astype(str)
-                        scored = good.assign(score=text, is_anomaly=flagged)
+                        scored = raw.iloc[good_rows].assign(score=text, is_anomaly=flagged)
                         if novelty is not None:  # a hybrid: the novelty detector's own score too
-                            scored = scored.assign(novelty_score=novelty)
-                        out.write(scored.to_csv(index=False, header=False).encode())
+                            scored = scored.assign(novelty_score=novelty_text(novelty))
+                        out.write(scored.to_csv(index=False, header=False).encode("utf-8", "surrogateescape"))
                         n_flagged += int(flagged.sum())
+                    bad = reasons != ""
                     if bad.any():
-                        rejected = chunk[bad].assign(row=row_numbers[bad], reason=reasons[bad])
+                        if rej is None:
+                            writing = rejects_path
+                            rej = stack.enter_context(open(tmp_rej, "w", newline="", errors="surrogateescape")
+                                                      if not str(tmp_rej) == "-" else sys.stderr)
+                        rejected = raw[bad].assign(row=row_numbers[bad], reason=reasons[bad])
                         rejected.to_csv(rej, index=False, header=not wrote_rej)
                         wrote_rej = True
                         n_rejected += int(bad.sum())
+                        writing = output_path
                     n_rows += len(chunk)
                 if bar is not None:
-                    bar.update(len(block))
+                    bar.update(source.position() - bar.n if source.compressed else len(block))
 
-            # blocks are read here and scored in the pool; they are written in file order, and at
-            # most one block per thread waits beside the ones being scored
-            for block, ends, quoted in source.blocks(chunk_size, buffers=workers + 2):
-                in_flight.append((block, len(ends), pool.submit(fast.score, block, ends, quoted)))
-                if len(in_flight) > workers:
+            with ExitStack() as stack:
+                # blocks are read here and scored in the pool; they are written in file order, and at
+                # most one block per thread waits beside the ones being scored
+                for block, ends, quoted in source.blocks(chunk_size, buffers=workers + 2):
+                    in_flight.append((block, len(ends), pool.submit(fast.score, block, ends, quoted)))
+                    if len(in_flight) > workers:
+                        finish_oldest()
+                while in_flight:
                     finish_oldest()
-            while in_flight:
-                finish_oldest()
-        tmp_out.replace(output_path)
-        if wrote_rej:
+        if not out_direct:
+            tmp_out.replace(output_path)
+        if wrote_rej and not rej_direct:
             tmp_rej.replace(rejects_path)
-        else:
+    except BaseException as exc:
+        if not out_direct:
+            tmp_out.unlink(missing_ok=True)
+        if not rej_direct:
             tmp_rej.unlink(missing_ok=True)
-    except BaseException:
-        tmp_out.unlink(missing_ok=True)
-        tmp_rej.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and os_error_line(exc) is not None:
+            raise UserError(os_error_line(exc, exc.filename or writing)) from None
         raise
     finally:
         torch.set_num_threads(torch_threads)
@@ -513,11 +609,20 @@ def score_file(model: str | Path | Any, input_path: str | Path, output_path: str
         if bar is not None:
             bar.close()
     return BatchResult(output_path, rejects_path if wrote_rej else None, n_rows, n_rows - n_rejected, n_rejected,
-                       n_flagged, time.perf_counter() - start)
+                       n_flagged, time.perf_counter() - start, direct=out_direct)
 
 
-def _read_block(block: bytes, source: _Source) -> pd.DataFrame:
+def _read_block(block: bytes, source: _Source, columns: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(raw, model_rows)``: every field of the block as the text it was (written back unchanged), and
+    the model's columns as pandas reads them (its missing-value markers as gaps, categories as text)."""
     try:
-        return pd.read_csv(io.BytesIO(block), header=None, names=source.names, dtype=source.dtypes, low_memory=False)
+        # bytes that are not UTF-8 (a latin-1 file) survive as surrogates and are written back as they were
+        raw = pd.read_csv(io.BytesIO(block), header=None, names=source.names, dtype=object, keep_default_na=False,
+                          low_memory=False, encoding_errors="surrogateescape")
     except pd.errors.ParserError as exc:
         raise UserError(f"{source.path}: cannot be parsed as CSV ({str(exc).splitlines()[0]})") from None
+    model = raw[columns].copy()
+    for col in columns:
+        values = model[col]
+        model[col] = values.where(~values.isin(_PANDAS_NA), np.nan)
+    return raw, model

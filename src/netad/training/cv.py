@@ -30,8 +30,10 @@ from netad.atomic import atomic_target, write_text_atomic
 from netad.config import Config, config_from_dict
 from netad.data.loading import LabelledTable, file_digest, load_table
 from netad.data.splits import FoldSplit, make_folds, split_test, split_val
-from netad.errors import UserError
-from netad.evaluation.metrics import TABLE_METRICS, auroc_vs_chance, format_p, held_out_metrics, summarize
+from netad.errors import RunInterrupted, UserError
+from netad.evaluation.metrics import (
+    CHANCE_P, TABLE_METRICS, auroc_vs_chance, format_p, held_out_metrics, operating_point, summarize,
+)
 from netad.models.classifier import read_checkpoint
 from netad.training.fit import FitResult, fit_split
 from netad.training.hardware import is_primary_process, launched_world_size, trainer_arguments
@@ -45,6 +47,19 @@ def _write_json(path: Path, data: Any, compact: bool = False) -> None:
     pure-Python encoder, one line per number: several times slower and larger)."""
     layout: dict[str, Any] = {"separators": (",", ":")} if compact else {"indent": 2}
     write_text_atomic(path, json.dumps(data, default=float, **layout))
+
+
+def read_run_file(path: Path, kind: str) -> Any:
+    """A run folder's JSON or YAML file; a damaged one (cut short, edited, not UTF-8) is one line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if kind == "json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path} is damaged ({first}); it is not the file netad wrote") from None
+    if kind == "yaml" and not isinstance(data, dict):
+        raise UserError(f"{path} is damaged (not a mapping of config sections); it is not the file netad wrote")
+    return data
 
 
 class FoldLock:
@@ -107,7 +122,13 @@ class RunFolder:
 
     def load_result(self, name: str) -> Optional[FitResult]:
         path = self.result_path(name)
-        return FitResult(**json.loads(path.read_text())) if path.is_file() else None
+        if not path.is_file():
+            return None
+        saved = read_run_file(path, "json")
+        try:
+            return FitResult(**saved)
+        except TypeError:
+            raise UserError(f"{path} is damaged (not a result netad wrote); delete it to train {name} again") from None
 
     def save_result(self, result: FitResult) -> None:
         _write_json(self.result_path(result.name), result.to_json(), compact=True)
@@ -151,7 +172,7 @@ def open_run(cfg: Config, run_name: str) -> RunFolder:
     run = RunFolder(Path(cfg.checkpoint.save_dir) / run_name)
     snapshot = run.path / "config.yaml"
     if snapshot.is_file():
-        saved = config_from_dict(yaml.safe_load(snapshot.read_text()), str(snapshot)).to_dict()
+        saved = config_from_dict(read_run_file(snapshot, "yaml"), str(snapshot)).to_dict()
         differ = _config_differences(saved, cfg.to_dict())
         if differ:
             raise UserError(f"run '{run_name}' already exists with a different config (differs in: "
@@ -169,7 +190,7 @@ def find_run(path: str | Path) -> tuple[RunFolder, Config]:
         raise UserError(f"--resume: no such run folder or checkpoint: {path}")
     for candidate in [path, *path.parents] if path.is_dir() else list(path.parents):
         if (candidate / "config.yaml").is_file() and (candidate / "splits.json").is_file():
-            raw = yaml.safe_load((candidate / "config.yaml").read_text())
+            raw = read_run_file(candidate / "config.yaml", "yaml")
             return RunFolder(candidate), config_from_dict(raw, str(candidate / "config.yaml"))
     raise UserError(f"--resume: {path} is not inside a netad run folder (no config.yaml and splits.json)")
 
@@ -203,20 +224,33 @@ def save_splits(run: RunFolder, table: LabelledTable, dev: np.ndarray, test: np.
 def load_splits(run: RunFolder, table: LabelledTable) -> dict[str, Any]:
     """The splits a run was made with; a resume must use the very same rows of the very same file."""
     path = run.path / "splits.json"
-    saved = json.loads(path.read_text())
+    saved = read_run_file(path, "json")
+    if not isinstance(saved, dict) or not {"n_rows", "folds", "dev", "test"} <= set(saved):
+        raise UserError(f"{path} is damaged (keys missing): the run's splits are lost; start a new run")
     if saved.get("data_sha256") not in (None, file_digest(table.source)) or saved["n_rows"] != len(table):
         raise UserError(f"{table.source} has changed since run '{run.name}' was made on it: "
                         f"its splits no longer point at the same rows; start a new run")
-    for key in ("dev", "test", "train", "val"):
-        if key in saved:
-            saved[key] = np.asarray(saved[key])
-    saved["folds"] = [FoldSplit(f["fold"], *(np.asarray(f[p]) for p in ("train", "val", "eval")))
-                      for f in saved["folds"]]
+    try:
+        for key in ("dev", "test", "train", "val"):
+            if key in saved:
+                saved[key] = np.asarray(saved[key], dtype=np.int64)
+        saved["folds"] = [FoldSplit(int(f["fold"]), *(np.asarray(f[p], dtype=np.int64) for p in ("train", "val", "eval")))
+                          for f in saved["folds"]]
+        parts = [saved[k] for k in ("dev", "test", "train", "val") if k in saved]
+        parts += [getattr(f, p) for f in saved["folds"] for p in ("train", "val", "eval")]
+        if any(len(a) and (a.min() < 0 or a.max() >= len(table)) for a in parts):
+            raise ValueError("row numbers outside the data")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{path} is damaged ({exc}): the run's splits are lost; start a new run") from None
     return saved
 
 
 def is_cv_run(run: RunFolder) -> bool:
-    return bool(json.loads((run.path / "splits.json").read_text())["folds"])
+    saved = read_run_file(run.path / "splits.json", "json")
+    if not isinstance(saved, dict) or "folds" not in saved:
+        raise UserError(f"{run.path / 'splits.json'} is damaged (keys missing): the run's splits are lost; "
+                        f"start a new run")
+    return bool(saved["folds"])
 
 
 # --------------------------------------------------------------------- results
@@ -249,19 +283,20 @@ def _majority_row(table: LabelledTable, fold: FoldSplit) -> dict[str, float]:
 
 
 def _verdict(model_auroc: dict[str, float], perm_test: dict[str, float], perm_summary: Optional[dict[str, Any]],
-             accuracy_mean: float, majority_accuracy: float) -> dict[str, Any]:
+             accuracy_mean: float, majority_accuracy: float, fpr_mean: float,
+             perm_values: Optional[list[float]] = None) -> dict[str, Any]:
     """Does the model beat chance? The test is the label-permutation (Mann-Whitney) p-value of the
-    out-of-fold ROC AUC (p < 0.01); the models retrained on shuffled labels must also score lower on average."""
-    significant = perm_test["p_value"] < 0.01
+    out-of-fold ROC AUC (p < 0.01): the exact null of this ranking under shuffled labels, stable whatever
+    the data's size or balance. The models retrained on shuffled labels must also score lower on average."""
+    significant = perm_test["p_value"] < CHANCE_P
     above_shuffled = perm_summary is None or model_auroc["mean"] > perm_summary["auroc"]["mean"]
-    chance = (f"label-permutation models {perm_summary['auroc']['mean']:.3f} ± {perm_summary['auroc']['std']:.3f}, "
-              if perm_summary is not None else "")
     p_text = format_p(perm_test["p_value"])
-    head = (f"ROC AUC {model_auroc['mean']:.3f} ± {model_auroc['std']:.3f} over folds; chance level: {chance}"
-            f"shuffled labels {perm_test['mean']:.3f} ± {perm_test['std']:.3f} (out-of-fold ROC AUC "
-            f"{perm_test['observed']:.3f}, permutation test {p_text})")
+    head = (f"out-of-fold ROC AUC {perm_test['observed']:.3f} ({p_text} against shuffled labels, one-sided "
+            f"Mann-Whitney, cut-off p < {CHANCE_P:g}; under shuffled labels this ranking's ROC AUC is "
+            f"{perm_test['mean']:.3f} ± {perm_test['std']:.3f}), {model_auroc['mean']:.3f} ± "
+            f"{model_auroc['std']:.3f} over folds")
     if significant and above_shuffled:
-        text = f"The model beats chance. {head}."
+        text = f"The model beats chance: {head}."
     elif not significant:
         text = (f"The model does NOT beat chance: {head}. The labels look unrelated to the features; "
                 f"an accuracy of {accuracy_mean:.3f} means nothing when always answering 'normal' scores "
@@ -269,21 +304,40 @@ def _verdict(model_auroc: dict[str, float], perm_test: dict[str, float], perm_su
     else:
         text = (f"The model does NOT beat chance: {head}. Its out-of-fold ranking is better than random, but "
                 f"models trained on shuffled labels score as well on average: too little data or a leak to look for.")
-    return {"beats_chance": bool(significant and above_shuffled), "message": text, "permutation_test": perm_test}
+    verdict = {"beats_chance": bool(significant and above_shuffled), "message": text, "permutation_test": perm_test,
+               "decided_by": "Mann-Whitney test of the out-of-fold ROC AUC, and the mean of the label-permutation "
+                             "models", "operating_point": operating_point(
+                   fpr_mean, "each fold's validation-chosen threshold", "the model flags on average")}
+    if perm_summary is not None:
+        verdict["permutation_models"] = permutation_note(perm_summary["auroc"], perm_values or [])
+    return verdict
+
+
+def permutation_note(auroc: dict[str, float], values: list[float]) -> str:
+    """What the label-permutation models say, and why one of them may land far from 0.5."""
+    spread = f", each fold: {', '.join(f'{v:.3f}' for v in values)}" if values else ""
+    return (f"Label-permutation models (this model retrained on shuffled labels, one per fold): ROC AUC "
+            f"{auroc['mean']:.3f} ± {auroc['std']:.3f}, from {auroc['min']:.3f} to {auroc['max']:.3f}{spread}. "
+            f"They show what training produces when the labels carry no information. One such model scores all "
+            f"its held-out rows at once, and what it learns from noise (such as how unusual a row is) can line "
+            f"up with the true labels, so on small or lopsided data a single one may land far from 0.5; their "
+            f"spread, not 0.5, is the chance range for this model and data. The verdict rests on the "
+            f"Mann-Whitney test above, which needs no retraining; these models only have to score lower on average.")
 
 
 def _write_tables(run: RunFolder, folds: list[dict[str, Any]], summary: dict[str, dict[str, float]],
                   oof: list[dict[str, Any]]) -> dict[str, str]:
+    """The fold table and out-of-fold predictions, each written whole or not at all (a full disk)."""
     csv_path = run.path / "cv_results.csv"
     columns = list(folds[0].keys())
-    with csv_path.open("w", newline="") as fh:
+    with atomic_target(csv_path) as tmp, tmp.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns)
         writer.writeheader()
         writer.writerows(folds)
         for stat in ("mean", "std"):
             writer.writerow({c: (stat if c == "fold" else summary[c][stat] if c in summary else "") for c in columns})
     oof_path = run.path / "oof_predictions.csv"
-    with oof_path.open("w", newline="") as fh:
+    with atomic_target(oof_path) as tmp, tmp.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=["row", "fold", "label", "score", "prediction"])
         writer.writeheader()
         writer.writerows(oof)
@@ -323,6 +377,17 @@ def _shared_run_name(name: str) -> Iterator[None]:
             os.environ.pop(RUN_NAME_ENV, None)
         else:
             os.environ[RUN_NAME_ENV] = before
+
+
+@contextmanager
+def _resumable(run: RunFolder) -> Iterator[None]:
+    """Ctrl-C or SIGTERM inside a run: an interrupt that names the folder ``--resume`` continues."""
+    try:
+        yield
+    except RunInterrupted:
+        raise
+    except KeyboardInterrupt as exc:
+        raise RunInterrupted(run.path) from exc
 
 
 def _run_name(given: Optional[str], prefix: str) -> str:
@@ -366,6 +431,7 @@ def run_cv(
     quiet: bool = False,
     say: Optional[Say] = None,
     extra_callbacks: Optional[Callable[[str], list]] = None,
+    announce: Optional[Say] = None,
 ) -> Optional[CVResult]:
     """Cross-validate ``cfg``; returns the results (None when ``only_fold`` ran a single fold, and in every
     process of a DDP job but the first).
@@ -376,6 +442,7 @@ def run_cv(
     """
     primary = is_primary_process()  # in a DDP job every process runs this; only the first writes files
     say = (say or (lambda _msg: None)) if primary else (lambda _msg: None)
+    announce = (announce or say) if primary else say  # where the run lives: said even under --quiet
     quiet = quiet or not primary
     if gather and only_fold is not None:
         raise UserError("--gather summarises the folds that --fold jobs trained; give one of them, not both")
@@ -385,7 +452,7 @@ def run_cv(
             raise UserError(f"{run.path} is a single train/validation run, not a cross-validation run")
         check_trainer(cfg)
         if not gather:
-            say(f"Resuming run {run.path} (finished: {', '.join(run.finished()) or 'nothing yet'})")
+            announce(f"Resuming run {run.path} (finished: {', '.join(run.finished()) or 'nothing yet'})")
         table = load_table(cfg.data)
         saved = load_splits(run, table)
         dev, test, folds = saved["dev"], saved["test"], saved["folds"]
@@ -408,7 +475,7 @@ def run_cv(
             dev, test, folds = saved["dev"], saved["test"], saved["folds"]
         elif primary:
             save_splits(run, table, dev, test, folds)
-        say(f"Run folder: {run.path}")
+        announce(f"Run folder: {run.path}")
     if only_fold is not None and not 0 <= only_fold < len(folds):
         raise UserError(f"--fold {only_fold}: the run has folds 0 to {len(folds) - 1}")
     if gather:
@@ -448,7 +515,7 @@ def run_cv(
         return fit_or_resume(f"baselines/permutation_fold_{f.fold}", f.train, f.val, f.eval,
                              cfg.training.seed + f.fold, log=False, table_=_permuted_table(cfg, table, f))
 
-    with _shared_run_name(run.name):
+    with _shared_run_name(run.name), _resumable(run):
         results: list[FitResult] = []
         for fold in folds:
             if only_fold is not None and fold.fold != only_fold:
@@ -492,8 +559,9 @@ def _finish_cv(cfg: Config, run: RunFolder, table: LabelledTable, dev: np.ndarra
         perm_summary = summarize(perm_rows, TABLE_METRICS)
         baselines["permutation"] = {"folds": perm_rows, "summary": perm_summary}
     perm_test = auroc_vs_chance(oof_scores, oof_labels)
+    perm_values = [row["auroc"] for row in baselines["permutation"]["folds"]] if perm_summary else []
     verdict = _verdict(summary["auroc"], perm_test, perm_summary, summary["accuracy"]["mean"],
-                       baselines["majority"]["summary"]["accuracy"]["mean"])
+                       baselines["majority"]["summary"]["accuracy"]["mean"], summary["fpr"]["mean"], perm_values)
 
     cv_result = CVResult(run.path, rows, summary, baselines, verdict)
     if primary:
@@ -530,11 +598,12 @@ def publish_best(cfg: Config, checkpoint: Path) -> str:
 
 
 def run_single(cfg: Optional[Config], *, run_name: Optional[str] = None, resume: Optional[str | Path] = None,
-               quiet: bool = False, say: Optional[Say] = None) -> Optional[FitResult]:
+               quiet: bool = False, say: Optional[Say] = None, announce: Optional[Say] = None) -> Optional[FitResult]:
     """One stratified train/validation split of the non-test rows; best checkpoint -> best_model.ckpt.
     (In a DDP job every process trains; the first one writes the files and the others return None.)"""
     primary = is_primary_process()
     say = (say or (lambda _msg: None)) if primary else (lambda _msg: None)
+    announce = (announce or say) if primary else say
     quiet = quiet or not primary
     if resume:
         run, cfg = find_run(resume)
@@ -555,12 +624,13 @@ def run_single(cfg: Optional[Config], *, run_name: Optional[str] = None, resume:
             raise UserError(f"run '{run.name}' is a cross-validation run: use --use-cv, or a new --run-name")
         if primary:
             save_splits(run, table, dev, test, [], train=train, val=val)
-        say(f"Run folder: {run.path}")
+        announce(f"Run folder: {run.path}")
     done = run.load_result("single")
     if done is None:
         last = run.last_checkpoint("single")
         say(f"Training on {len(train)} rows, validating on {len(val)} ({len(test)} test rows held out)")
-        with _shared_run_name(run.name), (FoldLock(run.path / "single", "single") if primary else nullcontext()):
+        with _shared_run_name(run.name), _resumable(run), \
+                (FoldLock(run.path / "single", "single") if primary else nullcontext()):
             done = fit_split(cfg, table, train, val, run.path / "single", name="single", run_name=run.name,
                              resume_from=last, quiet=quiet, metadata=run_metadata(cfg, run, table, test))
             if primary:

@@ -38,6 +38,16 @@ def resolve_wandb_mode(cfg: Config) -> Optional[str]:
     return cfg.logging.wandb_mode
 
 
+def silence_wandb() -> None:
+    """With WANDB_SILENT set (the CLI sets it), W&B's own notes stay off the terminal: the variable alone
+    does not cover what W&B says while it checks its settings (Lightning passes ``anonymous=None``, which
+    W&B answers with a deprecation note on every run)."""
+    if os.environ.get("WANDB_SILENT", "").lower() in ("1", "true"):
+        import wandb
+
+        wandb.setup(settings=wandb.Settings(silent=True))
+
+
 def build_loggers(cfg: Config, run_name: str, version: str, job_type: str = "fold",
                   hparams: Optional[dict[str, Any]] = None) -> list[Logger]:
     loggers: list[Logger] = [
@@ -48,6 +58,7 @@ def build_loggers(cfg: Config, run_name: str, version: str, job_type: str = "fol
     if mode:
         from lightning.pytorch.loggers import WandbLogger
 
+        silence_wandb()
         save_dir = Path(cfg.logging.wandb_dir)
         save_dir.mkdir(parents=True, exist_ok=True)
         wb = WandbLogger(
