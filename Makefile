@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: train test install install-test benchmark clean
+.PHONY: train test test-slow install install-test benchmark clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ train: $(STAMP)
 
 test: $(TEST_STAMP)
 	$(PY) -m pytest
+
+# the end-to-end tests through real processes (train.py, predict.py, the server, DDP, the notebook): CI runs them too
+test-slow: $(TEST_STAMP)
+	$(PY) -m pytest -m slow
 
 benchmark: $(STAMP)
 	$(PY) benchmarks/train_speed.py

@@ -255,6 +255,7 @@ def test_a_streamed_body_is_cut_off_as_soon_as_it_passes_the_limit(served, path)
     assert 20_000 < pulled <= 20_000 + 1000 + len(first)  # nothing read past the chunk that crossed the limit
 
 
+@pytest.mark.slow  # a real process: runs in `make test-slow` (CI runs both)
 def test_real_server_answers_413_to_a_chunked_body_before_it_ends(served):
     """Against uvicorn: a chunked body past --max-body-mb that never ends gets its 413 and the connection
     closed; before, the server read on, waiting for the rest (here: the socket timeout)."""
@@ -358,6 +359,7 @@ def test_api_key_guards_everything_but_health(served, caplog):
     assert "unique-marker-value" not in caplog.text and "s3cret-key" not in caplog.text
 
 
+@pytest.mark.slow  # a real process: runs in `make test-slow` (CI runs both)
 def test_real_uvicorn_process_on_loopback(served):
     import httpx
 

@@ -129,6 +129,7 @@ def test_bad_input_is_one_line(trained, tmp_path, capsys, case):
     assert not (tmp_path / "o.csv").exists()
 
 
+@pytest.mark.slow  # a real process: runs in `make test-slow` (CI runs both)
 def test_predict_script(trained, tmp_path):
     path, _ = records(tmp_path)
     proc = subprocess.run([sys.executable, str(ROOT / "predict.py"), "--model", str(trained["ckpt"]), "--input",

@@ -94,6 +94,7 @@ def test_output_to_stdout_and_through_a_link_to_a_fifo_is_written_directly(model
     assert not list(tmp_path.glob(".*partial"))
 
 
+@pytest.mark.slow  # a real process: runs in `make test-slow` (CI runs both)
 def test_dev_stdout_in_a_real_process_is_written_not_replaced(model, tmp_path):
     path = tmp_path / "x.csv"
     make_frame(n=20, seed=4).to_csv(path, index=False)

@@ -43,6 +43,7 @@ def run_train_in_process(capsys, *args: str) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
+@pytest.mark.slow  # a real process: runs in `make test-slow` (CI runs both)
 def test_train_cv_then_test_end_to_end(tmp_path, cfg):
     config = write_config(tmp_path, cfg)
     proc = run_script("train.py", "--config", str(config), "--use-cv", "--quiet", "--run-name", "e2e", cwd=tmp_path)
@@ -62,6 +63,7 @@ def test_train_cv_then_test_end_to_end(tmp_path, cfg):
     assert "test hold-out" in proc.stdout and "auroc" in proc.stdout
 
 
+@pytest.mark.slow  # a real process: runs in `make test-slow` (CI runs both)
 def test_single_split_and_set_override(tmp_path, cfg):
     config = write_config(tmp_path, cfg)
     proc = run_script("train.py", "--config", str(config), "--quiet", "--set", "training.num_epochs=2",
@@ -73,6 +75,7 @@ def test_single_split_and_set_override(tmp_path, cfg):
     assert (Path(cfg.checkpoint.save_dir) / "best_model.ckpt").is_file()
 
 
+@pytest.mark.slow  # a real process: runs in `make test-slow` (CI runs both)
 def test_one_fold_only(tmp_path, cfg):
     config = write_config(tmp_path, cfg)
     proc = run_script("train.py", "--config", str(config), "--use-cv", "--fold", "1", "--run-name", "arr",
@@ -121,6 +124,7 @@ def test_bad_data_exits_2_with_one_line(tmp_path, capsys, case):
     assert not checkpoints.exists() or not any(checkpoints.iterdir()), "a failed run left files behind"
 
 
+@pytest.mark.slow  # a real process: runs in `make test-slow` (CI runs both)
 def test_bad_data_through_the_real_script(tmp_path):
     path, needles = _bad_data_cases(tmp_path)["nan"]
     config = write_config(tmp_path, fast_config(tmp_path, path))

@@ -20,6 +20,8 @@ from netad.errors import UserError
 from netad.models import load_classifier
 from netad.training.cv import run_cv, run_single
 
+pytestmark = pytest.mark.slow  # real processes started side by side: `make test-slow` (CI runs both)
+
 
 def _write_config(path: Path, cfg) -> Path:
     path.write_text(yaml.safe_dump(cfg.to_dict()))

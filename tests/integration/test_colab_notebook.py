@@ -6,6 +6,7 @@ import json
 import sys
 
 import nbformat
+import pytest
 import torch
 from nbclient import NotebookClient
 
@@ -52,6 +53,7 @@ def _texts(nb: nbformat.NotebookNode) -> str:
     return "\n".join(parts)
 
 
+@pytest.mark.slow  # real processes: runs in `make test-slow` (CI runs both)
 def test_notebook_runs_top_to_bottom_on_the_cpu(tmp_path, hub, monkeypatch):
     nb = read_notebook()
     out = tmp_path / "out"

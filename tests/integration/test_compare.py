@@ -114,6 +114,7 @@ def test_unknown_detector_is_one_line(tmp_path, csv_path, capsys):
     assert code == 2 and len(err) == 1 and "unknown detector(s) isoforest" in err[0]
 
 
+@pytest.mark.slow  # a real process: runs in `make test-slow` (CI runs both)
 def test_compare_script_runs(tmp_path, csv_path):
     import yaml
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 
 from conftest import ROOT, fast_config
@@ -39,6 +40,7 @@ def one_line_error(capsys, argv: list[str]) -> str:
     return err
 
 
+@pytest.mark.slow  # real processes: runs in `make test-slow` (CI runs both)
 def test_fold_jobs_and_gather_give_the_results_of_one_cv_run(tmp_path, csv_path, capsys):
     settings = {"cross_validation__permutation_baseline": "true", "training__num_epochs": "3"}
     reference = run_cv(fast_config(tmp_path / "one", csv_path, **settings), run_name="ref", quiet=True)
@@ -87,6 +89,7 @@ def test_gather_flag_errors(tmp_path, cfg, capsys):
     assert not (tmp_path / "checkpoints" / "nope").exists()
 
 
+@pytest.mark.slow  # real processes: runs in `make test-slow` (CI runs both)
 def test_ddp_with_two_cpu_processes(tmp_path, csv_path):
     """strategy: ddp through Lightning's own launcher (gloo on the CPU): each process trains on half the
     training rows, the processes share one run folder (no --run-name given) and only the first writes."""

@@ -327,6 +327,7 @@ def test_assess_single_split_run_has_no_fold_figure(tmp_path, csv_path, capsys):
     assert_one_line_error(code, err, "no fold checkpoints")
 
 
+@pytest.mark.slow  # a real process: runs in `make test-slow` (CI runs both)
 def test_assess_model_script_end_to_end(trained, tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "assess_model.py"), "--checkpoint", str(trained["best"]),
                            "--output", str(tmp_path / "r"), "--no-log", "--bootstrap", "20"],

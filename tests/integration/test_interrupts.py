@@ -115,6 +115,7 @@ def test_ctrl_c_then_resume_restores_early_stopping_optimizer_and_scheduler(tmp_
                                   pd.read_csv(ref_run / "oof_predictions.csv"), atol=1e-6)
 
 
+@pytest.mark.slow  # a real process: runs in `make test-slow` (CI runs both)
 @pytest.mark.parametrize("sig, code, said", [(signal.SIGINT, 130, "interrupted"),
                                              (signal.SIGTERM, 143, "terminated (SIGTERM)")])
 def test_ctrl_c_or_sigterm_in_train_py_exits_with_one_line_and_leaves_a_resumable_fold(tmp_path, cfg, sig, code,
