@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
 import logging
 import os
@@ -13,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
-from netad.errors import UserError, os_error_line
+from netad.errors import NetadWarning, UserError, os_error_line
 
 
 class _Terminated:
@@ -71,13 +72,27 @@ def user_errors(func: Callable[..., int]) -> Callable[..., int]:
     return wrapper
 
 
-def _setup_logging(quiet: bool) -> None:
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s")
-    os.environ.setdefault("WANDB_SILENT", "true")
-    if quiet:
-        import warnings
+class _LineFormatter(logging.Formatter):
+    """Progress as it is; warnings and errors as ``warning: ...`` / ``error: ...``, one line each."""
 
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        return f"{record.levelname.lower()}: {message}" if record.levelno >= logging.WARNING else message
+
+
+def _setup_logging(quiet: bool) -> None:
+    """Progress at INFO (WARNING with ``quiet``). Warnings print as one line ``warning: ...``; with ``quiet``
+    only the project's own (:class:`NetadWarning`): other libraries' advice is noise to a user."""
+    import warnings
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(_LineFormatter())
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, handlers=[handler])
+    os.environ.setdefault("WANDB_SILENT", "true")
+    warnings.formatwarning = lambda message, *_args, **_kwargs: f"warning: {message}\n"
+    if quiet:
         warnings.filterwarnings("ignore")
+        warnings.filterwarnings("default", category=NetadWarning)
 
 
 def train_parser() -> argparse.ArgumentParser:
@@ -324,6 +339,10 @@ def upload_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", metavar="DIR", help="export folder (default: exports/<run>_<split>)")
     p.add_argument("--dry-run", action="store_true", help="export and list what would be uploaded; upload nothing")
     p.add_argument("--onnx", action="store_true", help="also export model.onnx (checked against PyTorch to 1e-5)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of --config, else of the checkpoint's saved config (huggingface.repo_id, "
+                        "huggingface.private); value parsed as YAML (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
     return p
 
 
@@ -333,7 +352,7 @@ def upload_main(argv: Optional[Sequence[str]] = None) -> int:
     _setup_logging(quiet=True)
     import warnings
 
-    from netad.config import config_from_dict, load_config
+    from netad.config import apply_overrides, config_from_dict, load_config
     from netad.hub.upload import (
         check_hub_reachable, check_repo_id, export_for_upload, quiet_duplicate_hub_logs, resolve_token, upload_folder,
     )
@@ -351,14 +370,15 @@ def upload_main(argv: Optional[Sequence[str]] = None) -> int:
 
     ckpt = read_checkpoint(args.checkpoint, trained_model=True)
     meta = ckpt["netad"].get("metadata", {})
-    cfg = load_config(args.config) if args.config else config_from_dict(meta.get("config", {}), "saved config")
+    cfg = load_config(args.config, args.overrides) if args.config else \
+        config_from_dict(apply_overrides(copy.deepcopy(meta.get("config", {})), list(args.overrides)), "saved config")
     repo_id = check_repo_id(args.repo_id or cfg.huggingface.repo_id)
     if token is None and not args.dry_run:  # before the export: no token or no Hub, no work
         token = resolve_token(args.token)
         check_hub_reachable()
     default_name = f"{meta.get('run_name', 'model')}_{meta.get('split', 'best')}"
     output = Path(args.output) if args.output else Path("exports") / safe_name(default_name)
-    say = lambda m: print(m, flush=True)  # noqa: E731
+    say = (lambda _m: None) if args.quiet else (lambda m: print(m, flush=True))
     with warnings.catch_warnings(record=True) as caught:  # quiet logging ignores warnings: these are shown
         warnings.simplefilter("ignore")
         warnings.simplefilter("always", PublishedDataWarning)
@@ -410,6 +430,9 @@ def predict_main(argv: Optional[Sequence[str]] = None) -> int:
     if result.rejects:
         print(f"{result.n_rejected} rows could not be scored -> {result.rejects} (row number and reason for each)",
               file=report)
+    for col, count in result.imputed_non_numbers.items():
+        print(f"warning: column '{col}': {count} cells were not numbers and were imputed like gaps "
+              f"(the model's data.nan_policy imputes)", file=sys.stderr)
     return 0
 
 

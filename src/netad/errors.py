@@ -10,6 +10,11 @@ class UserError(Exception):
     exit_code = 2
 
 
+class NetadWarning(UserWarning):
+    """A warning of this project's own (a dropped column, an identifier-like column, a detector that cannot
+    rank): shown under ``--quiet`` too, where other libraries' warnings are not."""
+
+
 class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM while a run trained: ``run_dir`` is the folder ``--resume`` continues."""
 

@@ -371,3 +371,9 @@ def test_real_uvicorn_process_on_loopback(served):
         np.testing.assert_allclose([p["score"] for p in r.json()["predictions"]],
                                    served["predictor"].score(frame), rtol=1e-6)
         assert httpx.post(f"{base}/predict", json=records, timeout=10).status_code == 401
+
+
+def test_a_model_name_with_html_is_shown_as_text_on_the_page(served):
+    client = TestClient(create_app(served["predictor"], model_name='<script>alert("x")</script>'))
+    page = client.get("/").text
+    assert '<script>alert("x")</script>' not in page and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page

@@ -105,6 +105,19 @@ def test_dev_stdout_in_a_real_process_is_written_not_replaced(model, tmp_path):
     assert proc.stdout.splitlines()[0].endswith(",score,is_anomaly") and len(proc.stdout.splitlines()) == 21
     assert not os.path.exists("/dev/.stdout.partial")
 
+    # stdout redirected to a file (predict.py ... --output /dev/stdout >> log.csv): appended to, never replaced
+    log = tmp_path / "log.csv"
+    log.write_text("earlier lines\n")
+    inode = log.stat().st_ino
+    for output in ("/dev/stdout", "/dev/fd/1"):
+        with log.open("ab") as fh:
+            proc = subprocess.run([sys.executable, str(ROOT / "predict.py"), "--model", model, "--input", str(path),
+                                   "--output", output, "--rejects", str(tmp_path / "r.csv"), "--quiet"], stdout=fh,
+                                  stderr=subprocess.PIPE, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+    text = log.read_text().splitlines()
+    assert log.stat().st_ino == inode and text[0] == "earlier lines" and len(text) == 1 + 2 * 21
+
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full (every write: no space left)")
 def test_a_full_disk_is_one_line_and_leaves_nothing(model, tmp_path, capsys, monkeypatch):
@@ -253,3 +266,68 @@ def test_novelty_scores_have_the_fixed_format_on_both_routes(tmp_path, csv_path,
         assert text.str.fullmatch(r"-?\d+\.\d{9}").all(), text.head()
     np.testing.assert_allclose(pd.read_csv(tmp_path / "q.out.csv")["novelty_score"],
                                pd.read_csv(tmp_path / "p.out.csv")["novelty_score"], rtol=0, atol=1e-6)
+
+
+def test_rejects_may_not_go_to_the_scores_stream(model, tmp_path, capsys):
+    path = tmp_path / "x.csv"
+    make_frame(n=10, seed=2).to_csv(path, index=False)
+    for rejects in ("/dev/stdout", "-", "/dev/stderr"):
+        code, out, err = run(capsys, "--model", model, "--input", str(path), "--output", "-", "--rejects", rejects)
+        assert code == 2 and "file of their own" in one_error_line(err) and out == "", rejects
+
+
+def test_records_with_more_fields_than_the_header_are_rejected_not_shifted(model, tmp_path, capsys, monkeypatch):
+    frame = make_frame(n=50, seed=21)
+    frame.insert(0, "flow", [f"f{i}" for i in range(50)])
+    lines = frame.to_csv(index=False).splitlines()
+    lines[1] += ",EXTRA"  # the first record of the block
+    lines[30] += ",MORE,AND MORE"
+    path = tmp_path / "x.csv"
+    path.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "o.csv"
+    code, printed, err = run(capsys, "--model", model, "--input", str(path), "--output", str(out))
+    assert code == 0, err
+    rejects = pd.read_csv(tmp_path / "o.rejects.csv", dtype=str)
+    assert rejects["row"].tolist() == ["1", "30"] and rejects["flow"].tolist() == ["f0", "f29"]
+    assert all(r == "has more fields than the header's 8" for r in rejects["reason"])
+    scored = pd.read_csv(out, dtype=str)
+    assert scored["flow"].tolist() == [f"f{i}" for i in range(50) if i not in (0, 29)]  # nothing shifted
+
+    lines[40] += "," * 20 + "x"  # far more fields than any record may carry: the row is named
+    path.write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(batch, "_MIN_BLOCK_BYTES", 1024)
+    code, _, err = run(capsys, "--model", model, "--input", str(path), "--output", str(out), "--chunk-size", "15")
+    assert code == 2 and "data row 40 (or near it) has 28 fields, the header 8" in one_error_line(err)
+
+
+def test_an_earlier_runs_rejects_do_not_stay_beside_a_clean_run(model, tmp_path, capsys):
+    frame = make_frame(n=30, seed=22).astype({"bytes": object})
+    frame.loc[3, "bytes"] = "oops"
+    path = tmp_path / "x.csv"
+    frame.to_csv(path, index=False)
+    out = tmp_path / "o.csv"
+    assert run(capsys, "--model", model, "--input", str(path), "--output", str(out))[0] == 0
+    assert (tmp_path / "o.rejects.csv").is_file()
+    frame.loc[3, "bytes"] = 7.0
+    frame.to_csv(path, index=False)
+    code, printed, _ = run(capsys, "--model", model, "--input", str(path), "--output", str(out))
+    assert code == 0 and "could not be scored" not in printed and not (tmp_path / "o.rejects.csv").exists()
+
+
+def test_cells_that_are_not_numbers_are_gaps_for_a_model_that_imputes_as_in_training(tmp_path, capsys):
+    from netad.training.cv import run_single
+
+    train = make_frame(n=300, seed=23).astype({"packet_size": object})
+    train.loc[[5, 9], "packet_size"] = "?"
+    csv = tmp_path / "train.csv"
+    train.to_csv(csv, index=False)
+    run_single(fast_config(tmp_path, csv, data__nan_policy="median"), run_name="imp", quiet=True)
+    ckpt = str(tmp_path / "checkpoints" / "best_model.ckpt")
+    new = make_frame(n=40, seed=24).astype({"packet_size": object})
+    new.loc[[2, 3, 11], "packet_size"] = "?"
+    path = tmp_path / "new.csv"
+    new.to_csv(path, index=False)
+    code, printed, err = run(capsys, "--model", ckpt, "--input", str(path), "--output", str(tmp_path / "o.csv"))
+    assert code == 0 and "Scored 40 of 40 rows" in printed, err
+    assert "warning: column 'packet_size': 3 cells were not numbers and were imputed like gaps" in err
+    assert not (tmp_path / "o.rejects.csv").exists()

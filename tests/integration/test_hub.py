@@ -213,6 +213,17 @@ def test_dry_run_uploads_nothing(model, hub, capsys, tmp_path):
     assert "alice/dry" not in hub.repos
 
 
+def test_upload_takes_set_and_quiet_like_every_script(model, hub, capsys, tmp_path):
+    code, out, err = run_upload(capsys, "--model", str(model["ckpt"]), "--dry-run", "--quiet", "--output",
+                                str(tmp_path / "q"), "--set", "huggingface.repo_id=alice/from-set",
+                                "--set", "huggingface.private=true")
+    assert code == 0, err
+    assert "would upload these 3 files to alice/from-set (private)" in out
+    assert out.splitlines()[0].startswith("Exported ")  # --quiet: no progress lines before the summary
+    code, _, err = run_upload(capsys, "--model", str(model["ckpt"]), "--dry-run", "--set", "huggingface.repo=x")
+    assert code == 2 and "huggingface.repo_id" in err  # the nearest valid key
+
+
 def closed_port() -> int:
     with __import__("socket").socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))

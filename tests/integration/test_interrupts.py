@@ -142,7 +142,53 @@ def test_ctrl_c_or_sigterm_in_train_py_exits_with_one_line_and_leaves_a_resumabl
             proc.kill()
             proc.communicate()
     assert proc.returncode == code, (proc.returncode, err)
-    lines = [line for line in err.splitlines() if line.strip()]
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("warning: ")]  # the data's
     run = Path(cfg.checkpoint.save_dir) / "cut"
     assert lines == [f"{said}: resume with --resume {run}"], err
     assert last.is_file() and not (last.parent / "result.json").exists()
+
+
+@pytest.mark.slow  # real processes: runs in `make test-slow` (CI runs both)
+def test_kill_9_mid_cv_then_resume_reproduces_the_uninterrupted_run(tmp_path, cfg):
+    """SIGKILL leaves no chance to clean up: the atomic files and last.ckpt alone must let --resume finish
+    the run with the uninterrupted run's table, baselines and out-of-fold scores."""
+    cfg.training.num_epochs = 30
+    cfg.cross_validation.permutation_baseline = True
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(cfg.to_dict()))
+    script = [sys.executable, str(ROOT / "train.py"), "--config", str(config), "--use-cv", "--quiet"]
+    reference = subprocess.run(script + ["--run-name", "whole"], cwd=tmp_path, capture_output=True, text=True,
+                               timeout=300)
+    assert reference.returncode == 0, reference.stderr
+    proc = subprocess.Popen(script + ["--run-name", "killed"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    run = Path(cfg.checkpoint.save_dir) / "killed"
+    deadline = time.monotonic() + 240
+    try:  # killed while fold 1 trains: fold 0 finished, fold 1 half done
+        while not (run / "fold_1" / "last.ckpt").exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert (run / "fold_1" / "last.ckpt").exists(), "training never reached fold 1"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not (run / "cv_results.json").exists()
+    resumed = subprocess.run([sys.executable, str(ROOT / "train.py"), "--resume", str(run), "--quiet"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    got = json.loads((run / "cv_results.json").read_text())
+    want = json.loads((Path(cfg.checkpoint.save_dir) / "whole" / "cv_results.json").read_text())
+    def close(a, b) -> bool:
+        if isinstance(a, dict):
+            return a.keys() == b.keys() and all(close(a[k], b[k]) for k in a)
+        if isinstance(a, list):
+            return len(a) == len(b) and all(close(x, y) for x, y in zip(a, b))
+        return a == pytest.approx(b, abs=1e-6, nan_ok=True) if isinstance(a, float) else a == b
+
+    for key in ("folds", "summary", "baselines"):
+        assert close(got[key], want[key]), key
+    assert got["verdict"]["message"] == want["verdict"]["message"]
+    pd.testing.assert_frame_equal(pd.read_csv(run / "oof_predictions.csv"),
+                                  pd.read_csv(Path(cfg.checkpoint.save_dir) / "whole" / "oof_predictions.csv"),
+                                  atol=1e-6)

@@ -136,3 +136,21 @@ def test_a_missing_browser_skips_with_how_to_install_it_unless_ci_requires_it():
         find_browser(env={"NETAD_REQUIRE_BROWSER": "1"}, which=only_browser)
     both = {"chromium": "/usr/bin/chromium", "chromedriver": "/usr/bin/chromedriver"}.get
     assert find_browser(env={"NETAD_REQUIRE_BROWSER": "1"}, which=both) == ("/usr/bin/chromium", "/usr/bin/chromedriver")
+
+
+def test_html_in_records_and_column_names_is_shown_as_text(server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    attack = '<img src=x onerror="document.body.dataset.pwned=1">'
+    frame = make_frame(n=60, seed=5).astype({"protocol": object})
+    frame.insert(0, "<b>note</b>", attack)
+    frame.loc[7, "protocol"] = "<script>document.body.dataset.pwned=2</script>"  # an unseen category
+    path = tmp_path / "html.csv"
+    frame.to_csv(path, index=False)
+    status = upload(browser, server, path, server["key"])
+    assert "rows flagged" in status, status
+    assert browser.execute_script("return document.body.dataset.pwned") is None
+    assert not browser.find_elements(By.CSS_SELECTOR, "#flagged img, #flagged b, #flagged script")
+    records = [tr.find_elements(By.TAG_NAME, "td")[2].text for tr in
+               browser.find_elements(By.CSS_SELECTOR, "#flagged tbody tr")]
+    assert records and all(attack.replace('"', '""')[:20] in r or attack[:20] in r for r in records)

@@ -241,3 +241,17 @@ def test_hybrid_rule_holds_for_any_classifier_threshold(t):
     assert ((h >= t32) == expected).all()
     below = z.numpy() < 1.5
     assert (h[below] >= p.numpy()[below]).all()  # below the novelty cut it may lift the rank, never flag alone
+
+
+def test_a_detector_whose_training_scores_all_tie_flags_none_of_them_and_says_so():
+    from netad.detectors import make_detector
+
+    rng = np.random.default_rng(0)
+    basis = rng.normal(size=(2, 5))
+    X = rng.normal(size=(200, 2)) @ basis  # rows that span 2 of 5 directions: PCA reconstructs them exactly
+    with pytest.warns(UserWarning, match="cannot rank normal traffic"):
+        det = make_detector("pca", variance=0.999).fit(X)
+    assert "same score" in det.degenerate_
+    assert det.predict(X).sum() == 0
+    off_span = X[:5] + rng.normal(size=(5, 5))
+    assert det.predict(off_span).all()

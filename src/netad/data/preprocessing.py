@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
-from netad.errors import UserError
+from netad.errors import NetadWarning, UserError
 
 UNKNOWN = "__unknown__"
 _TRUE = {"true", "t", "yes", "1"}
@@ -169,8 +169,8 @@ class TabularPreprocessor:
         kinds = infer_kinds(frame)
         constant = [c for c in frame.columns if frame[c].nunique(dropna=False) <= 1]
         if constant:
-            warnings.warn(
-                f"dropping columns that are constant in the training rows: {', '.join(map(str, constant))}",
+            warnings.warn(NetadWarning(
+                f"dropping columns that are constant in the training rows: {', '.join(map(str, constant))}"),
                 stacklevel=2,
             )
         if isinstance(self.log_transform, list):
@@ -193,9 +193,10 @@ class TabularPreprocessor:
             reason = identifier_reason(frame[col])
             if reason:
                 identifier_like[str(col)] = reason
-                warnings.warn(f"column '{col}' looks like an identifier ({reason}): such a column rarely generalises "
-                              f"to new traffic, and an exported model publishes up to {self.max_categories} of its "
-                              f"training values; consider data.drop_columns", stacklevel=2)
+                warnings.warn(NetadWarning(
+                    f"column '{col}' looks like an identifier ({reason}): such a column rarely generalises to new "
+                    f"traffic, and an exported model publishes up to {self.max_categories} of its training values; "
+                    f"consider data.drop_columns"), stacklevel=2)
         categories = []
         for col in categorical:
             counts = frame[col].astype(str).value_counts(sort=True)
@@ -277,9 +278,10 @@ class TabularPreprocessor:
             raise UserError(f"data is missing columns the model was trained on: {', '.join(missing)}")
 
     def row_problems(self, frame: pd.DataFrame) -> np.ndarray:
-        """Why each row cannot be scored ('' when it can): a non-number in a numeric column, a
-        non-boolean in a boolean one, or a missing value the training-time NaN policy did not impute.
-        Unseen categories are not a problem (they go to the unknown bucket)."""
+        """Why each row cannot be scored ('' when it can): a non-number in a numeric column (for a model
+        whose NaN policy imputes, a gap like any other, as in training), a non-boolean in a boolean one, a
+        missing value the training-time NaN policy did not impute, or a value whose scaled feature would
+        overflow float32. Unseen categories are not a problem (they go to the unknown bucket)."""
         self.check_schema(frame)
         st = self.state
         reasons = np.full(len(frame), "", dtype=object)
@@ -293,9 +295,8 @@ class TabularPreprocessor:
         for j, col in enumerate(ncfg["columns"]):
             raw = frame[col]
             values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-            present = raw.notna().to_numpy()
-            note(present & np.isnan(values), f"column '{col}': not a number")
             if not imputes:
+                note(raw.notna().to_numpy() & np.isnan(values), f"column '{col}': not a number")
                 note(~np.isfinite(values), f"column '{col}': missing or infinite value")
             finite = np.isfinite(values)
             if finite.any():
@@ -313,6 +314,17 @@ class TabularPreprocessor:
             note(raw.isna().to_numpy(), f"column '{col}': missing value")
             note(~text.isin(_BOOL_VALUES).to_numpy(), f"column '{col}': not true/false or 1/0")
         return reasons
+
+    def unparsable_numbers(self, frame: pd.DataFrame) -> dict[str, int]:
+        """{numeric column: cells that hold something other than a number}: gaps for a model that imputes."""
+        self._check_fitted()
+        counts = {}
+        for col in self.state["numeric"]["columns"]:
+            raw = frame[col]
+            bad = int((raw.notna() & pd.to_numeric(raw, errors="coerce").isna()).sum())
+            if bad:
+                counts[col] = bad
+        return counts
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         """The float32 feature matrix (``state['feature_names']`` order)."""

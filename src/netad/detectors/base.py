@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from netad.errors import UserError
+from netad.errors import NetadWarning, UserError
 from netad.evaluation.metrics import choose_threshold, just_above
 
 DETECTOR_FORMAT = 1
@@ -98,7 +98,8 @@ class BaseDetector:
         self.threshold_ = float(np.quantile(self.train_scores_, 1.0 - self.contamination))
         self.threshold_source_ = f"training-score percentile {100 * (1 - self.contamination):g}"
         self.degenerate_ = None
-        if np.ptp(raw) == 0:
+        if np.ptp(raw) == 0:  # the percentile is the tie itself, which would flag every row: above it instead
+            self.threshold_ = fpr_cut(self.train_scores_, self.contamination)
             self._degenerate(f"{self.name}: every normal training row gets the same score")
         return self
 
@@ -107,7 +108,7 @@ class BaseDetector:
         them all, so it flags only rows unlike every one of them."""
         self.degenerate_ = (f"{what}: the detector cannot rank normal traffic (its scores are ties or "
                             f"rounding noise), so it flags no normal row and only rows unlike all of them")
-        warnings.warn(self.degenerate_, stacklevel=3)
+        warnings.warn(NetadWarning(self.degenerate_), stacklevel=3)
 
     def _fit_supervised(self, X: np.ndarray, y: np.ndarray) -> None:
         raise NotImplementedError

@@ -153,6 +153,7 @@ class TestResult:
     chance: dict[str, float]
     n_bootstrap: int
     kind: str = "classifier"
+    threshold_method: Optional[str] = None  # how the stored threshold was chosen (max_f1, target_fpr)
     timestamp: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
     labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False)
@@ -196,6 +197,7 @@ def score_rows(mut: ModelUnderTest, features: pd.DataFrame, labels: np.ndarray, 
         metrics=M.held_out_metrics(scores, labels, threshold), confusion=M.confusion_counts(scores, labels, threshold),
         ci=ci, majority_accuracy=M.majority_accuracy(labels), chance=M.auroc_vs_chance(scores, labels),
         n_bootstrap=n_bootstrap, kind=describe(mut.model), scores=scores, labels=labels,
+        threshold_method=mut.model.hparams.get("threshold_method"),
     )
 
 
@@ -318,5 +320,6 @@ def format_test_result(result: TestResult) -> str:
         "",
     ]
     lines.append(chance_verdict(result.chance))
-    lines.append(operating_point(result.metrics["fpr"], f"the stored threshold {result.threshold:.4f}"))
+    lines.append(operating_point(result.metrics["fpr"], f"the stored threshold {result.threshold:.4f}",
+                                 method=result.threshold_method))
     return "\n".join(lines)

@@ -200,12 +200,17 @@ HIGH_FPR = 0.10
 CHANCE_P = 0.01
 
 
-def operating_point(fpr: float, at: str, flags: str = "the model flags") -> str:
-    """One line: the share of normal rows flagged at the threshold, and the remedy when over :data:`HIGH_FPR`."""
+def operating_point(fpr: float, at: str, flags: str = "the model flags", method: Optional[str] = None) -> str:
+    """One line: the share of normal rows flagged at the threshold, and the remedy when over :data:`HIGH_FPR`
+    (``method``: how the threshold was chosen, when known)."""
     if fpr is None or math.isnan(fpr):
         return f"At {at} the false-positive rate is undefined: these rows hold no normal rows"
     line = f"At {at} {flags} {100 * fpr:.1f} % of normal rows (false-positive rate)"
-    if fpr > HIGH_FPR:
+    if fpr > HIGH_FPR and method == "target_fpr":
+        line += (f": over {100 * HIGH_FPR:g} %, although the threshold was chosen for threshold.target_fpr on "
+                 f"validation rows: these rows are not like them (other traffic, drift), or the model cannot separate "
+                 f"the classes there")
+    elif fpr > HIGH_FPR:
         line += (f": over {100 * HIGH_FPR:g} %, too many false alarms to monitor mostly normal traffic; to cap it, "
                  f"set threshold.method: target_fpr (with threshold.target_fpr, e.g. 0.01) and retrain")
     return line

@@ -13,13 +13,13 @@ import torch
 import netad
 from netad.hub.predictor import ARTIFACT_FORMAT, ARTIFACT_VERSION, NetadPredictor
 from netad.data.preprocessing import mostly_addresses
-from netad.errors import UserError
+from netad.errors import NetadWarning, UserError
 from netad.models.classifier import CHECKPOINT_KEY, read_checkpoint
 
 CARD_METRICS = ("accuracy", "precision", "recall", "f1", "auroc", "auprc", "fpr")
 
 
-class PublishedDataWarning(UserWarning):
+class PublishedDataWarning(NetadWarning):
     """An export publishes training values that look like identifiers (IP addresses, mostly distinct values)."""
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import stat
 import sys
 import time
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -36,7 +37,8 @@ class BatchResult:
     n_rejected: int
     n_flagged: int
     seconds: float
-    direct: bool = False  # written straight to a stream or special file (stdout, a pipe)
+    direct: bool = False  # written to the process's stdout or stderr
+    imputed_non_numbers: dict[str, int] = field(default_factory=dict)  # column -> cells that were not numbers
 
     @property
     def rows_per_second(self) -> float:
@@ -435,32 +437,60 @@ _PANDAS_NA = frozenset(["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-
                         "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"])
 
 
-def _target(path: Path, input_path: Path, flag: str) -> tuple[Path, bool]:
-    """Where to write ``path``, and whether to write it directly (``-``, ``/dev/stdout``, a pipe: never
-    renamed over). Refused: the input file itself (however the path is spelt) and a folder."""
-    if str(path) == "-":
-        return path, True
+def _is_stream(path: Path, fd: int) -> bool:
+    """``path`` is where file descriptor ``fd`` writes (``/dev/stdout``, ``/dev/fd/1``, or the file
+    stdout is redirected to): writing must go through the descriptor, not a new file of that name."""
+    try:
+        a, b = os.stat(path), os.fstat(fd)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _target(path: Path, input_path: Path, flag: str) -> tuple[Path, str]:
+    """Where to write ``path`` and how: ``stdout`` / ``stderr`` (through the process's own stream),
+    ``direct`` (a special file such as a pipe or ``/dev/null``, written as it is) or ``file`` (a new
+    file, written under a temporary name and renamed into place; through a link, the link stays).
+    Refused: the input file itself, however the path is spelt, and a folder."""
+    if str(path) == "-" or _is_stream(path, 1):
+        return Path("-"), "stdout"
+    if _is_stream(path, 2):
+        return path, "stderr"
     if path.is_dir():
         raise UserError(f"{flag} {path} is a folder; give a file name")
+    real = Path(os.path.realpath(path))
     if path.exists():
         if os.path.samefile(path, input_path):
             raise UserError(f"{flag} {path} is the input file: scoring would overwrite the records; "
                             f"choose another output name")
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            return path, True
-        return Path(os.path.realpath(path)), False  # through a link: the link stays, its target is replaced
-    if Path(os.path.realpath(path)) == Path(os.path.realpath(input_path)):
+        return (real, "file") if stat.S_ISREG(os.stat(path).st_mode) else (path, "direct")
+    if real == Path(os.path.realpath(input_path)):
         raise UserError(f"{flag} {path} is the input file: choose another output name")
-    return path, False
+    return real, "file"
+
+
+def _temporary(target: Path) -> Path:
+    """A new, private file beside ``target`` for its contents until they are complete (never shared by two
+    runs, never a planted link), with the permissions a new file gets."""
+    import tempfile
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+    os.close(fd)
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o666 & ~mask)
+    return Path(tmp)
 
 
 @contextmanager
-def _opened(path: Path, direct: bool) -> Iterator[Any]:
-    """A binary writer for ``path``: a new file (``DirectWriter``), or the special file or stdout as it is."""
-    if str(path) == "-":
-        yield sys.stdout.buffer
-        sys.stdout.buffer.flush()
-    elif direct:
+def _opened(path: Path, kind: str) -> Iterator[Any]:
+    """A binary writer: the process's stdout or stderr, a special file as it is, or a new file (``DirectWriter``)."""
+    if kind in ("stdout", "stderr"):
+        stream = (sys.stdout if kind == "stdout" else sys.stderr).buffer
+        yield stream
+        stream.flush()
+    elif kind == "direct":
         with path.open("wb") as fh:
             yield fh
     else:
@@ -492,19 +522,21 @@ def score_file(model: str | Path | Any, input_path: str | Path, output_path: str
         raise UserError(f"input file is empty: {input_path}")
     if chunk_size < 1:
         raise UserError("--chunk-size must be at least 1")
-    output_path, out_direct = _target(output_path, input_path, "--output")
+    output_path, out_kind = _target(output_path, input_path, "--output")
+    out_direct = out_kind != "file"
+    given_rejects = rejects_path
     if rejects_path:
         rejects_path = Path(rejects_path)
     elif out_direct:  # beside a stream there is no file name to derive one from
         rejects_path = Path(Path(input_path.name).with_suffix(".rejects.csv").name)
     else:
         rejects_path = output_path.with_suffix(".rejects.csv")
-    rejects_path, rej_direct = _target(rejects_path, input_path, "--rejects")
-    if str(rejects_path) == "-" or (str(output_path) != "-" and os.path.realpath(rejects_path) ==
-                                    os.path.realpath(output_path)):
-        raise UserError(f"--rejects {rejects_path}: the rejected rows need a file of their own, not the output")
-    tmp_out = output_path if out_direct else output_path.with_name(f".{output_path.name}.partial")
-    tmp_rej = rejects_path if rej_direct else rejects_path.with_name(f".{rejects_path.name}.partial")
+    rejects_path, rej_kind = _target(rejects_path, input_path, "--rejects")
+    rej_direct = rej_kind != "file"
+    if rej_kind in ("stdout", "stderr") or (out_kind == rej_kind and os.path.realpath(rejects_path) ==
+                                            os.path.realpath(output_path)):
+        raise UserError(f"--rejects {given_rejects or rejects_path}: the rejected rows need a file of their own, "
+                        f"not the output or a terminal stream")
     start = time.perf_counter()
     workers = _workers()
     source = _Source(input_path, predictor, block_bytes(input_path.stat().st_size, workers))
@@ -521,15 +553,15 @@ def score_file(model: str | Path | Any, input_path: str | Path, output_path: str
         bar = tqdm(total=input_path.stat().st_size, unit="B", unit_scale=True, desc="scoring", disable=None)
     n_rows = n_rejected = n_flagged = 0
     wrote_rej = False
+    imputes = predictor.preprocessor.state.get("nan_policy", "error") in ("median", "zero")
+    imputed: dict[str, int] = {}
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one core per scoring thread
     writing = output_path
+    tmp_out = tmp_rej = None
     try:
-        if not out_direct:
-            output_path.parent.mkdir(parents=True, exist_ok=True)
-        if not rej_direct:
-            rejects_path.parent.mkdir(parents=True, exist_ok=True)
-        with _opened(tmp_out, out_direct) as out, ThreadPoolExecutor(workers) as pool:
+        tmp_out = output_path if out_direct else _temporary(output_path)
+        with _opened(tmp_out, out_kind) as out, ThreadPoolExecutor(workers) as pool:
             rej = None
             header = source.header if source.header is not None else ",".join(source.names).encode()
             out.write(header + ("," + ",".join(extra) + "\n").encode())
@@ -537,7 +569,7 @@ def score_file(model: str | Path | Any, input_path: str | Path, output_path: str
 
             def finish_oldest() -> None:
                 """Write the oldest block in flight: its scored lines, or its rows through pandas."""
-                nonlocal n_rows, n_rejected, n_flagged, wrote_rej, rej, writing
+                nonlocal n_rows, n_rejected, n_flagged, wrote_rej, rej, writing, tmp_rej
                 block, lines, future = in_flight.popleft()
                 done = future.result()
                 if done is not None:
@@ -547,9 +579,13 @@ def score_file(model: str | Path | Any, input_path: str | Path, output_path: str
                     n_flagged += flagged_count
                     n_rows += lines
                 else:
-                    raw, chunk = _read_block(block, source, predictor.columns)
+                    raw, chunk, misshapen = _read_block(block, source, predictor.columns, n_rows)
                     row_numbers = np.arange(n_rows, n_rows + len(chunk)) + 1  # 1-based data rows
                     reasons = predictor.preprocessor.row_problems(chunk)
+                    reasons[misshapen != ""] = misshapen[misshapen != ""]
+                    if imputes:  # as in training: a cell that is not a number is a gap, and said so at the end
+                        for col, count in predictor.preprocessor.unparsable_numbers(chunk[reasons == ""]).items():
+                            imputed[col] = imputed.get(col, 0) + count
                     good_rows = np.flatnonzero(reasons == "")
                     if len(good_rows):
                         scores, novelty = predictor.score_with_novelty(chunk.iloc[good_rows])
@@ -571,8 +607,9 @@ def score_file(model: str | Path | Any, input_path: str | Path, output_path: str
                     if bad.any():
                         if rej is None:
                             writing = rejects_path
-                            rej = stack.enter_context(open(tmp_rej, "w", newline="", errors="surrogateescape")
-                                                      if not str(tmp_rej) == "-" else sys.stderr)
+                            tmp_rej = rejects_path if rej_direct else _temporary(rejects_path)
+                            rej = stack.enter_context(open(tmp_rej, "w", newline="", encoding="utf-8",
+                                                           errors="surrogateescape"))
                         rejected = raw[bad].assign(row=row_numbers[bad], reason=reasons[bad])
                         rejected.to_csv(rej, index=False, header=not wrote_rej)
                         wrote_rej = True
@@ -595,13 +632,15 @@ def score_file(model: str | Path | Any, input_path: str | Path, output_path: str
             tmp_out.replace(output_path)
         if wrote_rej and not rej_direct:
             tmp_rej.replace(rejects_path)
+        elif not wrote_rej and not rej_direct and rejects_path.is_file():
+            rejects_path.unlink()  # an earlier run's rejects would read as this run's
     except BaseException as exc:
-        if not out_direct:
-            tmp_out.unlink(missing_ok=True)
-        if not rej_direct:
-            tmp_rej.unlink(missing_ok=True)
+        for tmp, direct in ((tmp_out, out_direct), (tmp_rej, rej_direct)):
+            if tmp is not None and not direct:
+                tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError) and os_error_line(exc) is not None:
-            raise UserError(os_error_line(exc, exc.filename or writing)) from None
+            named = exc.filename if exc.filename not in (None, str(tmp_out), str(tmp_rej)) else writing
+            raise UserError(os_error_line(exc, named)) from None  # the file meant, not its temporary name
         raise
     finally:
         torch.set_num_threads(torch_threads)
@@ -609,20 +648,38 @@ def score_file(model: str | Path | Any, input_path: str | Path, output_path: str
         if bar is not None:
             bar.close()
     return BatchResult(output_path, rejects_path if wrote_rej else None, n_rows, n_rows - n_rejected, n_rejected,
-                       n_flagged, time.perf_counter() - start, direct=out_direct)
+                       n_flagged, time.perf_counter() - start, direct=out_kind in ("stdout", "stderr"),
+                       imputed_non_numbers=imputed)
 
 
-def _read_block(block: bytes, source: _Source, columns: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``(raw, model_rows)``: every field of the block as the text it was (written back unchanged), and
-    the model's columns as pandas reads them (its missing-value markers as gaps, categories as text)."""
+_SPARE_FIELDS = 8  # fields past the header's that a record may carry and still be rejected row by row
+
+
+def _read_block(block: bytes, source: _Source, columns: list[str],
+                rows_before: int) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """``(raw, model_rows, misshapen)``: every field of the block as the text it was (written back
+    unchanged), the model's columns as pandas reads them (its missing-value markers as gaps, categories
+    as text), and why a record cannot be read ('' where it can: more fields than the header's)."""
+    spare = [f"\0spare{i}" for i in range(_SPARE_FIELDS)]
     try:
         # bytes that are not UTF-8 (a latin-1 file) survive as surrogates and are written back as they were
-        raw = pd.read_csv(io.BytesIO(block), header=None, names=source.names, dtype=object, keep_default_na=False,
-                          low_memory=False, encoding_errors="surrogateescape")
+        raw = pd.read_csv(io.BytesIO(block), header=None, names=source.names + spare, dtype=object,
+                          keep_default_na=False, index_col=False, low_memory=False, encoding_errors="surrogateescape")
     except pd.errors.ParserError as exc:
-        raise UserError(f"{source.path}: cannot be parsed as CSV ({str(exc).splitlines()[0]})") from None
+        text = str(exc).splitlines()[0]
+        found = re.search(r"Expected \d+ fields in line (\d+), saw (\d+)", text)
+        if found:
+            raise UserError(f"{source.path}: data row {rows_before + int(found.group(1))} (or near it) has "
+                            f"{found.group(2)} fields, the header {len(source.names)}") from None
+        raise UserError(f"{source.path}: cannot be parsed as CSV ({text})") from None
+    # a record with fields past the header's (beyond empty ones, as a trailing comma makes) is rejected; one
+    # with fewer reads as gaps in the missing fields, as before
+    extra = (raw[spare].fillna("") != "").any(axis=1).to_numpy()
+    misshapen = np.full(len(raw), "", dtype=object)
+    misshapen[extra] = f"has more fields than the header's {len(source.names)}"
+    raw = raw[source.names].fillna("")
     model = raw[columns].copy()
     for col in columns:
         values = model[col]
         model[col] = values.where(~values.isin(_PANDAS_NA), np.nan)
-    return raw, model
+    return raw, model, misshapen

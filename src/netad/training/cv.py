@@ -284,7 +284,7 @@ def _majority_row(table: LabelledTable, fold: FoldSplit) -> dict[str, float]:
 
 def _verdict(model_auroc: dict[str, float], perm_test: dict[str, float], perm_summary: Optional[dict[str, Any]],
              accuracy_mean: float, majority_accuracy: float, fpr_mean: float,
-             perm_values: Optional[list[float]] = None) -> dict[str, Any]:
+             perm_values: Optional[list[float]] = None, threshold_method: Optional[str] = None) -> dict[str, Any]:
     """Does the model beat chance? The test is the label-permutation (Mann-Whitney) p-value of the
     out-of-fold ROC AUC (p < 0.01): the exact null of this ranking under shuffled labels, stable whatever
     the data's size or balance. The models retrained on shuffled labels must also score lower on average."""
@@ -307,7 +307,7 @@ def _verdict(model_auroc: dict[str, float], perm_test: dict[str, float], perm_su
     verdict = {"beats_chance": bool(significant and above_shuffled), "message": text, "permutation_test": perm_test,
                "decided_by": "Mann-Whitney test of the out-of-fold ROC AUC, and the mean of the label-permutation "
                              "models", "operating_point": operating_point(
-                   fpr_mean, "each fold's validation-chosen threshold", "the model flags on average")}
+                   fpr_mean, "each fold's validation-chosen threshold", "the model flags on average", threshold_method)}
     if perm_summary is not None:
         verdict["permutation_models"] = permutation_note(perm_summary["auroc"], perm_values or [])
     return verdict
@@ -561,7 +561,8 @@ def _finish_cv(cfg: Config, run: RunFolder, table: LabelledTable, dev: np.ndarra
     perm_test = auroc_vs_chance(oof_scores, oof_labels)
     perm_values = [row["auroc"] for row in baselines["permutation"]["folds"]] if perm_summary else []
     verdict = _verdict(summary["auroc"], perm_test, perm_summary, summary["accuracy"]["mean"],
-                       baselines["majority"]["summary"]["accuracy"]["mean"], summary["fpr"]["mean"], perm_values)
+                       baselines["majority"]["summary"]["accuracy"]["mean"], summary["fpr"]["mean"], perm_values,
+                       cfg.threshold.method)
 
     cv_result = CVResult(run.path, rows, summary, baselines, verdict)
     if primary:

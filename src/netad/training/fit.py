@@ -34,7 +34,7 @@ from netad.models.classifier import (
     predict_scores,
     read_checkpoint,
 )
-from netad.training.hardware import describe, limit_threads, trainer_arguments
+from netad.training.hardware import describe, is_primary_process, limit_threads, trainer_arguments
 from netad.training.loggers import build_loggers, finish_loggers, log_metrics
 from netad.training.progress import EpochProgressBar
 
@@ -42,9 +42,10 @@ quiet_lightning()
 _already_warned: set[str] = set()
 
 
-def _warn_once(message: str, quiet: bool) -> None:
-    """A warning that every fold of a run would repeat is said once per process."""
-    if not quiet and message not in _already_warned:
+def _warn_once(message: str) -> None:
+    """A warning that every fold of a run would repeat is said once per process, by the first process of a
+    distributed job only (``--quiet`` silences progress, not warnings)."""
+    if is_primary_process() and message not in _already_warned:
         _already_warned.add(message)
         logging.getLogger("netad").warning(message)
 
@@ -136,7 +137,7 @@ class _LastCheckpoint(ModelCheckpoint):
 
 
 def attach_novelty(cfg: Config, model: AnomalyClassifier, ckpt: dict[str, Any], path: Path,
-                   dm: NetworkDataModule, seed: int, write: bool = True, quiet: bool = False) -> None:
+                   dm: NetworkDataModule, seed: int, write: bool = True) -> None:
     """Hybrid models: fit ``hybrid.detector`` on the normal training rows, place its threshold on the
     normal validation rows at ``hybrid.novelty_fpr``, and store it in the best checkpoint."""
     from netad.detectors import make_detector
@@ -151,7 +152,7 @@ def attach_novelty(cfg: Config, model: AnomalyClassifier, ckpt: dict[str, Any], 
         detector.fit(x_train.numpy(), y_train.numpy())
         detector.calibrate(normal_val, np.zeros(len(normal_val)), target_fpr=hc.novelty_fpr)
     for w in caught:  # e.g. a detector whose scores cannot rank normal rows: said once, and kept in the state
-        _warn_once(f"hybrid novelty part: {w.message}", quiet)
+        _warn_once(f"hybrid novelty part: {w.message}")
     state = detector.novelty_state()
     model.attach_novelty(state)
     ckpt[CHECKPOINT_KEY]["novelty"] = state
@@ -220,7 +221,7 @@ def _fit_split(cfg: Config, table: LabelledTable, train_idx: np.ndarray, val_idx
         warnings.simplefilter("always")
         dm.setup("fit")
     for w in caught:  # the same warning for every fold of a run is said once
-        _warn_once(str(w.message), quiet)
+        _warn_once(str(w.message))
 
     tc = cfg.training
     model = build_classifier(cfg, dm.input_dim, class_weights(dm.train_labels(), tc.class_weight), seed)
@@ -246,7 +247,7 @@ def _fit_split(cfg: Config, table: LabelledTable, train_idx: np.ndarray, val_idx
         callbacks.append(EpochProgressBar(name))
     callbacks += list(extra_callbacks or [])
 
-    placement = trainer_arguments(cfg.trainer, warn=lambda msg: _warn_once(msg, quiet))
+    placement = trainer_arguments(cfg.trainer, warn=_warn_once)
     loggers = build_loggers(cfg, run_name, name, hparams=dict(cfg.to_dict(), split=name)) if log else []
     try:
         trainer = L.Trainer(
@@ -275,7 +276,7 @@ def _fit_split(cfg: Config, table: LabelledTable, train_idx: np.ndarray, val_idx
         best = classifier_from_checkpoint(best_ckpt)
         if cfg.model.type == "hybrid":
             attach_novelty(cfg, best, best_ckpt, Path(best_cb.best_model_path), dm, seed,
-                           write=trainer.is_global_zero, quiet=quiet)
+                           write=trainer.is_global_zero)
             trainer.strategy.barrier("netad.attach_novelty")
         threshold = float(best.threshold)
         if eval_idx is not None:  # this split's held-out rows: test/... metrics, logged beside the epochs

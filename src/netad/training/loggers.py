@@ -13,6 +13,7 @@ from typing import Any, Optional
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 
 from netad.config import Config
+from netad.errors import NetadWarning
 
 log = logging.getLogger("netad")
 
@@ -32,7 +33,7 @@ def resolve_wandb_mode(cfg: Config) -> Optional[str]:
     if not cfg.logging.use_wandb or cfg.logging.wandb_mode == "disabled":
         return None
     if cfg.logging.wandb_mode == "online" and not wandb_has_credentials():
-        warnings.warn("no W&B API key configured: logging to W&B offline (sync later with `wandb sync`)",
+        warnings.warn(NetadWarning("no W&B API key configured: logging to W&B offline (sync later with `wandb sync`)"),
                       stacklevel=2)
         return "offline"
     return cfg.logging.wandb_mode
