@@ -39,7 +39,7 @@ from netad.data.splits import make_folds, split_test
 from netad.models.mlp import MLP
 from netad.training.cv import run_cv
 from netad.training.fit import class_weights
-from netad.training.hardware import resolve_threads
+from netad.threads import resolve_threads
 
 
 TARGET = 1.3  # toolkit time / plain loop time (issue 2)

@@ -204,31 +204,16 @@ def test_main(argv: Optional[Sequence[str]] = None) -> int:
         append_results, check_bootstrap, evaluate_checkpoint, format_test_result, open_model, publish_test_result,
     )
 
-    from netad.training.hardware import limit_threads
-
     check_bootstrap(args.bootstrap)
     mut = open_model(args.checkpoint, args.config, args.model_name, args.overrides)
-    with limit_threads(mut.cfg.trainer.num_threads):
-        result = evaluate_checkpoint(args.checkpoint, args.data, mut=mut, n_bootstrap=args.bootstrap, seed=args.seed,
-                                     progress=not args.quiet)
+    result = evaluate_checkpoint(args.checkpoint, args.data, mut=mut, n_bootstrap=args.bootstrap, seed=args.seed,
+                                 progress=not args.quiet)
     print(format_test_result(result))
     print(f"Row added to {append_results(args.results, result)}")
     if not args.no_log:
         where = publish_test_result(mut, result)
         print("Logged to " + ", ".join(f"{k} {v}" for k, v in where.items()))
     return 0
-
-
-def _threads_override(overrides: Sequence[str]) -> Any:
-    """``--set trainer.num_threads=N`` among the overrides, else ``auto``."""
-    from netad.config import config_from_dict, parse_override
-
-    value = "auto"
-    for text in overrides:
-        key, given = parse_override(text)
-        if key == "trainer.num_threads":
-            value = config_from_dict({"trainer": {"num_threads": given}}, "--set").trainer.num_threads
-    return value
 
 
 def assess_parser() -> argparse.ArgumentParser:
@@ -266,19 +251,15 @@ def assess_main(argv: Optional[Sequence[str]] = None) -> int:
     from netad.evaluation.assess import assess_checkpoint, assess_folds
     from netad.evaluation.evaluate import check_bootstrap
 
-    from netad.training.hardware import limit_threads
-
     check_bootstrap(args.bootstrap)
     say = (lambda _m: None) if args.quiet else (lambda m: print(m, flush=True))
-    with limit_threads(_threads_override(args.overrides)):
-        if args.use_folds:
-            result = assess_folds(checkpoint=None if args.run else args.checkpoint, run=args.run, output=args.output,
-                                  log=not args.no_log, say=say, overrides=args.overrides)
-        else:
-            result = assess_checkpoint(args.checkpoint, data_path=args.data, config_path=args.config,
-                                       model_name=args.model_name, output=args.output, n_bootstrap=args.bootstrap,
-                                       log=not args.no_log, say=say, overrides=args.overrides,
-                                       progress=not args.quiet)
+    if args.use_folds:
+        result = assess_folds(checkpoint=None if args.run else args.checkpoint, run=args.run, output=args.output,
+                              log=not args.no_log, say=say, overrides=args.overrides)
+    else:
+        result = assess_checkpoint(args.checkpoint, data_path=args.data, config_path=args.config,
+                                   model_name=args.model_name, output=args.output, n_bootstrap=args.bootstrap,
+                                   log=not args.no_log, say=say, overrides=args.overrides, progress=not args.quiet)
     print(f"Report: {result.report} ({len(result.figures)} figures)")
     for name, path in result.figures.items():
         print(f"  {path}")
@@ -350,8 +331,6 @@ def upload_parser() -> argparse.ArgumentParser:
 def upload_main(argv: Optional[Sequence[str]] = None) -> int:
     args = upload_parser().parse_args(argv)
     _setup_logging(quiet=True)
-    import warnings
-
     from netad.config import apply_overrides, config_from_dict, load_config
     from netad.hub.upload import (
         check_hub_reachable, check_repo_id, export_for_upload, quiet_duplicate_hub_logs, resolve_token, upload_folder,
@@ -365,7 +344,6 @@ def upload_main(argv: Optional[Sequence[str]] = None) -> int:
         token = resolve_token(args.token)
         check_hub_reachable()
     from netad.evaluation.publish import safe_name
-    from netad.hub.export import PublishedDataWarning
     from netad.models.classifier import read_checkpoint
 
     ckpt = read_checkpoint(args.checkpoint, trained_model=True)
@@ -379,12 +357,7 @@ def upload_main(argv: Optional[Sequence[str]] = None) -> int:
     default_name = f"{meta.get('run_name', 'model')}_{meta.get('split', 'best')}"
     output = Path(args.output) if args.output else Path("exports") / safe_name(default_name)
     say = (lambda _m: None) if args.quiet else (lambda m: print(m, flush=True))
-    with warnings.catch_warnings(record=True) as caught:  # quiet logging ignores warnings: these are shown
-        warnings.simplefilter("ignore")
-        warnings.simplefilter("always", PublishedDataWarning)
-        folder = export_for_upload(args.checkpoint, output, say=say, onnx=args.onnx)
-    for w in caught:  # training values the export publishes (identifier-like columns), a line per column
-        print(f"warning: {w.message}", file=sys.stderr, flush=True)
+    folder = export_for_upload(args.checkpoint, output, say=say, onnx=args.onnx)  # warns per identifier-like column
     files = {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.is_file()}
     print(f"Exported {args.checkpoint} to {folder}:")
     for name, size in files.items():

@@ -48,3 +48,13 @@ def os_error_line(exc: OSError, path: object = None) -> str | None:
     named = exc.filename2 if name in ("ENOSPC", "EDQUOT") and exc.filename2 is not None else exc.filename
     where = path if path is not None else named if named is not None else "a file"  # a copy names both files
     return _OS_PROBLEMS[name].format(path=where)
+
+
+#: what building a model from damaged or crafted file contents can raise; turned into one clear line
+CONTENT_ERRORS = (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError)
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message as one line (its type's name when it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

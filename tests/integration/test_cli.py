@@ -213,3 +213,14 @@ def test_the_license_the_package_names_is_in_the_repository():
     text = (ROOT / "LICENSE").read_text()
     assert text.startswith("MIT License") and "WITHOUT WARRANTY OF ANY KIND" in text
     assert 'license = { text = "MIT" }' in (ROOT / "pyproject.toml").read_text()
+
+
+def test_quiet_shows_the_projects_own_warnings_as_one_line_and_no_others():
+    import subprocess
+    import sys
+
+    code = ("import warnings; from netad.cli import _setup_logging; from netad.errors import NetadWarning; "
+            "_setup_logging(quiet=True); warnings.warn(NetadWarning('ours')); warnings.warn(UserWarning('theirs')); "
+            "warnings.warn(DeprecationWarning('old'))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stderr == "warning: ours\n", proc.stderr

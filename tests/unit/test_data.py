@@ -407,10 +407,17 @@ def test_loader_groups_the_same_batches(k):
 
 
 # ------------------------------------------------------------------ careless input
-def test_a_few_unparsable_cells_keep_a_number_column_numeric(tmp_path, caplog):
-    """One '?' or a quoted '1,234' must not silently turn a number column into categories."""
+def load_and_warnings(path: Path, caplog, **cfg):
+    """The table and the warnings loading it logged, as one text."""
     import logging
 
+    with caplog.at_level(logging.WARNING, logger="netad"):
+        table = load_table(DataConfig(data_path=str(path), **cfg))
+    return table, " ".join(r.getMessage() for r in caplog.records)
+
+
+def test_a_few_unparsable_cells_keep_a_number_column_numeric(tmp_path, caplog):
+    """One '?' or a quoted '1,234' must not silently turn a number column into categories."""
     from netad.data.preprocessing import TabularPreprocessor
 
     frame = make_frame(n=200, seed=1).astype({"packet_size": object, "bytes": object})
@@ -418,9 +425,7 @@ def test_a_few_unparsable_cells_keep_a_number_column_numeric(tmp_path, caplog):
     frame.loc[9, "bytes"] = "1,234"
     path = tmp_path / "dirty.csv"
     frame.to_csv(path, index=False)
-    with caplog.at_level(logging.WARNING, logger="netad"):
-        table = load_table(DataConfig(data_path=str(path), nan_policy="median"))
-    said = " ".join(r.getMessage() for r in caplog.records)
+    table, said = load_and_warnings(path, caplog, nan_policy="median")
     assert "column 'packet_size' holds numbers except in 2 of 200 cells ('?')" in said
     assert "column 'bytes' holds numbers except in 1 of 200 cells ('1,234')" in said
     kinds = TabularPreprocessor(nan_policy="median").fit(table.features).state["kinds"]
@@ -444,9 +449,7 @@ def test_labels_that_differ_from_normal_value_by_case_or_spaces_are_warned_about
     frame.loc[4, "label"] = " NOR MAL "
     path = tmp_path / "labels.csv"
     frame.to_csv(path, index=False)
-    with caplog.at_level(logging.WARNING, logger="netad"):
-        table = load_table(DataConfig(data_path=str(path), normal_value="normal"))
-    said = " ".join(r.getMessage() for r in caplog.records)
+    table, said = load_and_warnings(path, caplog, normal_value="normal")
     assert "'Normal' (3 rows)" in said and "NOR MAL" in said and "only by case or spaces" in said
     assert table.labels[[1, 2, 3, 4]].tolist() == [1, 1, 1, 1]  # still anomalies: the user decides
     caplog.clear()

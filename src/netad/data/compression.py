@@ -10,8 +10,10 @@ import bz2
 import gzip
 import io
 import lzma
+import zlib
+from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Optional
+from typing import BinaryIO, Iterator, Optional
 
 from netad.errors import UserError
 
@@ -37,45 +39,52 @@ def compression_of(path: str | Path) -> Optional[str]:
     return None if head else SUFFIXES.get(path.suffix.lower())
 
 
-def open_binary(path: str | Path) -> tuple[BinaryIO, BinaryIO]:
-    """``(reader, raw)``: the file's decompressed bytes, and the file itself (its position tells progress)."""
+def open_binary(path: str | Path) -> tuple[BinaryIO, BinaryIO, Optional[str]]:
+    """``(reader, raw, kind)``: the file's decompressed bytes, the file itself (its position tells progress)
+    and how it is compressed (None: plain)."""
     path = Path(path)
     kind = compression_of(path)
     raw = path.open("rb")
     try:
         if kind is None:
-            return raw, raw
+            return raw, raw, kind
         if kind == "gzip":
-            return gzip.GzipFile(fileobj=raw, mode="rb"), raw
+            return gzip.GzipFile(fileobj=raw, mode="rb"), raw, kind
         if kind == "bz2":
-            return bz2.BZ2File(raw, mode="rb"), raw
+            return bz2.BZ2File(raw, mode="rb"), raw, kind
         if kind == "xz":
-            return lzma.LZMAFile(raw, mode="rb"), raw
+            return lzma.LZMAFile(raw, mode="rb"), raw, kind
         try:
             import zstandard
         except ImportError:
             raise UserError(f"{path}: is zstd-compressed; reading it needs the zstandard package "
                             f"(pip install zstandard)") from None
         reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
-        return io.BufferedReader(reader), raw
+        return io.BufferedReader(reader), raw, kind
     except BaseException:
         raw.close()
         raise
 
 
-def decompression_errors() -> tuple[type[BaseException], ...]:
-    """What a damaged or truncated compressed file raises while it is read."""
-    errors: list[type[BaseException]] = [EOFError, gzip.BadGzipFile, lzma.LZMAError, zlib_error()]
+@contextmanager
+def decompressing(path: str | Path, kind: Optional[str]) -> Iterator[None]:
+    """Reading a compressed file (``kind``, from :func:`compression_of`): a damaged or truncated one is one
+    line, not the decompressor's traceback. Plain files (``kind`` None) pass every error through."""
+    try:
+        yield
+    except (EOFError, gzip.BadGzipFile, lzma.LZMAError, zlib.error, *_zstd_errors()) as exc:
+        if kind is None:
+            raise
+        raise UserError(f"{path}: cannot be decompressed as {kind} ({str(exc) or type(exc).__name__})") from None
+    except OSError as exc:  # bz2 reports a damaged stream as an OSError without an errno
+        if kind is None or exc.errno is not None:
+            raise
+        raise UserError(f"{path}: cannot be decompressed as {kind} ({exc})") from None
+
+
+def _zstd_errors() -> tuple[type[BaseException], ...]:
     try:
         import zstandard
-
-        errors.append(zstandard.ZstdError)
     except ImportError:
-        pass
-    return tuple(errors)
-
-
-def zlib_error() -> type[BaseException]:
-    import zlib
-
-    return zlib.error
+        return ()
+    return (zstandard.ZstdError,)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from netad.config import DataConfig
-from netad.data.compression import compression_of, decompression_errors
+from netad.data.compression import compression_of, decompressing
 from netad.errors import UserError
 
 log = logging.getLogger("netad")
@@ -53,16 +53,18 @@ def read_csv(path: str | Path, column_names: Optional[list[str]] = None,
         raise UserError(f"data file is empty: {path}")
     compression = compression_of(path)  # by the first bytes: a compressed file need not be named .gz
     try:
-        if column_names:
-            frame = pd.read_csv(path, header=None, low_memory=False, compression=compression,
-                                dtype={column_names.index(c): str for c in text_columns if c in column_names})
-            if frame.shape[1] != len(column_names):
-                raise UserError(
-                    f"{path}: has {frame.shape[1]} columns but data.column_names lists {len(column_names)}"
-                )
-            frame.columns = column_names
-        else:
-            frame = pd.read_csv(path, low_memory=False, compression=compression, dtype={c: str for c in text_columns})
+        with decompressing(path, compression):
+            if column_names:
+                frame = pd.read_csv(path, header=None, low_memory=False, compression=compression,
+                                    dtype={column_names.index(c): str for c in text_columns if c in column_names})
+                if frame.shape[1] != len(column_names):
+                    raise UserError(
+                        f"{path}: has {frame.shape[1]} columns but data.column_names lists {len(column_names)}"
+                    )
+                frame.columns = column_names
+            else:
+                frame = pd.read_csv(path, low_memory=False, compression=compression,
+                                    dtype={c: str for c in text_columns})
     except pd.errors.EmptyDataError:
         raise UserError(f"data file is empty: {path}") from None
     except pd.errors.ParserError as exc:
@@ -70,12 +72,6 @@ def read_csv(path: str | Path, column_names: Optional[list[str]] = None,
     except UnicodeDecodeError as exc:
         raise UserError(f"{path}: is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}"
                         f"{' after decompression' if compression else ''}); save it as UTF-8") from None
-    except decompression_errors() as exc:
-        raise UserError(f"{path}: cannot be decompressed as {compression} ({str(exc) or type(exc).__name__})") from None
-    except OSError as exc:
-        if compression is None or exc.errno is not None:
-            raise
-        raise UserError(f"{path}: cannot be decompressed as {compression} ({exc})") from None
     if frame.empty:
         raise UserError(f"data file has no rows: {path}")
     return frame

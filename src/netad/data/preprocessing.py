@@ -142,6 +142,47 @@ def infer_kinds(frame: pd.DataFrame) -> dict[str, str]:
     return kinds
 
 
+def _names(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def preprocessing_problem(state: Any, input_dim: Optional[int] = None) -> Optional[str]:
+    """What makes a fitted preprocessing state read from a file unusable (one line), or None: checked
+    before use, so a damaged or crafted file fails at load time with a reason, not in the middle of scoring."""
+    if not isinstance(state, dict):
+        return "the preprocessing state is missing"
+    if state.get("version") != STATE_VERSION:
+        return f"the preprocessing state is from an unknown version ({state.get('version')!r})"
+    for key in ("input_columns", "feature_names"):
+        if not _names(state.get(key)):
+            return f"preprocessing '{key}' is missing or not a list of names"
+    for section in ("numeric", "boolean", "categorical"):
+        if not isinstance(state.get(section), dict) or not _names(state[section].get("columns")):
+            return f"preprocessing '{section}.columns' is missing or not a list of names"
+    numeric, n = state["numeric"], len(state["numeric"]["columns"])
+    for key in ("impute", "log", "center", "scale"):
+        values = numeric.get(key)
+        if not isinstance(values, list) or len(values) != n or not all(isinstance(v, (int, float)) for v in values):
+            return f"preprocessing 'numeric.{key}' does not hold one number per numeric column ({n})"
+    categories = state["categorical"].get("categories")
+    if not isinstance(categories, list) or len(categories) != len(state["categorical"]["columns"]) \
+            or not all(_names(c) for c in categories):
+        return "preprocessing 'categorical.categories' does not hold one list of values per text column"
+    flagged = state["categorical"].get("identifier_like", {})
+    if not isinstance(flagged, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in flagged.items()):
+        return "preprocessing 'categorical.identifier_like' is not a mapping of column names to reasons"
+    used = [c for section in ("numeric", "boolean", "categorical") for c in state[section]["columns"]]
+    unknown = [c for c in used if c not in state["input_columns"]]
+    if unknown:
+        return f"preprocessing reads columns that are not among its input columns: {', '.join(unknown)}"
+    width = n + len(state["boolean"]["columns"]) + sum(len(c) + 1 for c in categories)
+    if len(state["feature_names"]) != width:
+        return f"preprocessing names {len(state['feature_names'])} features but makes {width}"
+    if input_dim is not None and width != input_dim:
+        return f"the network reads {input_dim} features, the preprocessing makes {width}"
+    return None
+
+
 class TabularPreprocessor:
     """Turns raw feature columns into a float32 matrix; fitted on training rows only."""
 

@@ -24,6 +24,7 @@ from netad.errors import UserError
 from netad.evaluation import metrics as M
 from netad.evaluation.metrics import CHANCE_P, HIGH_FPR, operating_point  # noqa: F401 (assess takes them from here)
 from netad.models.classifier import AnomalyClassifier, load_classifier, predict_scores
+from netad.threads import limit_threads
 
 #: the parts of the training data a checkpoint records, and how reports name them
 PARTS = {"train": "train_indices", "validation": "val_indices", "held-out": "eval_indices", "test": "test_indices"}
@@ -185,12 +186,13 @@ RESULT_COLUMNS = list(TestResult("", "", "", 0, 0, 0.0, dict.fromkeys(M.TABLE_ME
 
 def score_rows(mut: ModelUnderTest, features: pd.DataFrame, labels: np.ndarray, source: str,
                n_bootstrap: int = 1000, seed: int = 0, progress: bool = False) -> TestResult:
-    """Every test.py number for these rows, at the model's stored threshold."""
+    """Every test.py number for these rows, at the model's stored threshold (with the config's CPU threads)."""
     check_bootstrap(n_bootstrap)
-    scores = mut.score(features)
     threshold = mut.threshold
-    ci = M.bootstrap_ci(scores, labels, threshold, n_bootstrap, seed=seed, progress=progress) if n_bootstrap else \
-        {n: {"low": math.nan, "high": math.nan, "n_used": 0} for n in M.CI_METRICS}
+    with limit_threads(mut.cfg.trainer.num_threads):
+        scores = mut.score(features)
+        ci = M.bootstrap_ci(scores, labels, threshold, n_bootstrap, seed=seed, progress=progress) if n_bootstrap \
+            else {n: {"low": math.nan, "high": math.nan, "n_used": 0} for n in M.CI_METRICS}
     return TestResult(
         model_name=mut.name, checkpoint=str(mut.path), data=source, n_rows=int(len(labels)),
         n_anomalies=int(np.sum(labels == 1)), threshold=threshold,

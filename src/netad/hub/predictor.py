@@ -25,9 +25,9 @@ import torch
 from huggingface_hub import ModelHubMixin, hf_hub_download
 from safetensors.torch import load_file, save_file
 
-from netad.data.preprocessing import STATE_VERSION, Encoded, TabularPreprocessor
-from netad.errors import UserError
-from netad.models.mlp import ACTIVATIONS, MLP, SplitInputMLP
+from netad.data.preprocessing import Encoded, TabularPreprocessor, preprocessing_problem
+from netad.errors import CONTENT_ERRORS, UserError, first_line
+from netad.models.mlp import MLP, SplitInputMLP, mlp_args, network_problem
 from netad.models.novelty import combine, scorer_from_state
 
 ARTIFACT_FORMAT = "netad-model"
@@ -35,8 +35,6 @@ ARTIFACT_VERSION = 1
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 Rows = Union[pd.DataFrame, list, dict, str, Path]
-#: what building a model from damaged or crafted file contents can raise; turned into one clear line
-_BROKEN = (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError)
 
 
 class ModelLoadError(UserError, OSError):
@@ -46,94 +44,8 @@ class ModelLoadError(UserError, OSError):
     command-line tools print it as one ``error:`` line."""
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _names(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(v, str) for v in value)
-
-
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def preprocessing_problem(state: Any, input_dim: Optional[int] = None) -> Optional[str]:
-    """What makes a fitted preprocessing state read from a file unusable (one line), or None: checked
-    before use, so a damaged or crafted file fails at load time with a reason, not in the middle of scoring."""
-    if not isinstance(state, dict):
-        return "the preprocessing state is missing"
-    if state.get("version") != STATE_VERSION:
-        return f"the preprocessing state is from an unknown version ({state.get('version')!r})"
-    for key in ("input_columns", "feature_names"):
-        if not _names(state.get(key)):
-            return f"preprocessing '{key}' is missing or not a list of names"
-    for section in ("numeric", "boolean", "categorical"):
-        if not isinstance(state.get(section), dict) or not _names(state[section].get("columns")):
-            return f"preprocessing '{section}.columns' is missing or not a list of names"
-    numeric, n = state["numeric"], len(state["numeric"]["columns"])
-    for key in ("impute", "log", "center", "scale"):
-        values = numeric.get(key)
-        if not isinstance(values, list) or len(values) != n or not all(isinstance(v, (int, float)) for v in values):
-            return f"preprocessing 'numeric.{key}' does not hold one number per numeric column ({n})"
-    categories = state["categorical"].get("categories")
-    if not isinstance(categories, list) or len(categories) != len(state["categorical"]["columns"]) \
-            or not all(_names(c) for c in categories):
-        return "preprocessing 'categorical.categories' does not hold one list of values per text column"
-    flagged = state["categorical"].get("identifier_like", {})
-    if not isinstance(flagged, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in flagged.items()):
-        return "preprocessing 'categorical.identifier_like' is not a mapping of column names to reasons"
-    used = [c for section in ("numeric", "boolean", "categorical") for c in state[section]["columns"]]
-    unknown = [c for c in used if c not in state["input_columns"]]
-    if unknown:
-        return f"preprocessing reads columns that are not among its input columns: {', '.join(unknown)}"
-    width = n + len(state["boolean"]["columns"]) + sum(len(c) + 1 for c in categories)
-    if len(state["feature_names"]) != width:
-        return f"preprocessing names {len(state['feature_names'])} features but makes {width}"
-    if input_dim is not None and width != input_dim:
-        return f"the network reads {input_dim} features, the preprocessing makes {width}"
-    return None
-
-
-def _mlp_args(arch: dict[str, Any]) -> tuple[Any, Any, Any, Any]:
-    """(input_dim, hidden_dims, dropout, activation), with MLP's defaults where the file leaves one out."""
-    return (arch.get("input_dim"), arch.get("hidden_dims", [128, 64, 32]), arch.get("dropout", 0.3),
-            arch.get("activation", "relu"))
-
-
-def network_problem(arch: Any, weights: dict[str, Any], prefix: str) -> Optional[str]:
-    """What keeps ``weights`` (keys ``prefix`` + MLP parameter names) from being the MLP that ``arch``
-    (input_dim, hidden_dims, dropout, activation) describes (one line), or None."""
-    if not isinstance(arch, dict):
-        return "the architecture is missing"
-    input_dim, hidden, dropout, activation = _mlp_args(arch)
-    if not isinstance(input_dim, int) or isinstance(input_dim, bool) or input_dim < 1:
-        return f"input_dim {input_dim!r} is not a positive whole number"
-    if not isinstance(hidden, (list, tuple)) or not all(isinstance(h, int) and not isinstance(h, bool) and h >= 1
-                                                         for h in hidden):
-        return f"hidden_dims {hidden!r} is not a list of positive whole numbers"
-    if not _number(dropout) or not 0 <= dropout < 1:
-        return f"dropout {dropout!r} is not a number in [0, 1)"
-    if activation not in ACTIVATIONS:
-        return f"activation {activation!r} is not one of {', '.join(ACTIVATIONS)}"
-    with torch.device("meta"):  # shapes only: nothing is allocated
-        expected = MLP(input_dim, list(hidden), float(dropout), activation).state_dict()
-    got = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
-    missing = [k for k in expected if k not in got]
-    if missing:
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        return f"weight {prefix}{missing[0]} is missing{more}"
-    extra = [k for k in got if k not in expected]
-    if extra:
-        return f"weight {prefix}{extra[0]} is not part of a {input_dim}-{'-'.join(map(str, hidden))}-1 network"
-    for key, want in expected.items():
-        have = got[key]
-        if not isinstance(have, torch.Tensor) or not have.is_floating_point():
-            return f"weight {prefix}{key} is not a floating-point tensor"
-        if tuple(have.shape) != tuple(want.shape):
-            return f"weight {prefix}{key} has shape {list(have.shape)}, the architecture needs {list(want.shape)}"
-    return None
 
 
 def model_problem(config: Any, weights: Any) -> Optional[str]:
@@ -179,7 +91,7 @@ class NetadPredictor(
             raise ValueError(problem)
         self.config = config
         self._weights = {k: v.detach().contiguous() for k, v in weights.items()}
-        input_dim, hidden, dropout, activation = _mlp_args(config["architecture"])
+        input_dim, hidden, dropout, activation = mlp_args(config["architecture"])
         self.net = MLP(input_dim, list(hidden), float(dropout), activation)
         self.net.load_state_dict({k[len("mlp."):]: v for k, v in weights.items() if k.startswith("mlp.")})
         self.net.eval()
@@ -190,8 +102,8 @@ class NetadPredictor(
             tensors = {k[len("novelty."):]: v for k, v in weights.items() if k.startswith("novelty.")}
             try:
                 self.novelty = scorer_from_state(dict(config["novelty"], tensors=tensors))
-            except _BROKEN as exc:
-                raise ValueError(f"the novelty detector's state is unusable ({_first_line(exc)})") from None
+            except CONTENT_ERRORS as exc:
+                raise ValueError(f"the novelty detector's state is unusable ({first_line(exc)})") from None
         pre = self.preprocessor.state
         self._split_mlp = SplitInputMLP(self.net, len(pre["numeric"]["columns"]) + len(pre["boolean"]["columns"]),
                                         self.preprocessor.block_sizes())
@@ -199,8 +111,8 @@ class NetadPredictor(
             self.score_encoded(Encoded(np.zeros((1, len(pre["numeric"]["columns"]) + len(pre["boolean"]["columns"])),
                                                 dtype=np.float32),
                                        [np.zeros(1, dtype=np.int64) for _ in pre["categorical"]["columns"]]))
-        except _BROKEN as exc:
-            raise ValueError(f"the model's parts do not fit together ({_first_line(exc)})") from None
+        except CONTENT_ERRORS as exc:
+            raise ValueError(f"the model's parts do not fit together ({first_line(exc)})") from None
 
     # ---------------------------------------------------------------- scoring
     @property
@@ -299,16 +211,16 @@ class NetadPredictor(
             except UnicodeDecodeError:
                 raise ModelLoadError(f"{source}: config.json is not text") from None
             except OSError as exc:
-                raise ModelLoadError(f"{source}: config.json cannot be read ({exc.strerror or _first_line(exc)})") \
+                raise ModelLoadError(f"{source}: config.json cannot be read ({exc.strerror or first_line(exc)})") \
                     from None
         try:
             weights = load_file(str(weights_path))
         except OSError as exc:
             raise ModelLoadError(f"{source}: model.safetensors cannot be read "
-                                 f"({exc.strerror or _first_line(exc)})") from None
+                                 f"({exc.strerror or first_line(exc)})") from None
         except Exception as exc:  # noqa: BLE001 - safetensors' parse errors (truncated, not safetensors)
             raise ModelLoadError(f"{source}: model.safetensors is not a readable safetensors file "
-                                 f"({_first_line(exc)})") from None
+                                 f"({first_line(exc)})") from None
         return cls.from_parts(config, weights, source=source)
 
     @classmethod
@@ -318,7 +230,7 @@ class NetadPredictor(
         try:
             return cls(config=config, weights=weights)
         except ValueError as exc:
-            raise ModelLoadError(f"{source}: {_first_line(exc)}") from None
+            raise ModelLoadError(f"{source}: {first_line(exc)}") from None
 
     @classmethod
     def _from_pretrained(cls, *, model_id: str, revision: Optional[str], cache_dir: Any, force_download: bool,
@@ -374,8 +286,8 @@ def _hub_files(repo_id: str, *, revision: Optional[str], cache_dir: Any, force_d
     except HfHubHTTPError as exc:
         raise ModelLoadError(f"{repo_id}: {hub_http_reason(exc, revision)}") from None
     except HFValidationError as exc:
-        raise ModelLoadError(f"{repo_id}: not a Hub repo id ({_first_line(exc)})") from None
+        raise ModelLoadError(f"{repo_id}: not a Hub repo id ({first_line(exc)})") from None
     except (transport_error(), OSError) as exc:
         raise ModelLoadError(f"{repo_id}: download from {constants.ENDPOINT} failed ({type(exc).__name__}: "
-                             f"{_first_line(exc)})") from None
+                             f"{first_line(exc)})") from None
     return paths[0], paths[1]

@@ -21,9 +21,10 @@ import torch
 import torch.nn.functional as F
 
 import netad
-from netad.errors import UserError
+from netad.data.preprocessing import preprocessing_problem
+from netad.errors import CONTENT_ERRORS, UserError, first_line
 from netad.evaluation.metrics import binary_metrics, choose_threshold
-from netad.models.mlp import MLP
+from netad.models.mlp import MLP, network_problem
 from netad.models.novelty import NoveltyScorer, combine, scorer_from_state
 
 CHECKPOINT_KEY = "netad"
@@ -330,16 +331,12 @@ def read_checkpoint(path: str | Path, trained_model: bool = False) -> dict[str, 
 
 #: hyper-parameters a checkpoint may hold: AnomalyClassifier's arguments
 _HYPER_PARAMETERS = [name for name in inspect.signature(AnomalyClassifier.__init__).parameters if name != "self"]
-#: what rebuilding a classifier from crafted checkpoint contents can raise
-_BROKEN = (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError)
 
 
 def checkpoint_problem(ckpt: dict[str, Any]) -> Optional[str]:
     """What keeps a netad checkpoint dict from being a whole trained classifier (one line), or None: its
     hyper-parameters, weights of the shapes they give, the threshold and a preprocessing state of the
     network's input width."""
-    from netad.hub.predictor import network_problem, preprocessing_problem  # no Lightning there: shared with export
-
     hp, weights, ours = ckpt.get("hyper_parameters"), ckpt.get("state_dict"), ckpt[CHECKPOINT_KEY]
     if not isinstance(hp, dict):
         return "no 'hyper_parameters' section (the architecture): not a trained netad model"
@@ -378,22 +375,17 @@ def classifier_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint")
         model = AnomalyClassifier(**ckpt["hyper_parameters"])
         model.load_state_dict(ckpt["state_dict"])
         model.on_load_checkpoint(ckpt)
-    except _BROKEN as exc:
-        raise UserError(f"{source}: the checkpoint does not make a working classifier ({_first_line(exc)})") from None
+    except CONTENT_ERRORS as exc:
+        raise UserError(f"{source}: the checkpoint does not make a working classifier ({first_line(exc)})") from None
     model.eval()
     try:  # one row through every part (a hybrid's novelty scorer too): parts that do not fit fail here
         with torch.no_grad():
             model.anomaly_score(torch.zeros(1, model.hparams.input_dim))
-    except _BROKEN as exc:
-        raise UserError(f"{source}: the model's parts do not fit together ({_first_line(exc)})") from None
+    except CONTENT_ERRORS as exc:
+        raise UserError(f"{source}: the model's parts do not fit together ({first_line(exc)})") from None
     return model
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def load_classifier(path: str | Path) -> AnomalyClassifier:
     """The trained classifier in eval mode, with its preprocessing state and threshold."""
-    return classifier_from_checkpoint(read_checkpoint(path, trained_model=True), source=str(path))
+    return classifier_from_checkpoint(read_checkpoint(path), source=str(path))  # which checks the contents

@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from netad.data.compression import decompression_errors, open_binary
+from netad.atomic import atomic_target
+from netad.data.compression import decompressing, open_binary
 from netad.errors import UserError, os_error_line
 from netad.serving.output import DirectWriter
 
@@ -86,10 +87,10 @@ class _Source:
     def __init__(self, path: Path, predictor: Any, block_bytes: int = _MAX_BLOCK_BYTES) -> None:
         self.path, self.block_bytes = path, block_bytes
         self.dtypes = predictor.preprocessor.csv_dtypes()
-        self.fh, self.raw = open_binary(path)  # gzip, bzip2, xz and zstd files are read decompressed
-        self.compressed = self.fh is not self.raw
+        self.fh, self.raw, self.compression = open_binary(path)  # gzip, bzip2, xz and zstd: read decompressed
+        self.compressed = self.compression is not None
         try:
-            with self._decompressing():
+            with decompressing(path, self.compression):
                 self._read_header(predictor)
         except BaseException:
             self.close()
@@ -98,18 +99,6 @@ class _Source:
     def position(self) -> int:
         """Bytes of the file itself read so far (of the compressed file, for a compressed one)."""
         return self.raw.tell()
-
-    @contextmanager
-    def _decompressing(self) -> Iterator[None]:
-        """A damaged or truncated compressed file: one line, not the decompressor's traceback."""
-        try:
-            yield
-        except decompression_errors() as exc:
-            raise UserError(f"{self.path}: cannot be decompressed ({str(exc) or type(exc).__name__})") from None
-        except OSError as exc:
-            if not self.compressed or exc.errno is not None:
-                raise
-            raise UserError(f"{self.path}: cannot be decompressed ({exc})") from None
 
     def _read_header(self, predictor: Any) -> None:
         path = self.path
@@ -151,7 +140,7 @@ class _Source:
         while True:
             buf = self._buffer(ring, used, len(rest), self.block_bytes)
             buf[: len(rest)] = rest
-            with self._decompressing():
+            with decompressing(self.path, self.compression):
                 got = self.fh.readinto(memoryview(buf)[len(rest):])
             if not got:
                 if rest.strip():
@@ -469,20 +458,6 @@ def _target(path: Path, input_path: Path, flag: str) -> tuple[Path, str]:
     return real, "file"
 
 
-def _temporary(target: Path) -> Path:
-    """A new, private file beside ``target`` for its contents until they are complete (never shared by two
-    runs, never a planted link), with the permissions a new file gets."""
-    import tempfile
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
-    os.close(fd)
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o666 & ~mask)
-    return Path(tmp)
-
-
 @contextmanager
 def _opened(path: Path, kind: str) -> Iterator[Any]:
     """A binary writer: the process's stdout or stderr, a special file as it is, or a new file (``DirectWriter``)."""
@@ -528,7 +503,7 @@ def score_file(model: str | Path | Any, input_path: str | Path, output_path: str
     if rejects_path:
         rejects_path = Path(rejects_path)
     elif out_direct:  # beside a stream there is no file name to derive one from
-        rejects_path = Path(Path(input_path.name).with_suffix(".rejects.csv").name)
+        rejects_path = Path(input_path.with_suffix(".rejects.csv").name)
     else:
         rejects_path = output_path.with_suffix(".rejects.csv")
     rejects_path, rej_kind = _target(rejects_path, input_path, "--rejects")
@@ -557,11 +532,12 @@ def score_file(model: str | Path | Any, input_path: str | Path, output_path: str
     imputed: dict[str, int] = {}
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one core per scoring thread
-    writing = output_path
-    tmp_out = tmp_rej = None
+    writing = output_path  # which file an error without a file name is about (a stream, a special file)
     try:
-        tmp_out = output_path if out_direct else _temporary(output_path)
-        with _opened(tmp_out, out_kind) as out, ThreadPoolExecutor(workers) as pool:
+        with ExitStack() as files:  # a new file goes in place only when the whole run succeeded (atomic_target)
+            out = files.enter_context(_opened(output_path if out_direct else
+                                              files.enter_context(atomic_target(output_path)), out_kind))
+            pool = files.enter_context(ThreadPoolExecutor(workers))
             rej = None
             header = source.header if source.header is not None else ",".join(source.names).encode()
             out.write(header + ("," + ",".join(extra) + "\n").encode())
@@ -569,7 +545,7 @@ def score_file(model: str | Path | Any, input_path: str | Path, output_path: str
 
             def finish_oldest() -> None:
                 """Write the oldest block in flight: its scored lines, or its rows through pandas."""
-                nonlocal n_rows, n_rejected, n_flagged, wrote_rej, rej, writing, tmp_rej
+                nonlocal n_rows, n_rejected, n_flagged, wrote_rej, rej, writing
                 block, lines, future = in_flight.popleft()
                 done = future.result()
                 if done is not None:
@@ -607,8 +583,8 @@ def score_file(model: str | Path | Any, input_path: str | Path, output_path: str
                     if bad.any():
                         if rej is None:
                             writing = rejects_path
-                            tmp_rej = rejects_path if rej_direct else _temporary(rejects_path)
-                            rej = stack.enter_context(open(tmp_rej, "w", newline="", encoding="utf-8",
+                            tmp_rej = rejects_path if rej_direct else files.enter_context(atomic_target(rejects_path))
+                            rej = files.enter_context(open(tmp_rej, "w", newline="", encoding="utf-8",
                                                            errors="surrogateescape"))
                         rejected = raw[bad].assign(row=row_numbers[bad], reason=reasons[bad])
                         rejected.to_csv(rej, index=False, header=not wrote_rej)
@@ -619,29 +595,20 @@ def score_file(model: str | Path | Any, input_path: str | Path, output_path: str
                 if bar is not None:
                     bar.update(source.position() - bar.n if source.compressed else len(block))
 
-            with ExitStack() as stack:
-                # blocks are read here and scored in the pool; they are written in file order, and at
-                # most one block per thread waits beside the ones being scored
-                for block, ends, quoted in source.blocks(chunk_size, buffers=workers + 2):
-                    in_flight.append((block, len(ends), pool.submit(fast.score, block, ends, quoted)))
-                    if len(in_flight) > workers:
-                        finish_oldest()
-                while in_flight:
+            # blocks are read here and scored in the pool; they are written in file order, and at
+            # most one block per thread waits beside the ones being scored
+            for block, ends, quoted in source.blocks(chunk_size, buffers=workers + 2):
+                in_flight.append((block, len(ends), pool.submit(fast.score, block, ends, quoted)))
+                if len(in_flight) > workers:
                     finish_oldest()
-        if not out_direct:
-            tmp_out.replace(output_path)
-        if wrote_rej and not rej_direct:
-            tmp_rej.replace(rejects_path)
-        elif not wrote_rej and not rej_direct and rejects_path.is_file():
+            while in_flight:
+                finish_oldest()
+        if not wrote_rej and not rej_direct and rejects_path.is_file():
             rejects_path.unlink()  # an earlier run's rejects would read as this run's
-    except BaseException as exc:
-        for tmp, direct in ((tmp_out, out_direct), (tmp_rej, rej_direct)):
-            if tmp is not None and not direct:
-                tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError) and os_error_line(exc) is not None:
-            named = exc.filename if exc.filename not in (None, str(tmp_out), str(tmp_rej)) else writing
-            raise UserError(os_error_line(exc, named)) from None  # the file meant, not its temporary name
-        raise
+    except OSError as exc:
+        if os_error_line(exc) is None:
+            raise
+        raise UserError(os_error_line(exc, exc.filename or writing)) from None
     finally:
         torch.set_num_threads(torch_threads)
         source.close()

@@ -25,7 +25,7 @@ from netad.errors import UserError
 from netad.evaluation import metrics as M
 from netad.evaluation.evaluate import check_columns
 from netad.training.cv import compute_splits
-from netad.training.hardware import limit_threads
+from netad.threads import limit_threads
 
 Say = Callable[[str], None]
 LEADERBOARD_METRICS = ("auroc", "auprc", "f1", "fpr", "accuracy")

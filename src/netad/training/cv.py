@@ -224,9 +224,7 @@ def save_splits(run: RunFolder, table: LabelledTable, dev: np.ndarray, test: np.
 def load_splits(run: RunFolder, table: LabelledTable) -> dict[str, Any]:
     """The splits a run was made with; a resume must use the very same rows of the very same file."""
     path = run.path / "splits.json"
-    saved = read_run_file(path, "json")
-    if not isinstance(saved, dict) or not {"n_rows", "folds", "dev", "test"} <= set(saved):
-        raise UserError(f"{path} is damaged (keys missing): the run's splits are lost; start a new run")
+    saved = _splits_file(run)
     if saved.get("data_sha256") not in (None, file_digest(table.source)) or saved["n_rows"] != len(table):
         raise UserError(f"{table.source} has changed since run '{run.name}' was made on it: "
                         f"its splits no longer point at the same rows; start a new run")
@@ -245,12 +243,16 @@ def load_splits(run: RunFolder, table: LabelledTable) -> dict[str, Any]:
     return saved
 
 
+def _splits_file(run: RunFolder) -> dict[str, Any]:
+    path = run.path / "splits.json"
+    saved = read_run_file(path, "json")
+    if not isinstance(saved, dict) or not {"n_rows", "folds", "dev", "test"} <= set(saved):
+        raise UserError(f"{path} is damaged (keys missing): the run's splits are lost; start a new run")
+    return saved
+
+
 def is_cv_run(run: RunFolder) -> bool:
-    saved = read_run_file(run.path / "splits.json", "json")
-    if not isinstance(saved, dict) or "folds" not in saved:
-        raise UserError(f"{run.path / 'splits.json'} is damaged (keys missing): the run's splits are lost; "
-                        f"start a new run")
-    return bool(saved["folds"])
+    return bool(_splits_file(run)["folds"])
 
 
 # --------------------------------------------------------------------- results

@@ -16,11 +16,12 @@ from weakref import proxy
 import lightning as L
 import numpy as np
 import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from sklearn.utils.class_weight import compute_class_weight
 
-from netad.atomic import AtomicCheckpointIO, atomic_target
+from netad.atomic import atomic_target
 from netad.lightning_setup import quiet_lightning
 from netad.config import Config
 from netad.data.datamodule import NetworkDataModule
@@ -34,7 +35,8 @@ from netad.models.classifier import (
     predict_scores,
     read_checkpoint,
 )
-from netad.training.hardware import describe, is_primary_process, limit_threads, trainer_arguments
+from netad.threads import limit_threads
+from netad.training.hardware import describe, is_primary_process, trainer_arguments
 from netad.training.loggers import build_loggers, finish_loggers, log_metrics
 from netad.training.progress import EpochProgressBar
 
@@ -95,6 +97,14 @@ class FitResult:
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, made atomic: an interrupt during a save keeps the previous file."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Optional[Any] = None) -> None:
+        with atomic_target(path) as tmp:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
 
 
 class _LastCheckpoint(ModelCheckpoint):
