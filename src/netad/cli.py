@@ -292,7 +292,7 @@ def compare_main(argv: Optional[Sequence[str]] = None) -> int:
 
     cfg = load_config(args.config, args.overrides)
     chosen = [n.strip() for n in args.detectors.split(",") if n.strip()] if args.detectors else None
-    from netad.training.compare import format_leaderboard, run_compare
+    from netad.evaluation.compare import format_leaderboard, run_compare
 
     say = (lambda _m: None) if args.quiet else (lambda m: print(m, flush=True))
     result = run_compare(cfg, detectors=chosen, test_data=args.test_data, output=args.output, log=not args.no_log,
@@ -332,9 +332,8 @@ def upload_main(argv: Optional[Sequence[str]] = None) -> int:
     args = upload_parser().parse_args(argv)
     _setup_logging(quiet=True)
     from netad.config import apply_overrides, config_from_dict, load_config
-    from netad.hub.upload import (
-        check_hub_reachable, check_repo_id, export_for_upload, quiet_duplicate_hub_logs, resolve_token, upload_folder,
-    )
+    from netad.export.hub import check_hub_reachable, check_repo_id, export_for_upload, resolve_token, upload_folder
+    from netad.inference.hub import quiet_duplicate_hub_logs
 
     quiet_duplicate_hub_logs()
     token = None
@@ -343,8 +342,8 @@ def upload_main(argv: Optional[Sequence[str]] = None) -> int:
         check_repo_id(args.repo_id)
         token = resolve_token(args.token)
         check_hub_reachable()
-    from netad.evaluation.publish import safe_name
-    from netad.models.classifier import read_checkpoint
+    from netad.tracking.publish import safe_name
+    from netad.models.checkpoint import read_checkpoint
 
     ckpt = read_checkpoint(args.checkpoint, trained_model=True)
     meta = ckpt["netad"].get("metadata", {})
@@ -447,7 +446,7 @@ def serve_main(argv: Optional[Sequence[str]] = None) -> int:
     import uvicorn
 
     from netad.serving.api import create_app
-    from netad.serving.batch import load_predictor
+    from netad.inference import load_predictor
 
     predictor = load_predictor(args.model)
     import torch

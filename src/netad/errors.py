@@ -58,3 +58,10 @@ def first_line(exc: BaseException) -> str:
     """An exception's message as one line (its type's name when it has none)."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+class ModelLoadError(UserError, OSError):
+    """A model that cannot be loaded (missing, unreachable, damaged or crafted files), in one line naming it.
+
+    An OSError, as ``from_pretrained`` of other Hub libraries raises, and a UserError, so the
+    command-line tools print it as one ``error:`` line."""

@@ -18,7 +18,8 @@ from fastapi.testclient import TestClient
 from conftest import make_frame, netad_server, tiny_model
 from netad.cli import serve_main
 from netad.serving.api import create_app
-from netad.serving.batch import load_predictor, score_file
+from netad.inference import load_predictor
+from netad.serving.batch import score_file
 
 
 @pytest.fixture(scope="module")

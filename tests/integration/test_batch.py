@@ -50,8 +50,8 @@ def run(capsys, *args):
 
 
 def test_scores_rejects_and_passthrough(trained, tmp_path, capsys, tuned):
-    from netad.hub.export import export_checkpoint
-    from netad.hub.predictor import NetadPredictor
+    from netad.export.artifact import export_checkpoint
+    from netad.inference.predictor import NetadPredictor
 
     path, frame = records(tmp_path)
     out = tmp_path / "scored.csv"

@@ -16,7 +16,7 @@ from netad.cli import compare_main
 from netad.config import DETECTOR_NAMES
 from netad.detectors import DETECTORS
 from netad.detectors.classic import PCADetector
-from netad.training.compare import run_compare
+from netad.evaluation.compare import run_compare
 from netad.training.cv import compute_splits
 from netad.data.loading import load_table
 

@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks import Callback
 
 from conftest import fast_config, make_frame
 from netad.data.preprocessing import TabularPreprocessor
-from netad.evaluation.metrics import choose_threshold
+from netad.metrics import choose_threshold
 from netad.models import load_classifier
 from netad.training.cv import run_cv
 

@@ -14,7 +14,7 @@ import yaml
 
 from conftest import ROOT, fast_config
 from netad.cli import train_main
-from netad.models.classifier import read_checkpoint
+from netad.models.checkpoint import read_checkpoint
 from netad.training.cv import run_cv
 
 

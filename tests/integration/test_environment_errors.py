@@ -80,7 +80,7 @@ def test_a_folder_that_cannot_be_written_is_one_line_for_every_command(model, tm
 
 def test_a_forbidden_file_is_one_line_naming_it(tmp_path, csv_path, capsys, monkeypatch):
     """Root ignores file modes, so the refusal is injected where every run file is put in place."""
-    from netad import atomic
+    from netad import io as atomic_io
 
     def refuse(src, dst):
         raise PermissionError(errno.EACCES, "Permission denied", str(src))  # the temporary name, as the OS says
@@ -88,7 +88,7 @@ def test_a_forbidden_file_is_one_line_naming_it(tmp_path, csv_path, capsys, monk
     cfg = fast_config(tmp_path, csv_path, cross_validation__n_splits="2", training__num_epochs="1")
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(cfg.to_dict()))
-    monkeypatch.setattr(atomic.os, "replace", refuse)
+    monkeypatch.setattr(atomic_io.os, "replace", refuse)
     capsys.readouterr()
     line = one_line(capsys, cli.train_main(["--config", str(config), "--use-cv", "--quiet", "--run-name", "ro"]))
     run = tmp_path / "checkpoints" / "ro"

@@ -543,7 +543,7 @@ def test_set_overrides_the_config_that_reads_the_data(trained, capsys, monkeypat
 
 
 def test_quiet_turns_progress_off(trained, capsys, monkeypatch, tmp_path):
-    import netad.evaluation.metrics as metrics
+    import netad.metrics as metrics
 
     seen = []
     real = metrics.bootstrap_ci

@@ -55,7 +55,7 @@ def files_under(*roots: Path) -> list[Path]:
 
 
 def test_round_trip_through_the_hub_is_bit_identical(model, hub, capsys, tmp_path):
-    from netad.hub import NetadPredictor
+    from netad.inference import NetadPredictor
 
     export = tmp_path / "export"
     code, out, err = run_upload(capsys, "--checkpoint", str(model["ckpt"]), "--repo-id", "alice/tiny-netad",
@@ -93,8 +93,8 @@ def test_round_trip_through_the_hub_is_bit_identical(model, hub, capsys, tmp_pat
 
 
 def test_the_predictor_takes_frames_dicts_and_csv_files(model, tmp_path):
-    from netad.hub import NetadPredictor
-    from netad.hub.export import export_checkpoint
+    from netad.inference import NetadPredictor
+    from netad.export.artifact import export_checkpoint
 
     folder = export_checkpoint(model["ckpt"], tmp_path / "m")
     pred = NetadPredictor.from_pretrained(folder)
@@ -112,7 +112,7 @@ def test_the_predictor_takes_frames_dicts_and_csv_files(model, tmp_path):
 
 
 def test_exported_folder_is_json_and_safetensors_and_loads_without_lightning_or_pickle(model, tmp_path):
-    from netad.hub.export import export_checkpoint
+    from netad.export.artifact import export_checkpoint
 
     folder = export_checkpoint(model["ckpt"], tmp_path / "m")
     config = json.loads((folder / "config.json").read_text())
@@ -132,7 +132,7 @@ def test_exported_folder_is_json_and_safetensors_and_loads_without_lightning_or_
         "import sys, pickle, torch\n"
         "def refuse(*a, **k): raise AssertionError('unpickling during load')\n"
         "pickle.loads = pickle.load = torch.load = refuse\n"
-        "from netad.hub import NetadPredictor\n"
+        "from netad.inference import NetadPredictor\n"
         f"m = NetadPredictor.from_pretrained({str(folder)!r})\n"
         f"s = m.score({str(model['csv'])!r})\n"
         "print(len(s), 'lightning' in sys.modules)\n"
@@ -143,7 +143,7 @@ def test_exported_folder_is_json_and_safetensors_and_loads_without_lightning_or_
 
 
 def test_model_card_of_a_cv_model_on_data_without_signal_says_so(tmp_path):
-    from netad.hub.export import export_checkpoint
+    from netad.export.artifact import export_checkpoint
 
     csv_path = tmp_path / "noise.csv"
     make_frame(n=300, signal=0.0, seed=4).to_csv(csv_path, index=False)
@@ -158,8 +158,8 @@ def test_model_card_of_a_cv_model_on_data_without_signal_says_so(tmp_path):
 
 
 def test_hybrid_exports_with_its_novelty_detector(tmp_path, csv_path):
-    from netad.hub import NetadPredictor
-    from netad.hub.export import export_checkpoint
+    from netad.inference import NetadPredictor
+    from netad.export.artifact import export_checkpoint
 
     cfg = fast_config(tmp_path, csv_path, model__type="hybrid", hybrid__detector="ae", hybrid__params="{epochs: 3}")
     run_single(cfg, run_name="hy", quiet=True)
@@ -248,8 +248,8 @@ def test_unreachable_hub_through_the_script(model, tmp_path):
 def test_onnx_export_matches_pytorch(tmp_path, csv_path, kind):
     import onnxruntime
 
-    from netad.hub import NetadPredictor
-    from netad.hub.export import export_checkpoint
+    from netad.inference import NetadPredictor
+    from netad.export.artifact import export_checkpoint
 
     extra = {} if kind == "classifier" else {"model__type": "hybrid", "hybrid__detector": kind}
     if kind == "ae":
@@ -324,8 +324,8 @@ def test_offline_hub_id_fails_fast_with_one_line(model, tmp_path):
 def test_from_pretrained_without_the_hub_uses_the_cache_or_raises_one_line(model, hub, tmp_path):
     from huggingface_hub import HfApi
 
-    from netad.hub import NetadPredictor
-    from netad.hub.export import export_checkpoint
+    from netad.inference import NetadPredictor
+    from netad.export.artifact import export_checkpoint
 
     api = HfApi(token=hub.token)
     api.create_repo("alice/cached", exist_ok=True)
@@ -333,7 +333,7 @@ def test_from_pretrained_without_the_hub_uses_the_cache_or_raises_one_line(model
     expected = NetadPredictor.from_pretrained("alice/cached").score(model["csv"])  # now in the local cache
     script = (
         "import sys, time\n"
-        "from netad.hub import ModelLoadError, NetadPredictor\n"
+        "from netad.inference import ModelLoadError, NetadPredictor\n"
         "start = time.monotonic()\n"
         f"print(*NetadPredictor.from_pretrained('alice/cached').score({str(model['csv'])!r})[:3])\n"
         "try:\n"
@@ -356,8 +356,8 @@ def test_from_pretrained_without_the_hub_uses_the_cache_or_raises_one_line(model
 def test_hub_answers_are_one_line_reasons(model, hub, tmp_path):
     from huggingface_hub import HfApi
 
-    from netad.hub import ModelLoadError, NetadPredictor
-    from netad.hub.export import export_checkpoint
+    from netad.inference import ModelLoadError, NetadPredictor
+    from netad.export.artifact import export_checkpoint
 
     api = HfApi(token=hub.token)
     api.create_repo("alice/private-netad", private=True, exist_ok=True)
@@ -389,7 +389,7 @@ def test_upload_model_flag_with_checkpoint_as_its_alias():
 
 
 def test_export_holds_no_file_name_or_time_and_the_card_lists_the_training_values(model, tmp_path):
-    from netad.hub.export import export_checkpoint
+    from netad.export.artifact import export_checkpoint
 
     ckpt = torch.load(model["ckpt"], map_location="cpu", weights_only=True)
     meta = ckpt["netad"]["metadata"]
@@ -433,7 +433,7 @@ def ip_model(tmp_path_factory):
 def test_identifier_like_columns_warn_and_the_card_says_so(ip_model, capsys, tmp_path):
     import warnings
 
-    from netad.hub.export import PublishedDataWarning, export_checkpoint
+    from netad.export.artifact import PublishedDataWarning, export_checkpoint
 
     ckpt = torch.load(ip_model, map_location="cpu", weights_only=True)
     assert ckpt["netad"]["preprocessor"]["categorical"]["identifier_like"] == {"src_ip": "IP addresses"}

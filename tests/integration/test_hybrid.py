@@ -105,7 +105,7 @@ def test_a_novelty_detector_that_cannot_rank_normal_rows_says_so_and_stays_in_bu
     import json
 
     from netad.training import fit as fit_module
-    from netad.hub.export import export_checkpoint
+    from netad.export.artifact import export_checkpoint
 
     fit_module._already_warned.clear()
     cfg = hybrid_config(tmp_path, csv_path, "pca", params={"hybrid__params": "{variance: 0.95}"})

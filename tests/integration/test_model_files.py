@@ -21,7 +21,7 @@ from netad.cli import test_main as run_test_main
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny trained checkpoint, its export, and rows to score."""
-    from netad.hub.export import export_checkpoint
+    from netad.export.artifact import export_checkpoint
 
     root = tmp_path_factory.mktemp("files")
     ckpt = tiny_model(root, seed=5, run_name="files")
@@ -123,7 +123,7 @@ FOLDER_CASES = {
 
 @pytest.mark.parametrize("case", FOLDER_CASES)
 def test_broken_export_folder_is_one_line(trained, capsys, tmp_path, case):
-    from netad.hub import ModelLoadError, NetadPredictor
+    from netad.inference import ModelLoadError, NetadPredictor
 
     folder = tmp_path / case
     folder.mkdir()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import BROWSER_HINT, find_browser, make_frame, netad_server, tiny_model
-from netad.serving.batch import load_predictor
+from netad.inference import load_predictor
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import netad.data.datamodule as datamodule
 from conftest import fast_config, make_frame
 from netad.data.loading import load_table
-from netad.models.classifier import read_checkpoint
+from netad.models.checkpoint import read_checkpoint
 from netad.training.fit import fit_split
 
 EPOCHS = 4

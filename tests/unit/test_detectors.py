@@ -135,7 +135,7 @@ def test_calibrate_chooses_the_threshold_on_validation_rows(fitted, name):
     det = new(name).fit(*data()[:2])
     X_val, y_val = data(seed=7)[2:]
     det.calibrate(X_val, y_val, method="max_f1")
-    from netad.evaluation.metrics import choose_threshold
+    from netad.metrics import choose_threshold
 
     assert det.threshold_ == choose_threshold(det.decision_function(X_val), y_val, "max_f1", upper=None)
     assert "validation" in det.threshold_source_

@@ -109,7 +109,7 @@ def test_lightning_refusals_become_one_line_errors(tmp_path, csv_path):
 
 def test_auto_16_mixed_trains_on_the_cpu_and_bf16_mixed_runs_there(tmp_path, csv_path, caplog, no_gpu):
     from netad.data.loading import load_table
-    from netad.models.classifier import read_checkpoint
+    from netad.models.checkpoint import read_checkpoint
     from netad.training.fit import _already_warned, fit_split
 
     cfg = fast_config(tmp_path, csv_path, trainer__accelerator="auto", trainer__precision="16-mixed",

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from netad.evaluation.metrics import (
+from netad.metrics import (
     METRIC_NAMES,
     choose_threshold,
     compute_metrics,
@@ -223,7 +223,7 @@ def test_false_positive_rate_hand_count():
 
 @pytest.mark.parametrize("threshold", [0.35, 0.5])
 def test_held_out_metrics_and_confusion_match_sklearn(threshold):
-    from netad.evaluation.metrics import TABLE_METRICS, confusion_counts, held_out_metrics
+    from netad.metrics import TABLE_METRICS, confusion_counts, held_out_metrics
 
     s, y = scored(seed=3)
     ours = held_out_metrics(s, y, threshold)
@@ -239,7 +239,7 @@ def test_held_out_metrics_and_confusion_match_sklearn(threshold):
 def test_bootstrap_ci_equals_sklearn_over_the_same_resamples():
     import torch
 
-    from netad.evaluation.metrics import bootstrap_ci
+    from netad.metrics import bootstrap_ci
 
     s, y = scored(n=300, seed=4)
     threshold = 0.5
@@ -268,7 +268,7 @@ def test_bootstrap_ci_equals_sklearn_over_the_same_resamples():
 
 
 def test_bootstrap_ci_is_seeded_and_skips_one_class_resamples():
-    from netad.evaluation.metrics import bootstrap_ci
+    from netad.metrics import bootstrap_ci
 
     s, y = scored(n=200, seed=5)
     assert bootstrap_ci(s, y, 0.5, 100, seed=1) == bootstrap_ci(s, y, 0.5, 100, seed=1)
@@ -285,7 +285,7 @@ def test_bootstrap_ci_is_seeded_and_skips_one_class_resamples():
 def test_curves_sweep_and_calibration_match_sklearn():
     from sklearn.calibration import calibration_curve
 
-    from netad.evaluation.metrics import majority_accuracy, pr_points, reliability, roc_points, threshold_sweep
+    from netad.metrics import majority_accuracy, pr_points, reliability, roc_points, threshold_sweep
 
     s, y = scored(seed=6)
     fpr, tpr = roc_points(s, y)
@@ -313,7 +313,7 @@ def test_curves_sweep_and_calibration_match_sklearn():
 
 def test_unbounded_detector_scores_give_the_same_metrics_as_sklearn():
     """torchmetrics would read scores outside [0, 1] as logits; the metrics module must not let that move the cut."""
-    from netad.evaluation.metrics import bootstrap_ci, held_out_metrics
+    from netad.metrics import bootstrap_ci, held_out_metrics
 
     s, y = scored(seed=8)
     z = (s.astype(np.float64) - 0.5) * 12.0  # standardised-looking scores, many outside [0, 1]
@@ -346,7 +346,8 @@ def test_binary_metrics_equal_a_torchmetrics_collection(seed):
     from torchmetrics.classification import (BinaryAccuracy, BinaryAUROC, BinaryAveragePrecision, BinaryF1Score,
                                              BinaryPrecision, BinaryRecall)
 
-    from netad.evaluation.metrics import _strict_cut, binary_metrics
+    from netad.metrics import binary_metrics
+    from netad.metrics.scores import _strict_cut
 
     gen = torch.Generator().manual_seed(seed)
     scores = (torch.rand(3000, generator=gen) * 50).round() / 50  # many ties

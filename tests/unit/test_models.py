@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from netad.errors import UserError
-from netad.models.classifier import AnomalyClassifier, read_checkpoint
+from netad.models.checkpoint import read_checkpoint
+from netad.models.classifier import AnomalyClassifier
 from netad.models.mlp import ACTIVATIONS, MLP
 
 # ------------------------------------------------------------------ MLP
@@ -147,3 +148,13 @@ def test_read_checkpoint_accepts_netad_section(tmp_path):
     path = tmp_path / "ours.ckpt"
     torch.save({"netad": {"format": 1, "threshold": 0.3}, "state_dict": {}}, path)
     assert read_checkpoint(path)["netad"]["threshold"] == 0.3
+
+
+def test_checkpoint_reader_knows_every_hyper_parameter_of_the_classifier():
+    """models/checkpoint.py lists the hyper-parameters without importing the LightningModule: the lists agree."""
+    import inspect
+
+    from netad.models.checkpoint import HYPER_PARAMETERS
+
+    assert list(HYPER_PARAMETERS) == [n for n in inspect.signature(AnomalyClassifier.__init__).parameters
+                                      if n != "self"]

@@ -305,7 +305,8 @@ def test_split_input_mlp_gives_the_mlp_logits(hidden, blocks):
     into the model) and for a model without categorical columns; the MLP's weights stay as they were."""
     import torch
 
-    from netad.models.mlp import MLP, SplitInputMLP
+    from netad.inference.lookup import SplitInputMLP
+    from netad.models.mlp import MLP
 
     torch.manual_seed(0)
     net = MLP(5 + sum(blocks), hidden, 0.0, "gelu").eval()

@@ -219,3 +219,17 @@ def apply_nan_policy(features: pd.DataFrame, labels: np.ndarray, policy: str, pa
     features = features.copy()
     features[numeric.columns] = numeric.where(~bad_numeric)
     return features, labels
+
+
+def check_columns(expected: list[str], frame: pd.DataFrame, source: Any) -> None:
+    """The data's feature columns must be the model's: name every missing and every extra one."""
+    have = list(map(str, frame.columns))
+    missing = [c for c in expected if c not in have]
+    extra = [c for c in have if c not in expected]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing)}")
+        if extra:
+            parts.append(f"extra {', '.join(extra)}")
+        raise UserError(f"{source}: columns do not match the model's schema: {'; '.join(parts)}")

@@ -18,8 +18,8 @@ from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from netad.errors import NetadWarning, UserError
 
 UNKNOWN = "__unknown__"
-_TRUE = {"true", "t", "yes", "1"}
-_BOOL_VALUES = _TRUE | {"false", "f", "no", "0"}
+TRUE_VALUES = {"true", "t", "yes", "1"}
+BOOL_VALUES = TRUE_VALUES | {"false", "f", "no", "0"}
 STATE_VERSION = 1
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -29,14 +29,14 @@ def _is_bool_column(series: pd.Series) -> bool:
         return True
     if series.dtype == object or isinstance(series.dtype, pd.StringDtype):  # pandas 3: 'str' dtype
         values = set(series.dropna().astype(str).str.strip().str.lower().unique())
-        return bool(values) and values <= _BOOL_VALUES and bool(values - {"0", "1"})
+        return bool(values) and values <= BOOL_VALUES and bool(values - {"0", "1"})
     return False
 
 
 def _bool_to_float(series: pd.Series) -> np.ndarray:
     if series.dtype == bool:
         return series.to_numpy(dtype=np.float32)
-    return series.astype(str).str.strip().str.lower().isin(_TRUE).to_numpy(dtype=np.float32)
+    return series.astype(str).str.strip().str.lower().isin(TRUE_VALUES).to_numpy(dtype=np.float32)
 
 
 def _float64(x: np.ndarray, owned: bool) -> np.ndarray:
@@ -353,7 +353,7 @@ class TabularPreprocessor:
                 continue
             text = raw.astype(str).str.strip().str.lower()
             note(raw.isna().to_numpy(), f"column '{col}': missing value")
-            note(~text.isin(_BOOL_VALUES).to_numpy(), f"column '{col}': not true/false or 1/0")
+            note(~text.isin(BOOL_VALUES).to_numpy(), f"column '{col}': not true/false or 1/0")
         return reasons
 
     def unparsable_numbers(self, frame: pd.DataFrame) -> dict[str, int]:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from netad.errors import NetadWarning, UserError
-from netad.evaluation.metrics import choose_threshold, just_above
+from netad.metrics import choose_threshold, just_above
 
 DETECTOR_FORMAT = 1
 
@@ -173,7 +173,7 @@ class BaseDetector:
         """Write the fitted detector to one file (joblib: a pickle, so load only files you made)."""
         import joblib
 
-        from netad.atomic import atomic_target
+        from netad.io import atomic_target
 
         self._check_fitted()
         path = Path(path)

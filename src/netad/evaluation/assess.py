@@ -20,7 +20,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from netad.errors import UserError
-from netad.evaluation import metrics as M
+from netad import metrics as M
 from netad.evaluation import plots
 from netad.evaluation.evaluate import (
     CHANCE_P,
@@ -36,7 +36,7 @@ from netad.evaluation.evaluate import (
     training_rows,
     training_table,
 )
-from netad.evaluation.publish import publish, safe_name
+from netad.tracking.publish import publish, safe_name
 
 #: every figure a report can hold: file stem -> caption
 FIGURES = {

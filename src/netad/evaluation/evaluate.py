@@ -1,6 +1,6 @@
 """Score a saved checkpoint on labelled rows: the rows recorded at training time, or any CSV.
 
-Used by test.py and assess_model.py. Every number comes from :mod:`netad.evaluation.metrics`.
+Used by test.py and assess_model.py. Every number comes from :mod:`netad.metrics`.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import pandas as pd
 import torch
 
 from netad.config import Config, apply_overrides, config_from_dict, load_config
-from netad.data.loading import LabelledTable, file_digest, load_table
+from netad.data.loading import LabelledTable, check_columns, file_digest, load_table
 from netad.data.preprocessing import TabularPreprocessor
 from netad.errors import UserError
-from netad.evaluation import metrics as M
-from netad.evaluation.metrics import CHANCE_P, HIGH_FPR, operating_point  # noqa: F401 (assess takes them from here)
+from netad import metrics as M
+from netad.metrics import CHANCE_P, HIGH_FPR, operating_point  # noqa: F401 (assess takes them from here)
 from netad.models.classifier import AnomalyClassifier, load_classifier, predict_scores
 from netad.threads import limit_threads
 
@@ -80,20 +80,6 @@ def open_model(checkpoint: str | Path, config_path: Optional[str | Path] = None,
     default_name = f"{meta['run_name']}/{meta['split']}" if meta.get("run_name") and meta.get("split") else path.stem
     return ModelUnderTest(path, model, saved, cfg, TabularPreprocessor.from_state(model.preprocessor_state),
                           model_name or default_name)
-
-
-def check_columns(expected: list[str], frame: pd.DataFrame, source: Any) -> None:
-    """The data's feature columns must be the model's: name every missing and every extra one."""
-    have = list(map(str, frame.columns))
-    missing = [c for c in expected if c not in have]
-    extra = [c for c in have if c not in expected]
-    if missing or extra:
-        parts = []
-        if missing:
-            parts.append(f"missing {', '.join(missing)}")
-        if extra:
-            parts.append(f"extra {', '.join(extra)}")
-        raise UserError(f"{source}: columns do not match the model's schema: {'; '.join(parts)}")
 
 
 def labelled_file(mut: ModelUnderTest, data_path: str | Path, purpose: str = "test.py") -> tuple[pd.DataFrame, np.ndarray, str]:
@@ -259,7 +245,7 @@ TB_METRICS = {"Metrics/Accuracy": "accuracy", "Metrics/Precision": "precision", 
 def publish_test_result(mut: ModelUnderTest, result: TestResult) -> dict[str, str]:
     """``Metrics/...`` scalars and the ConfusionMatrix, ROC_Curve and PrecisionRecall_Curve figures."""
     from netad.evaluation import plots
-    from netad.evaluation.publish import publish
+    from netad.tracking.publish import publish
 
     curve = [(mut.name, result.scores, result.labels)]
     figures = {"ConfusionMatrix": plots.confusion_matrix(result.confusion, f"Confusion matrix: {mut.name}"),

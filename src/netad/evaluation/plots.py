@@ -1,7 +1,7 @@
 """Figures for test.py and assess_model.py.
 
 Every function takes plain arrays (scores are anomaly probabilities, labels 0/1), computes its
-curves through :mod:`netad.evaluation.metrics` and returns a matplotlib ``Figure`` built without
+curves through :mod:`netad.metrics` and returns a matplotlib ``Figure`` built without
 pyplot, so no GUI backend or global figure state is involved. ``save_png`` writes one.
 """
 
@@ -14,8 +14,8 @@ from typing import Any, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from netad.atomic import atomic_target
-from netad.evaluation import metrics as M
+from netad.io import atomic_target
+from netad import metrics as M
 
 NORMAL_COLOR = "#4C72B0"
 ANOMALY_COLOR = "#DD5143"

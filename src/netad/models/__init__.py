@@ -9,7 +9,7 @@ import importlib
 from typing import Any
 
 _WHERE = {"MLP": "netad.models.mlp", "AnomalyClassifier": "netad.models.classifier",
-          "load_classifier": "netad.models.classifier", "read_checkpoint": "netad.models.classifier"}
+          "load_classifier": "netad.models.classifier", "read_checkpoint": "netad.models.checkpoint"}
 
 __all__ = list(_WHERE)
 

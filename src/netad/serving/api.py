@@ -23,7 +23,7 @@ import pandas as pd
 from fastapi import FastAPI, File, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 
-from netad.data.preprocessing import _BOOL_VALUES, _TRUE
+from netad.data.preprocessing import BOOL_VALUES, TRUE_VALUES
 from netad.serving.page import PAGE
 
 import netad
@@ -151,9 +151,9 @@ def records_to_encoded(pre: Any, records: list, schema: dict[str, dict[str, Any]
         flags = []
         for i, v in enumerate(r[name] for r in records):
             text = str(v).strip().lower() if type(v) in (str, bool) or v in (0, 1) else None
-            if text not in _BOOL_VALUES:
+            if text not in BOOL_VALUES:
                 raise ApiError(422, "wrong type: expected true or false", record=i, field=name)
-            flags.append(text in _TRUE)
+            flags.append(text in TRUE_VALUES)
         booleans.append(np.array(flags, dtype=np.float32))
     codes, warnings = [], []
     for j, name in enumerate(st["categorical"]["columns"]):

@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from netad.atomic import atomic_target
+from netad.inference import load_predictor
+from netad.io import atomic_target
 from netad.data.compression import decompressing, open_binary
 from netad.errors import UserError, os_error_line
 from netad.serving.output import DirectWriter
@@ -44,27 +45,6 @@ class BatchResult:
     @property
     def rows_per_second(self) -> float:
         return self.n_rows / self.seconds if self.seconds > 0 else float("nan")
-
-
-def load_predictor(model: str | Path) -> Any:
-    """A checkpoint file (``.ckpt``), an exported folder, or a Hub repo id."""
-    from netad.hub.predictor import NetadPredictor
-
-    path = Path(model)
-    if path.is_file():
-        from netad.hub.export import artifact_from_checkpoint
-        from netad.models.classifier import read_checkpoint
-
-        config, weights = artifact_from_checkpoint(read_checkpoint(path, trained_model=True))
-        return NetadPredictor.from_parts(config, weights, source=str(path))
-    if path.is_dir():  # a broken folder, like an unreachable or missing Hub repo, is a one-line ModelLoadError
-        return NetadPredictor.from_pretrained(path)
-    if path.suffix == ".ckpt" or "/" not in str(model) or str(model).count("/") != 1:
-        raise UserError(f"model not found: {model} (a checkpoint, an exported folder or a Hub repo id user/name)")
-    from netad.hub.upload import quiet_duplicate_hub_logs
-
-    quiet_duplicate_hub_logs()
-    return NetadPredictor.from_pretrained(str(model))
 
 
 _MAX_BLOCK_BYTES = 4 << 20  # raw CSV read at a time; a block also holds at most chunk_size rows

@@ -26,18 +26,18 @@ import numpy as np
 import torch
 import yaml
 
-from netad.atomic import atomic_target, write_text_atomic
+from netad.io import atomic_target, write_text_atomic
 from netad.config import Config, config_from_dict
 from netad.data.loading import LabelledTable, file_digest, load_table
 from netad.data.splits import FoldSplit, make_folds, split_test, split_val
 from netad.errors import RunInterrupted, UserError
-from netad.evaluation.metrics import (
+from netad.metrics import (
     CHANCE_P, TABLE_METRICS, auroc_vs_chance, format_p, held_out_metrics, operating_point, summarize,
 )
-from netad.models.classifier import read_checkpoint
+from netad.models.checkpoint import read_checkpoint
 from netad.training.fit import FitResult, fit_split
 from netad.training.hardware import is_primary_process, launched_world_size, trainer_arguments
-from netad.training.loggers import log_wandb_summary
+from netad.tracking.loggers import log_wandb_summary
 
 Say = Callable[[str], None]
 

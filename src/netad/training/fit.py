@@ -21,24 +21,19 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from sklearn.utils.class_weight import compute_class_weight
 
-from netad.atomic import atomic_target
+from netad.io import atomic_target
 from netad.lightning_setup import quiet_lightning
 from netad.config import Config
 from netad.data.datamodule import NetworkDataModule
 from netad.data.loading import LabelledTable
 from netad.errors import UserError
-from netad.evaluation.metrics import compute_metrics, held_out_metrics
-from netad.models.classifier import (
-    CHECKPOINT_KEY,
-    AnomalyClassifier,
-    classifier_from_checkpoint,
-    predict_scores,
-    read_checkpoint,
-)
+from netad.metrics import compute_metrics, held_out_metrics
+from netad.models.checkpoint import CHECKPOINT_KEY, read_checkpoint
+from netad.models.classifier import AnomalyClassifier, classifier_from_checkpoint, predict_scores
 from netad.threads import limit_threads
 from netad.training.hardware import describe, is_primary_process, trainer_arguments
-from netad.training.loggers import build_loggers, finish_loggers, log_metrics
-from netad.training.progress import EpochProgressBar
+from netad.tracking.loggers import build_loggers, finish_loggers, log_metrics
+from netad.training.callbacks import EpochProgressBar
 
 quiet_lightning()
 _already_warned: set[str] = set()

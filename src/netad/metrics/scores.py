@@ -1,4 +1,4 @@
-"""The one metrics module: used by training, the CV summary, test and assess.
+"""Metrics of scored rows: the table metrics, curves and bootstrap intervals.
 
 Threshold-free metrics (AUROC, AUPRC) rank scores; threshold metrics use the threshold
 that was chosen on validation data and travels with the model.
@@ -11,7 +11,6 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
-from scipy.stats import mannwhitneyu
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_curve
 from torchmetrics.functional.classification import (
@@ -21,7 +20,7 @@ from torchmetrics.functional.classification import (
     binary_stat_scores,
 )
 
-from netad.config import METRIC_NAMES, MONITORABLE  # noqa: F401  (re-exported)
+from netad.config import METRIC_NAMES
 
 #: the metrics of every held-out table (CV folds, test.py, assess): the six plus the false-positive rate
 TABLE_METRICS = list(METRIC_NAMES) + ["fpr"]
@@ -192,98 +191,6 @@ def reliability(scores: Any, target: Any, n_bins: int = 10) -> dict[str, np.ndar
     observed, predicted = calibration_curve(np.asarray(target), scores, n_bins=n_bins, strategy="uniform")
     counts, _ = np.histogram(scores, bins=n_bins, range=(0.0, 1.0))
     return {"observed": observed, "predicted": predicted, "bin_counts": counts}
-
-
-#: a false-positive rate above this flags too many normal rows to monitor mostly normal traffic with
-HIGH_FPR = 0.10
-#: ROC AUC counts as better than chance when the one-sided Mann-Whitney p-value is below this
-CHANCE_P = 0.01
-
-
-def operating_point(fpr: float, at: str, flags: str = "the model flags", method: Optional[str] = None) -> str:
-    """One line: the share of normal rows flagged at the threshold, and the remedy when over :data:`HIGH_FPR`
-    (``method``: how the threshold was chosen, when known)."""
-    if fpr is None or math.isnan(fpr):
-        return f"At {at} the false-positive rate is undefined: these rows hold no normal rows"
-    line = f"At {at} {flags} {100 * fpr:.1f} % of normal rows (false-positive rate)"
-    if fpr > HIGH_FPR and method == "target_fpr":
-        line += (f": over {100 * HIGH_FPR:g} %, although the threshold was chosen for threshold.target_fpr on "
-                 f"validation rows: these rows are not like them (other traffic, drift), or the model cannot separate "
-                 f"the classes there")
-    elif fpr > HIGH_FPR:
-        line += (f": over {100 * HIGH_FPR:g} %, too many false alarms to monitor mostly normal traffic; to cap it, "
-                 f"set threshold.method: target_fpr (with threshold.target_fpr, e.g. 0.01) and retrain")
-    return line
-
-
-def format_p(p: float) -> str:
-    """A p-value as people read it: ``p < 0.001`` below that, otherwise three significant digits."""
-    return "p < 0.001" if p < 0.001 else f"p = {p:.3g}"
-
-
-def majority_accuracy(target: Any) -> float:
-    """Accuracy of always answering the most common class of these rows: the floor any model must beat."""
-    target = np.asarray(target, dtype=np.int64)
-    if target.size == 0:
-        return math.nan
-    return float(max(target.mean(), 1.0 - target.mean()))
-
-
-def choose_threshold(scores: Any, target: Any, method: str = "max_f1", target_fpr: float = 0.01,
-                     upper: Optional[float] = 1.0) -> float:
-    """Pick the decision threshold on validation scores.
-
-    ``max_f1``: the score cut with the highest F1 (scikit-learn's PR curve).
-    ``target_fpr``: the lowest cut whose false-positive rate is at most ``target_fpr``.
-    Probabilities (``upper=1.0``) fall back to 0.5 when the validation rows hold a single
-    class; unbounded detector scores (``upper=None``) fall back to the highest score.
-    """
-    scores = np.asarray(scores, dtype=np.float64)
-    target = np.asarray(target, dtype=np.int64)
-    if scores.size == 0 or target.min() == target.max():
-        return 0.5 if upper is not None else float(np.max(scores, initial=0.0))
-    if method == "max_f1":
-        sweep = threshold_sweep(scores, target)
-        return float(sweep["threshold"][int(np.argmax(sweep["f1"]))])
-    if method == "target_fpr":
-        fpr, _, thresholds = roc_curve(target, scores, drop_intermediate=False)
-        ok = np.nonzero(fpr <= target_fpr)[0]
-        cut = thresholds[ok[-1]]
-        if np.isfinite(cut):
-            return float(min(cut, upper)) if upper is not None else float(cut)
-        # roc_curve's first threshold is +inf: even the top score flags too many normal rows, so
-        # flag nothing; just above the highest score (a cut of 1.0 would still flag saturated 1.0s)
-        return just_above(scores.max())
-    raise ValueError(f"unknown threshold method {method!r}")
-
-
-def just_above(value: float) -> float:
-    """The smallest cut above ``value`` that float32 scores also see as above it (numpy compares a
-    float32 array with a Python float in float32, where a float64 step above 1.0 is 1.0 again)."""
-    up = np.float32(value)
-    if float(up) <= float(value):
-        up = np.nextafter(up, np.float32(np.inf))
-    return float(up)
-
-
-def auroc_vs_chance(scores: Any, target: Any) -> dict[str, float]:
-    """Is this ROC AUC better than chance?
-
-    ROC AUC is the Mann-Whitney U statistic divided by n_pos * n_neg, so the label-permutation
-    test of ROC AUC is the Mann-Whitney U test (scipy: exact for small samples without ties,
-    otherwise the tie-corrected normal approximation). Returns the observed AUROC, the
-    chance level (mean 0.5 and the std of AUROC under shuffled labels) and the one-sided p-value.
-    """
-    scores = np.asarray(scores, dtype=np.float64)
-    target = np.asarray(target, dtype=np.int64)
-    pos, neg = scores[target == 1], scores[target == 0]
-    n_pos, n_neg = len(pos), len(neg)
-    if n_pos == 0 or n_neg == 0:
-        return {"observed": math.nan, "mean": 0.5, "std": math.nan, "p_value": math.nan}
-    test = mannwhitneyu(pos, neg, alternative="greater", method="auto")
-    null_std = math.sqrt((n_pos + n_neg + 1) / (12.0 * n_pos * n_neg))
-    return {"observed": float(test.statistic) / (n_pos * n_neg), "mean": 0.5, "std": null_std,
-            "p_value": float(test.pvalue)}
 
 
 def summarize(rows: list[dict[str, float]], keys: Optional[list[str]] = None) -> dict[str, dict[str, float]]:

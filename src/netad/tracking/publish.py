@@ -12,7 +12,7 @@ from typing import Any, Optional, Sequence
 from matplotlib.figure import Figure
 
 from netad.config import Config
-from netad.training.loggers import resolve_wandb_mode
+from netad.tracking.loggers import resolve_wandb_mode
 
 
 def safe_name(name: str) -> str:

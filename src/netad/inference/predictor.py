@@ -4,7 +4,7 @@ An exported folder (or a Hub repo) holds ``model.safetensors`` (weights) and ``c
 (architecture, the fitted preprocessing, threshold, label meaning, hybrid novelty state):
 loading never unpickles anything.
 
-    from netad.hub import NetadPredictor
+    from netad.inference import NetadPredictor
     model = NetadPredictor.from_pretrained("user/netad-model")   # or a local folder
     scored = model.predict("traffic.csv")                         # score and is_anomaly per row
 
@@ -22,26 +22,21 @@ from typing import Any, Optional, Union
 import numpy as np
 import pandas as pd
 import torch
-from huggingface_hub import ModelHubMixin, hf_hub_download
+from huggingface_hub import ModelHubMixin
 from safetensors.torch import load_file, save_file
 
+import netad
 from netad.data.preprocessing import Encoded, TabularPreprocessor, preprocessing_problem
-from netad.errors import CONTENT_ERRORS, UserError, first_line
-from netad.models.mlp import MLP, SplitInputMLP, mlp_args, network_problem
+from netad.errors import CONTENT_ERRORS, ModelLoadError, UserError, first_line
+from netad.inference.hub import CONFIG_NAME, WEIGHTS_NAME, hub_files
+from netad.inference.lookup import SplitInputMLP
+from netad.models.checkpoint import CHECKPOINT_KEY, read_checkpoint
+from netad.models.mlp import MLP, mlp_args, network_problem
 from netad.models.novelty import combine, scorer_from_state
 
 ARTIFACT_FORMAT = "netad-model"
 ARTIFACT_VERSION = 1
-WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "config.json"
 Rows = Union[pd.DataFrame, list, dict, str, Path]
-
-
-class ModelLoadError(UserError, OSError):
-    """A model that cannot be loaded (missing, unreachable, damaged or crafted files), in one line naming it.
-
-    An OSError, as ``from_pretrained`` of other Hub libraries raises, and a UserError, so the
-    command-line tools print it as one ``error:`` line."""
 
 
 def _number(value: Any) -> bool:
@@ -73,6 +68,39 @@ def model_problem(config: Any, weights: Any) -> Optional[str]:
     if unknown:
         return f"weight {unknown[0]} belongs to no part of the model"
     return None
+
+
+def artifact_from_checkpoint(ckpt: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(config.json content, safetensors tensors) of a loaded checkpoint dict."""
+    hp, ours = ckpt["hyper_parameters"], ckpt[CHECKPOINT_KEY]  # read_checkpoint(..., trained_model=True) checked them
+    meta = ours.get("metadata", {})
+    train_cfg = meta.get("config", {})
+    data = train_cfg.get("data", {})
+    weights = {f"mlp.{k[len('model.'):]}": v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    novelty = ours.get("novelty")
+    if novelty:
+        weights.update({f"novelty.{k}": v for k, v in novelty["tensors"].items()})
+    config = {
+        "format": ARTIFACT_FORMAT,
+        "format_version": ARTIFACT_VERSION,
+        "package": "netad",
+        "package_version": netad.__version__,
+        "architecture": {"input_dim": hp["input_dim"], "hidden_dims": list(hp["hidden_dims"]),
+                         "dropout": hp.get("dropout", 0.3), "activation": hp.get("activation", "relu")},
+        "preprocessing": ours["preprocessor"],
+        "threshold": float(ours["threshold"]),
+        "threshold_method": hp.get("threshold_method", "max_f1"),
+        "threshold_target_fpr": hp.get("target_fpr"),
+        "label": {"column": data.get("label_column"), "normal_value": data.get("normal_value"),
+                  "meaning": "score = probability-like anomaly score; is_anomaly = 1 when score >= threshold"},
+        # no training file name (nor the run's name, which holds its date and time): neither helps scoring
+        "data": {"column_names": data.get("column_names"), "drop_columns": data.get("drop_columns", [])},
+        "model_type": "hybrid" if novelty else "classifier",
+        "novelty": {k: v for k, v in novelty.items() if k != "tensors"} if novelty else None,
+        "training": {"cv_summary": meta.get("cv_summary"), "cv_verdict": meta.get("cv_verdict"),
+                     "epoch": ckpt.get("epoch")},
+    }
+    return config, {k: v.detach().clone().contiguous() for k, v in weights.items()}
 
 
 class NetadPredictor(
@@ -193,7 +221,7 @@ class NetadPredictor(
             if not weights_path.is_file():
                 raise ModelLoadError(f"{folder}: no model.safetensors (the weights): not an exported netad model")
         else:
-            config_path, weights_path = _hub_files(model_id, revision=revision, cache_dir=cache_dir,
+            config_path, weights_path = hub_files(model_id, revision=revision, cache_dir=cache_dir,
                                                    force_download=force_download, token=token,
                                                    local_files_only=local_files_only)
         return cls.from_files(config_path, weights_path, source=model_id, config=config)
@@ -233,6 +261,17 @@ class NetadPredictor(
             raise ModelLoadError(f"{source}: {first_line(exc)}") from None
 
     @classmethod
+    def from_checkpoint(cls, path: Union[str, Path]) -> "NetadPredictor":
+        """The model in a training checkpoint (``.ckpt``), read without Lightning; problems are one UserError."""
+        return cls.from_checkpoint_dict(read_checkpoint(path, trained_model=True), source=str(path))
+
+    @classmethod
+    def from_checkpoint_dict(cls, ckpt: dict[str, Any], *, source: str = "checkpoint") -> "NetadPredictor":
+        """The model in a checkpoint dict already read (and checked) by :func:`~netad.models.checkpoint.read_checkpoint`."""
+        config, weights = artifact_from_checkpoint(ckpt)
+        return cls.from_parts(config, weights, source=source)
+
+    @classmethod
     def _from_pretrained(cls, *, model_id: str, revision: Optional[str], cache_dir: Any, force_download: bool,
                          local_files_only: bool, token: Any, config: Optional[dict[str, Any]] = None,
                          **kwargs: Any) -> "NetadPredictor":
@@ -241,53 +280,16 @@ class NetadPredictor(
                                    local_files_only=local_files_only, token=token, config=config)
 
 
-def _hub_files(repo_id: str, *, revision: Optional[str], cache_dir: Any, force_download: bool, token: Any,
-               local_files_only: bool) -> tuple[Path, Path]:
-    """config.json and model.safetensors of a Hub repo: downloaded, or from the local cache when downloads are off
-    (``local_files_only``, HF_HUB_OFFLINE) or the Hub cannot be reached.
+def load_predictor(model: Union[str, Path]) -> NetadPredictor:
+    """A checkpoint file (``.ckpt``), an exported folder, or a Hub repo id (``user/name``)."""
+    path = Path(model)
+    if path.is_file():
+        return NetadPredictor.from_checkpoint(path)
+    if path.is_dir():  # a broken folder, like an unreachable or missing Hub repo, is a one-line ModelLoadError
+        return NetadPredictor.from_pretrained(path)
+    if path.suffix == ".ckpt" or "/" not in str(model) or str(model).count("/") != 1:
+        raise UserError(f"model not found: {model} (a checkpoint, an exported folder or a Hub repo id user/name)")
+    from netad.inference.hub import quiet_duplicate_hub_logs
 
-    ``hf_hub_download`` retries a failed connection to a file it has not cached five times, with back-off (about
-    25 s, no setting shortens it); one metadata request without retries first (``get_hf_file_metadata``, within
-    HF_HUB_ETAG_TIMEOUT) tells an unreachable Hub apart at once, and says why a repo is not there."""
-    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, is_offline_mode
-    from huggingface_hub.errors import (
-        FileMetadataError, HfHubHTTPError, HFValidationError, LocalEntryNotFoundError, OfflineModeIsEnabled,
-    )
-
-    from netad.hub.upload import REPO_ID, hub_http_reason, transport_error
-
-    if not REPO_ID.match(repo_id):
-        raise ModelLoadError(f"{repo_id}: no such folder, and not a Hub repo id (user/name)")
-    unreachable: Optional[BaseException] = None
-    offline = local_files_only or is_offline_mode()
-    try:
-        if not offline:
-            try:
-                get_hf_file_metadata(hf_hub_url(repo_id, CONFIG_NAME, revision=revision), token=token)
-            except FileMetadataError:
-                raise ModelLoadError(f"{repo_id}: {constants.ENDPOINT} does not answer like a Hugging Face Hub "
-                                     "(check HF_ENDPOINT)") from None
-            except HfHubHTTPError:
-                raise  # the Hub answered (not found, unauthorised, ...): said below
-            except (transport_error(), OSError) as exc:
-                unreachable, offline = exc, True  # the local cache may still have it
-        paths = [Path(hf_hub_download(repo_id=repo_id, filename=name, revision=revision, cache_dir=cache_dir,
-                                      force_download=force_download and not offline, token=token,
-                                      local_files_only=offline)) for name in (CONFIG_NAME, WEIGHTS_NAME)]
-    except ModelLoadError:
-        raise
-    except (LocalEntryNotFoundError, OfflineModeIsEnabled):
-        if unreachable is not None:
-            raise ModelLoadError(f"{repo_id}: cannot reach the Hub at {constants.ENDPOINT} "
-                                 f"({type(unreachable).__name__}: no network?), and the model is not in the local "
-                                 "cache") from None
-        why = "local_files_only" if local_files_only else "HF_HUB_OFFLINE is set"
-        raise ModelLoadError(f"{repo_id}: not in the local cache, and downloads are off ({why})") from None
-    except HfHubHTTPError as exc:
-        raise ModelLoadError(f"{repo_id}: {hub_http_reason(exc, revision)}") from None
-    except HFValidationError as exc:
-        raise ModelLoadError(f"{repo_id}: not a Hub repo id ({first_line(exc)})") from None
-    except (transport_error(), OSError) as exc:
-        raise ModelLoadError(f"{repo_id}: download from {constants.ENDPOINT} failed ({type(exc).__name__}: "
-                             f"{first_line(exc)})") from None
-    return paths[0], paths[1]
+    quiet_duplicate_hub_logs()
+    return NetadPredictor.from_pretrained(str(model))

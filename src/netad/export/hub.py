@@ -6,17 +6,15 @@ The token is passed to the client and nowhere else: it is never printed, logged 
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from netad.errors import UserError
+from netad.errors import UserError, first_line
+from netad.inference.hub import REPO_ID, transport_error
 
 #: the files of an exported model, the only ones an upload sends
 ARTIFACT_FILES = ("model.safetensors", "config.json", "README.md", "model.onnx")
-
-REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 
 
 @dataclass
@@ -55,7 +53,7 @@ def resolve_token(explicit: Optional[str]) -> str:
 def export_for_upload(checkpoint: str | Path, output: str | Path, say: Any = None, onnx: bool = False) -> Path:
     """Export the checkpoint, with test hold-out metrics in the model card when the training data is here."""
     from netad.evaluation.evaluate import evaluate_checkpoint
-    from netad.hub.export import export_checkpoint
+    from netad.export.artifact import export_checkpoint
 
     test = None
     try:
@@ -85,7 +83,7 @@ def upload_folder(folder: Path, repo_id: str, token: str, *, private: bool = Fal
         if status in (401, 403):
             raise UserError(f"the Hub refused the token (HTTP {status}): check --token, HF_TOKEN or your login, "
                             f"and that it may write to '{repo_id}'") from None
-        raise UserError(f"the Hub answered HTTP {status} for '{repo_id}': {_first_line(exc)}") from None
+        raise UserError(f"the Hub answered HTTP {status} for '{repo_id}': {first_line(exc)}") from None
     except (transport_error(), ConnectionError, OSError) as exc:
         raise UserError(f"cannot reach the Hub at {hf_constants.ENDPOINT} ({type(exc).__name__})") from None
     return str(url), getattr(info, "oid", "") or ""
@@ -104,51 +102,3 @@ def check_hub_reachable() -> None:
             from None
 
 
-def hub_http_reason(exc: Exception, revision: Optional[str] = None) -> str:
-    """What a Hub HTTP error on a model download means, in words: not found (or private), gated, unauthorised."""
-    from huggingface_hub import constants as hf_constants
-    from huggingface_hub.errors import (
-        DisabledRepoError, GatedRepoError, RemoteEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError,
-    )
-
-    response = getattr(exc, "response", None)
-    status = response.status_code if response is not None else None
-    if isinstance(exc, GatedRepoError):
-        return f"the repo is gated (HTTP {status}): accept its conditions on the Hub, then pass a token or log in"
-    if isinstance(exc, RepositoryNotFoundError):
-        return (f"no such model repo on the Hub at {hf_constants.ENDPOINT} (HTTP {status}; if it is private, "
-                "pass a token, set HF_TOKEN or log in with `hf auth login`)")
-    if isinstance(exc, RevisionNotFoundError):
-        return f"no revision '{revision or 'main'}' in the repo"
-    if isinstance(exc, RemoteEntryNotFoundError):
-        name = str(response.url).rsplit("/", 1)[-1] if response is not None else "config.json"
-        return f"the repo has no {name}: not an exported netad model"
-    if isinstance(exc, DisabledRepoError):
-        return "the repo is disabled on the Hub"
-    if status in (401, 403):
-        return f"the Hub refused access (HTTP {status}, unauthorised): check the token (HF_TOKEN or `hf auth login`)"
-    return f"the Hub answered HTTP {status} ({_first_line(exc)})"
-
-
-def quiet_duplicate_hub_logs() -> None:
-    """huggingface_hub prints its log lines (retries, for one) with its own handler and also passes them on to the
-    root logger; where that has a handler too (the command-line tools' logging), every line would print twice."""
-    import logging
-
-    from huggingface_hub.utils import logging as hf_logging
-
-    if logging.getLogger().handlers:
-        hf_logging.disable_propagation()
-
-
-def transport_error() -> type:
-    """The HTTP client's connection/timeout error class (huggingface_hub ships its own httpx build)."""
-    try:
-        from huggingface_hub.utils import httpx as client
-    except ImportError:  # older huggingface_hub: plain httpx or requests
-        import httpx as client
-    return client.TransportError
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -19,11 +19,10 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from netad.config import Config
-from netad.data.loading import load_table
+from netad.data.loading import check_columns, load_table
 from netad.data.preprocessing import TabularPreprocessor, infer_kinds
 from netad.errors import UserError
-from netad.evaluation import metrics as M
-from netad.evaluation.evaluate import check_columns
+from netad import metrics as M
 from netad.training.cv import compute_splits
 from netad.threads import limit_threads
 
@@ -172,7 +171,7 @@ def _write(result: CompareResult, cfg: Config) -> Any:
 
 
 def _publish(cfg: Config, result: CompareResult, figure: Any) -> dict[str, str]:
-    from netad.evaluation.publish import publish
+    from netad.tracking.publish import publish
 
     scalars = {}
     for e in result.leaderboard:

@@ -1,62 +1,19 @@
-"""Export a training checkpoint to a self-contained model folder: weights, config and model card."""
+"""The model card (README.md) of an exported model: what it was trained on, how well it did, what it publishes."""
 
 from __future__ import annotations
 
 import json
 import math
-import warnings
 from pathlib import Path
 from typing import Any, Optional
 
-import torch
-
-import netad
-from netad.hub.predictor import ARTIFACT_FORMAT, ARTIFACT_VERSION, NetadPredictor
 from netad.data.preprocessing import mostly_addresses
-from netad.errors import NetadWarning, UserError
-from netad.models.classifier import CHECKPOINT_KEY, read_checkpoint
+from netad.models.checkpoint import CHECKPOINT_KEY
 
 CARD_METRICS = ("accuracy", "precision", "recall", "f1", "auroc", "auprc", "fpr")
 
 
-class PublishedDataWarning(NetadWarning):
-    """An export publishes training values that look like identifiers (IP addresses, mostly distinct values)."""
-
-
-def artifact_from_checkpoint(ckpt: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """(config.json content, safetensors tensors) of a loaded checkpoint dict."""
-    hp, ours = ckpt["hyper_parameters"], ckpt[CHECKPOINT_KEY]  # read_checkpoint(..., trained_model=True) checked them
-    meta = ours.get("metadata", {})
-    train_cfg = meta.get("config", {})
-    data = train_cfg.get("data", {})
-    weights = {f"mlp.{k[len('model.'):]}": v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-    novelty = ours.get("novelty")
-    if novelty:
-        weights.update({f"novelty.{k}": v for k, v in novelty["tensors"].items()})
-    config = {
-        "format": ARTIFACT_FORMAT,
-        "format_version": ARTIFACT_VERSION,
-        "package": "netad",
-        "package_version": netad.__version__,
-        "architecture": {"input_dim": hp["input_dim"], "hidden_dims": list(hp["hidden_dims"]),
-                         "dropout": hp.get("dropout", 0.3), "activation": hp.get("activation", "relu")},
-        "preprocessing": ours["preprocessor"],
-        "threshold": float(ours["threshold"]),
-        "threshold_method": hp.get("threshold_method", "max_f1"),
-        "threshold_target_fpr": hp.get("target_fpr"),
-        "label": {"column": data.get("label_column"), "normal_value": data.get("normal_value"),
-                  "meaning": "score = probability-like anomaly score; is_anomaly = 1 when score >= threshold"},
-        # no training file name (nor the run's name, which holds its date and time): neither helps scoring
-        "data": {"column_names": data.get("column_names"), "drop_columns": data.get("drop_columns", [])},
-        "model_type": "hybrid" if novelty else "classifier",
-        "novelty": {k: v for k, v in novelty.items() if k != "tensors"} if novelty else None,
-        "training": {"cv_summary": meta.get("cv_summary"), "cv_verdict": meta.get("cv_verdict"),
-                     "epoch": ckpt.get("epoch")},
-    }
-    return config, {k: v.detach().clone().contiguous() for k, v in weights.items()}
-
-
-def _cv_summary(config: dict[str, Any], ckpt: dict[str, Any]) -> tuple[Optional[dict], Optional[str]]:
+def cv_summary_of(config: dict[str, Any], ckpt: dict[str, Any]) -> tuple[Optional[dict], Optional[str]]:
     training = config["training"]
     if training.get("cv_summary"):
         return training["cv_summary"], training.get("cv_verdict")
@@ -78,7 +35,7 @@ def identifier_columns(preprocessing: dict[str, Any]) -> dict[str, str]:
             if mostly_addresses(values)}
 
 
-def _stored_values(categorical: dict[str, Any], column: str) -> int:
+def stored_values(categorical: dict[str, Any], column: str) -> int:
     """How many training values of a text column the preprocessing state holds."""
     columns = categorical["columns"]
     return len(categorical["categories"][columns.index(column)]) if column in columns else 0
@@ -113,7 +70,7 @@ def _published(config: dict[str, Any]) -> list[str]:
     lines.append("- the metrics above (aggregates over rows, no rows themselves)")
     for col, reason in identifier_columns(pre).items():
         lines += ["", f"**Warning:** text column `{col}` looks like an identifier ({reason}): publishing this model "
-                      f"publishes {_stored_values(cat, col)} of its training values (in config.json), and such a column rarely generalises "
+                      f"publishes {stored_values(cat, col)} of its training values (in config.json), and such a column rarely generalises "
                       "to new traffic. Consider training without it (`data.drop_columns`)."]
     return lines
 
@@ -190,72 +147,7 @@ def model_card(config: dict[str, Any], cv_summary: Optional[dict], cv_verdict: O
               "- Columns are read by name; unseen categories go to an unknown bucket, and numeric drift is not detected.",
               "- Accuracy depends on the share of anomalies; compare it with the majority-class rate."]
     lines += _published(config)
-    lines += ["", "## Use it", "", "```python", "from netad.hub import NetadPredictor",
+    lines += ["", "## Use it", "", "```python", "from netad.inference import NetadPredictor",
               "model = NetadPredictor.from_pretrained(\"<repo id or folder>\")",
               "print(model.predict(\"records.csv\"))   # score and is_anomaly per row", "```", ""]
     return "\n".join(lines)
-
-
-class _FeatureScorer(torch.nn.Module):
-    """The predictor's scoring of preprocessed rows, as one module for the ONNX exporter."""
-
-    def __init__(self, predictor: NetadPredictor) -> None:
-        super().__init__()
-        self.net, self.novelty, self.predictor = predictor.net, predictor.novelty, predictor
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.predictor.score_features(features)
-
-
-def export_onnx(predictor: NetadPredictor, path: Path, tolerance: float = 1e-5) -> dict[str, Any]:
-    """``model.onnx``: preprocessed float32 features in (the preprocessing is described in config.json),
-    the score out. Checked against PyTorch with onnxruntime before it is kept."""
-    try:
-        import onnxruntime
-    except ImportError:
-        raise UserError("--onnx needs the onnx packages: pip install onnx onnxruntime onnxscript") from None
-    module = _FeatureScorer(predictor).eval()
-    width = predictor.config["architecture"]["input_dim"]
-    example = torch.zeros(2, width)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporter's tracer advice
-        torch.onnx.export(module, (example,), str(path), input_names=["features"], output_names=["score"],
-                          dynamic_axes={"features": {0: "rows"}, "score": {0: "rows"}}, dynamo=False)
-    check = torch.randn(256, width, generator=torch.Generator().manual_seed(0))
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = session.run(None, {"features": check.numpy()})[0]
-    with torch.no_grad():
-        expected = module(check).numpy()
-    gap = float(abs(got - expected).max())
-    if gap > tolerance:
-        path.unlink(missing_ok=True)
-        raise UserError(f"ONNX export differs from PyTorch by {gap:.2e} (> {tolerance:g}); not written")
-    return {"file": path.name, "input": "features", "output": "score", "max_abs_diff_vs_pytorch": gap,
-            "input_features": predictor.config["preprocessing"]["feature_names"],
-            "note": "apply the preprocessing in config.json first; flag rows with score >= threshold"}
-
-
-def export_checkpoint(checkpoint: str | Path, output: str | Path, *, test: Optional[dict[str, Any]] = None,
-                      onnx: bool = False) -> Path:
-    """Write ``model.safetensors``, ``config.json`` and ``README.md`` (and ``model.onnx``) to ``output``.
-
-    Text columns that look like identifiers get a :class:`PublishedDataWarning` each: the export publishes
-    their training values."""
-    ckpt = read_checkpoint(checkpoint, trained_model=True)
-    config, weights = artifact_from_checkpoint(ckpt)
-    predictor = NetadPredictor.from_parts(config, weights, source=str(checkpoint))
-    for col, reason in identifier_columns(config["preprocessing"]).items():
-        n = _stored_values(config["preprocessing"]["categorical"], col)
-        warnings.warn(PublishedDataWarning(
-            f"column '{col}' looks like an identifier ({reason}): the export publishes {n} of its training values "
-            "(config.json), and such a column rarely generalises; consider data.drop_columns"), stacklevel=2)
-    out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
-    if onnx:
-        config["onnx"] = export_onnx(predictor, out / "model.onnx")
-    else:
-        (out / "model.onnx").unlink(missing_ok=True)  # never ship a stale one from an earlier export
-    predictor.save_pretrained(out)
-    cv_summary, cv_verdict = _cv_summary(config, ckpt)
-    (out / "README.md").write_text(model_card(config, cv_summary, cv_verdict, test))
-    return out

@@ -1,0 +1,29 @@
+"""The one metrics package (the bottom layer: numpy, torch, torchmetrics, scikit-learn and scipy only):
+training, the CV summary, test, assess and compare all compute their numbers here."""
+
+from netad.config import METRIC_NAMES, MONITORABLE
+from netad.metrics.scores import (
+    CI_METRICS,
+    TABLE_METRICS,
+    binary_metrics,
+    bootstrap_ci,
+    compute_metrics,
+    confusion_counts,
+    false_positive_rate,
+    held_out_metrics,
+    pr_points,
+    reliability,
+    roc_points,
+    summarize,
+    threshold_sweep,
+    to_unit_interval,
+)
+from netad.metrics.significance import CHANCE_P, auroc_vs_chance, format_p, majority_accuracy
+from netad.metrics.thresholds import HIGH_FPR, choose_threshold, just_above, operating_point
+
+__all__ = [
+    "CHANCE_P", "CI_METRICS", "HIGH_FPR", "METRIC_NAMES", "MONITORABLE", "TABLE_METRICS", "auroc_vs_chance",
+    "binary_metrics", "bootstrap_ci", "choose_threshold", "compute_metrics", "confusion_counts",
+    "false_positive_rate", "format_p", "held_out_metrics", "just_above", "majority_accuracy", "operating_point",
+    "pr_points", "reliability", "roc_points", "summarize", "threshold_sweep", "to_unit_interval",
+]

@@ -1,0 +1,1 @@
+"""Experiment tracking: TensorBoard and Weights & Biases loggers, and publishing figures and tables to them."""
