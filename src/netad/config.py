@@ -174,8 +174,8 @@ class TrainerConfig(_Section):
     strategy: Literal["auto", "ddp"] = "auto"
     num_nodes: int = Field(1, ge=1)
     precision: Literal["32", "32-true", "16-mixed", "bf16-mixed", "64", "64-true"] = "32-true"
-    # CPU threads for PyTorch's (and scikit-learn's) math: auto = 1, the fastest for this project's model
-    # sizes, idle or busy (benchmarks/train_speed.py --busy); a number for much larger models
+    # CPU threads for PyTorch's (and scikit-learn's) math: auto = 1 (netad.threads.AUTO_THREADS); a number
+    # for much larger models
     num_threads: Union[Literal["auto"], int] = "auto"
 
     @field_validator("num_threads", mode="before")
