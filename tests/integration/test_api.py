@@ -115,6 +115,42 @@ def test_bad_input_is_a_4xx_naming_the_problem(served, case, status, needle):
     assert client.get("/health").status_code == 200  # still serving
 
 
+def test_json_records_encode_exactly_as_the_same_rows_in_a_dataframe():
+    """The API turns records into the encoder's input and calls the preprocessing's own encoder: the
+    same arrays as encode() on a DataFrame of the records, for booleans written every accepted way,
+    categories given as numbers, an unseen one and log-transformed columns."""
+    from netad.data.preprocessing import TabularPreprocessor
+    from netad.serving.api import records_to_encoded
+
+    train = make_frame(n=200, seed=4).drop(columns=["label", "constant"])
+    pre = TabularPreprocessor(log_transform="auto").fit(train)
+    assert any(pre.state["numeric"]["log"])
+    records, _ = rows(10, seed=6)
+    for record, flag in zip(records, [True, False, 1, 0, "yes", "No", " T ", "f", "TRUE", "0"]):
+        record["is_tcp"] = flag
+        del record["constant"]
+    records[2]["protocol"], records[5]["protocol"] = 7, "sctp"
+    enc, warnings = records_to_encoded(pre, records, {c: {} for c in pre.state["input_columns"]})
+    expected = pre.encode(pd.DataFrame(records))
+    np.testing.assert_array_equal(enc.dense, expected.dense)
+    np.testing.assert_array_equal(enc.codes[0], expected.codes[0])
+    k = len(pre.state["numeric"]["columns"])
+    assert enc.dense[:, k].tolist() == [1, 0, 1, 0, 1, 0, 1, 0, 1, 0]
+    assert [(w["record"], w["value"]) for w in warnings] == [(2, "7"), (5, "sctp")]
+
+
+@pytest.mark.parametrize("value", [2, 1.0, None, "maybe", "", [True]])
+def test_a_value_the_preprocessing_does_not_read_as_a_boolean_is_a_422(served, value):
+    """The API refuses exactly what the preprocessing's own check refuses in a DataFrame."""
+    records, _ = rows(2)
+    records[1]["is_tcp"] = value
+    r = served["client"].post("/predict", json=records)
+    assert r.status_code == 422, r.text
+    assert r.json() == {"error": "wrong type: expected true or false", "record": 1, "field": "is_tcp"}
+    reasons = served["predictor"].preprocessor.row_problems(pd.DataFrame(records))
+    assert reasons[0] == "" and "is_tcp" in reasons[1]
+
+
 def with_raw(record, field, text):
     """The record as JSON text, with ``text`` written as-is for the value of ``field``."""
     return "{" + ", ".join(f"{json.dumps(k)}: {text if k == field else json.dumps(v)}" for k, v in record.items()) + "}"

@@ -69,14 +69,18 @@ def assert_valid_png(path: Path) -> None:
 
 
 def reference_scores(checkpoint: Path, features) -> np.ndarray:
-    """The model's scores recomputed by hand from the checkpoint file (not through evaluate.py)."""
+    """The model's scores recomputed by hand from the checkpoint file (not through evaluate.py or the
+    predictor): the whole one-hot feature matrix through the plain MLP."""
     from netad.data.preprocessing import TabularPreprocessor
-    from netad.models.classifier import load_classifier
+    from netad.models.mlp import MLP
 
-    model = load_classifier(checkpoint)
-    x = torch.from_numpy(TabularPreprocessor.from_state(model.preprocessor_state).transform(features))
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    hp = ckpt["hyper_parameters"]
+    net = MLP(hp["input_dim"], hp["hidden_dims"], hp["dropout"], hp["activation"]).eval()
+    net.load_state_dict({k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")})
+    x = torch.from_numpy(TabularPreprocessor.from_state(ckpt["netad"]["preprocessor"]).transform(features))
     with torch.no_grad():
-        return torch.sigmoid(model(x)).numpy()
+        return torch.sigmoid(net(x)).numpy()
 
 
 def wandb_config(trained, tmp_path, monkeypatch) -> Path:
@@ -376,9 +380,7 @@ def crafted_csv(trained, path: Path, *, flagged_normal: int, unflagged_normal: i
     all above it (``"high"``, a perfect ranking) or below every normal row (``"low"``, the worst one).
     Returns the stored threshold.
     """
-    from netad.models.classifier import load_classifier
-
-    threshold = float(load_classifier(trained["best"]).threshold)
+    threshold = float(torch.load(trained["best"], weights_only=True)["netad"]["threshold"])
     frame = make_frame(n=3000, signal=1.5, seed=21)
     s = reference_scores(trained["best"], frame.drop(columns=["label"]))
     above = np.flatnonzero(s >= threshold + 1e-4)

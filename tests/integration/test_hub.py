@@ -35,12 +35,23 @@ def model(tmp_path_factory):
 
 
 def checkpoint_scores(ckpt: Path, frame: pd.DataFrame) -> np.ndarray:
+    """The checkpoint's scores recomputed by hand, not through the predictor: the whole one-hot feature matrix
+    through the plain MLP, and for a hybrid the novelty rule on top."""
     from netad.data.preprocessing import TabularPreprocessor
-    from netad.models.classifier import load_classifier, predict_scores
+    from netad.models.mlp import MLP
+    from netad.models.novelty import combine, scorer_from_state
 
-    m = load_classifier(ckpt)
-    x = TabularPreprocessor.from_state(m.preprocessor_state).transform(frame.drop(columns=["label"]))
-    return predict_scores(m, torch.from_numpy(x))
+    saved = torch.load(ckpt, map_location="cpu", weights_only=True)
+    hp, ours = saved["hyper_parameters"], saved["netad"]
+    net = MLP(hp["input_dim"], hp["hidden_dims"], hp["dropout"], hp["activation"]).eval()
+    net.load_state_dict({k[len("model."):]: v for k, v in saved["state_dict"].items() if k.startswith("model.")})
+    x = torch.from_numpy(TabularPreprocessor.from_state(ours["preprocessor"]).transform(frame.drop(columns=["label"])))
+    with torch.no_grad():
+        p = torch.sigmoid(net(x))
+        if ours.get("novelty"):
+            novelty = scorer_from_state(ours["novelty"])
+            p = combine(p, novelty(x), ours["threshold"], novelty.threshold)
+    return p.numpy()
 
 
 def run_upload(capsys, *args: str) -> tuple[int, str, str]:
@@ -260,10 +271,28 @@ def test_onnx_export_matches_pytorch(tmp_path, csv_path, kind):
     pred = NetadPredictor.from_pretrained(folder)
     assert pred.config["onnx"]["file"] == "model.onnx" and pred.config["onnx"]["max_abs_diff_vs_pytorch"] <= 1e-5
     frame = pd.read_csv(csv_path).drop(columns=["label"])
+    frame.loc[::7, "protocol"] = "never seen"  # the unknown bucket too
     x = pred.preprocessor.transform(frame)  # the preprocessing config.json describes
     session = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
     got = session.run(None, {"features": x})[0]
+    # ONNX on preprocessed rows = the predictor on the raw rows (its serving path), to 1e-5
     np.testing.assert_allclose(got, pred.score(frame), atol=1e-5, rtol=0)
+    assert got.std() > 0  # scores that tell rows apart, not a constant both sides agree on
+
+
+def test_onnx_export_is_checked_against_the_predictor(model, tmp_path, monkeypatch):
+    """The check compares with the predictor's own scoring: an ONNX file that disagrees with it is not kept."""
+    from netad.errors import UserError
+    from netad.export.onnx import export_onnx
+    from netad.inference import NetadPredictor
+
+    pred = NetadPredictor.from_checkpoint(model["ckpt"])
+    assert export_onnx(pred, tmp_path / "model.onnx")["max_abs_diff_vs_pytorch"] <= 1e-5
+    served = pred.score_encoded
+    monkeypatch.setattr(pred, "score_encoded", lambda enc: (served(enc)[0] + np.float32(1e-3), None))
+    with pytest.raises(UserError, match=r"ONNX export differs from PyTorch by 1\.0\de-03 \(> 1e-05\); not written"):
+        export_onnx(pred, tmp_path / "model.onnx")
+    assert not (tmp_path / "model.onnx").exists()
 
 
 def test_repo_id_and_private_default_to_the_config(model, capsys, tmp_path):

@@ -8,9 +8,8 @@ import torch
 
 from conftest import fast_config, make_frame
 from netad.cli import test_main as run_test_main
-from netad.data.preprocessing import TabularPreprocessor
 from netad.evaluation.evaluate import evaluate_checkpoint
-from netad.models.classifier import load_classifier, predict_scores
+from netad.inference import NetadPredictor
 from netad.models.novelty import combine
 from netad.training.cv import run_cv, run_single
 
@@ -42,20 +41,24 @@ def test_hybrid_flags_novel_traffic_the_classifier_misses(tmp_path, csv_path, de
     path = tmp_path / "checkpoints" / "best_model.ckpt"
     ckpt = torch.load(path, weights_only=True)  # still a weights-only checkpoint
     assert ckpt["netad"]["novelty"]["kind"] == detector
-    model = load_classifier(path)
-    assert model.is_hybrid
+    model = NetadPredictor.from_checkpoint(path)
+    assert model.novelty is not None and model.config["model_type"] == "hybrid"
 
-    pre = TabularPreprocessor.from_state(model.preprocessor_state)
+    pre = model.preprocessor
     novel = novel_attacks()
     x = torch.from_numpy(pre.transform(novel.drop(columns=["label"])))
-    hybrid = predict_scores(model, x)
     with torch.no_grad():
-        p = torch.sigmoid(model(x)).numpy()
+        hybrid = model.score_features(x).numpy()
+        p = torch.sigmoid(model.net(x)).numpy()
         z = model.novelty(x).numpy()
-    t, t_n = float(model.threshold), float(model.novelty.threshold)
+    t, t_n = model.threshold, float(model.novelty.threshold)
     # the rule: flagged when either part reaches its threshold, as one score at the classifier's threshold
     np.testing.assert_allclose(hybrid, combine(torch.from_numpy(p), torch.from_numpy(z), t, model.novelty.threshold),
                                rtol=1e-6)
+    # raw rows through the serving path: the same rule, each part within float rounding of the above
+    served, novelty = model.score_with_novelty(novel.drop(columns=["label"]))
+    np.testing.assert_allclose(served, hybrid, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(novelty, z, rtol=0, atol=1e-5)
     assert ((hybrid >= t) == ((p >= t) | (z >= t_n))).all()
     assert np.mean(hybrid >= t) >= 0.95, "novel attacks must be flagged by the novelty part"
     assert np.mean(p >= t) < 0.5, "the fixture's novel attacks should fool the classifier alone"
@@ -76,9 +79,9 @@ def test_hybrid_tests_and_cross_validates_like_the_classifier(tmp_path, csv_path
     cfg = hybrid_config(tmp_path, csv_path)
     result = run_cv(cfg, run_name="hcv", quiet=True)
     for fold in range(3):
-        assert load_classifier(result.run_dir / f"fold_{fold}" / "best.ckpt").is_hybrid
+        assert NetadPredictor.from_checkpoint(result.run_dir / f"fold_{fold}" / "best.ckpt").novelty is not None
     best = tmp_path / "checkpoints" / "best_model.ckpt"
-    assert load_classifier(best).is_hybrid
+    assert NetadPredictor.from_checkpoint(best).novelty is not None
     # test.py on data with novel attacks: the hybrid's recall comes from the novelty part
     mixed = tmp_path / "novel.csv"
     frame = make_frame(n=120, seed=4)
@@ -91,10 +94,12 @@ def test_hybrid_tests_and_cross_validates_like_the_classifier(tmp_path, csv_path
     capsys.readouterr()
     code = run_test_main(["--checkpoint", str(best), "--data", str(mixed), "--no-log", "--bootstrap", "0",
                           "--results", str(tmp_path / "r.csv")])
-    assert code == 0 and f"{res.metrics['recall']:.4f}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert code == 0 and f"{res.metrics['recall']:.4f}" in out
+    assert f"({best}), hybrid: classifier or pca novelty" in out
     # the CV table measured the hybrid's scores on each fold's held-out rows
-    fold0 = load_classifier(result.run_dir / "fold_0" / "best.ckpt")
-    assert result.folds[0]["threshold"] == pytest.approx(float(fold0.threshold))
+    fold0 = NetadPredictor.from_checkpoint(result.run_dir / "fold_0" / "best.ckpt")
+    assert result.folds[0]["threshold"] == pytest.approx(fold0.threshold)
 
 
 def test_a_novelty_detector_that_cannot_rank_normal_rows_says_so_and_stays_in_budget(tmp_path, csv_path, caplog):
@@ -113,12 +118,12 @@ def test_a_novelty_detector_that_cannot_rank_normal_rows_says_so_and_stays_in_bu
         run_single(cfg, run_name="degenerate", quiet=False)
     assert any("cannot rank normal traffic" in r.getMessage() for r in caplog.records)
     path = tmp_path / "checkpoints" / "best_model.ckpt"
-    model = load_classifier(path)
-    assert "cannot rank normal traffic" in model.novelty_state["degenerate"]
+    model = NetadPredictor.from_checkpoint(path)
+    assert "cannot rank normal traffic" in model.config["novelty"]["degenerate"]
 
     from netad.evaluation.evaluate import open_model, training_rows
 
-    pre = TabularPreprocessor.from_state(model.preprocessor_state)
+    pre = model.preprocessor
     val_features, val_labels = training_rows(open_model(path))["validation"]
     with torch.no_grad():
         zv = model.novelty(torch.from_numpy(pre.transform(val_features))).numpy()[val_labels == 0]

@@ -280,23 +280,79 @@ def test_encode_matches_transform():
 
 
 @pytest.mark.parametrize("nan_policy", ["median", "error"])
-def test_column_by_column_encoding_equals_the_matrix_path(features, nan_policy):
-    """The batch scorer hands encode_arrays one read-only array per column; the result must be the
-    2-D path's bit for bit (gaps imputed, log columns, scaling), and the columns left as they were."""
+def test_every_route_gives_the_same_encoding(features, nan_policy):
+    """A DataFrame (encode), a 2-D block of numbers with parsed booleans and category values (the JSON
+    route's form) and one read-only Arrow column per numeric column with looked-up codes (the batch
+    scorer's) go through one encoder: exactly equal arrays, with gaps imputed, log and plain columns,
+    booleans written as text and an unseen category; the inputs are left as they were."""
+    import pyarrow as pa
+
+    from netad.data.preprocessing import parse_boolean
+
     pre = fit_quiet(TabularPreprocessor(nan_policy=nan_policy, log_transform="auto"), features)
-    assert any(pre.state["numeric"]["log"]) and not all(pre.state["numeric"]["log"])
-    num = features[pre.state["numeric"]["columns"]].to_numpy(dtype=np.float64, copy=True)
+    st = pre.state
+    assert any(st["numeric"]["log"]) and not all(st["numeric"]["log"])
+    rows = features.copy()
+    rows["is_tcp"] = np.where(features["is_tcp"], "Yes", " f ")
+    rows.loc[3, "protocol"] = "sctp"
     if nan_policy == "median":
-        num[[2, 7], 0], num[5, 1] = np.nan, np.inf
-    columns = [np.array(c) for c in num.T]
-    for c in columns:
-        c.flags.writeable = False  # as pyarrow's zero-copy columns are
-    before = [c.copy() for c in columns]
-    expected = pre.encode_arrays(num.copy(), [], [], owned=True).dense
-    got = pre.encode_arrays(columns, [], [], finite=nan_policy == "error").dense
-    np.testing.assert_array_equal(got, expected)
-    for c, b in zip(columns, before):
-        np.testing.assert_array_equal(c, b)
+        rows.loc[[2, 7], "packet_size"], rows.loc[5, "bytes"] = np.nan, np.inf
+    expected = pre.encode(rows)
+
+    num = rows[st["numeric"]["columns"]].to_numpy(dtype=np.float64)
+    before = num.copy()
+    flags = [np.array([parse_boolean(v) for v in rows[c]], dtype=np.float32) for c in st["boolean"]["columns"]]
+    names = [rows[c].tolist() for c in st["categorical"]["columns"]]
+    block = pre.encode_columns(num, flags, names)
+    columns = [pa.array(c).to_numpy() for c in num.T]  # zero-copy and read-only, as the batch scorer's
+    assert not any(c.flags.writeable for c in columns)
+    codes = [pre.category_codes(i, v) for i, v in enumerate(names)]
+    arrow = pre.encode_arrays(columns, flags, codes, finite=nan_policy == "error")
+    for got in (block, arrow):
+        np.testing.assert_array_equal(got.dense, expected.dense)
+        assert len(got.codes) == len(expected.codes) == 1
+        np.testing.assert_array_equal(got.codes[0], expected.codes[0])
+    np.testing.assert_array_equal(num, before)
+    np.testing.assert_array_equal(np.column_stack(columns), before)
+    # what was encoded: the unseen category's bucket, the booleans, finite features (gaps imputed)
+    assert expected.codes[0][3] == len(st["categorical"]["categories"][0])
+    k = len(st["numeric"]["columns"])
+    np.testing.assert_array_equal(expected.dense[:, k], features["is_tcp"].to_numpy(dtype=np.float32))
+    assert np.isfinite(expected.dense).all()
+    np.testing.assert_array_equal(pre.to_matrix(expected), pre.transform(rows))
+
+
+def test_a_boolean_reads_the_same_one_by_one_and_as_a_column():
+    """parse_boolean (the JSON route) and a DataFrame column (encode, row_problems) read booleans by one rule."""
+    from netad.data.preprocessing import parse_boolean
+
+    good = [True, False, np.True_, 1, 0, np.int64(1), "Yes", " t ", "FALSE", "0", "no"]
+    bad = [2, 1.0, 0.0, "maybe", "", None, float("nan"), [1], 10**400]
+    assert [parse_boolean(v) for v in good] == [True, False, True, True, False, True, True, True, False, False, False]
+    assert [parse_boolean(v) for v in bad] == [None] * len(bad)
+    pre = TabularPreprocessor().fit(pd.DataFrame({"flag": ["yes", "no"] * 2, "x": [1.0, 2.0, 3.0, 4.0]}))
+    rows = pd.DataFrame({"flag": pd.Series(good + bad, dtype=object), "x": 1.0})
+    reasons = pre.row_problems(rows)
+    assert (reasons[: len(good)] == "").all() and (reasons[len(good):] != "").all()
+    assert "missing value" in reasons[-4] and "not true/false" in reasons[len(good)]
+    flag = pre.state["feature_names"].index("flag")
+    expected = [float(parse_boolean(v) or 0) for v in good + bad]  # encode reads what is not true as 0
+    assert pre.encode(rows).dense[:, flag].tolist() == expected
+
+
+def test_row_problems_flags_exactly_the_values_the_encoder_makes_inf(features):
+    """One formula: a value is too large when its float32 feature is inf, not when its float64 scaled
+    value passes float32's largest (that one rounds down to it)."""
+    pre = fit_quiet(TabularPreprocessor(scaler="none"), features)
+    top = float(np.finfo(np.float32).max)
+    rows = features.head(5).copy()
+    rows["packet_size"] = [1.0, top + 2.0**102, top + 2.0**104, -1e300, 1e308]
+    reasons = pre.row_problems(rows)
+    assert reasons[:2].tolist() == ["", ""]
+    assert all("packet_size" in r and "too large" in r for r in reasons[2:])
+    dense = pre.encode(rows).dense[:, pre.state["feature_names"].index("packet_size")]
+    assert dense[1] == top
+    np.testing.assert_array_equal(np.isfinite(dense), reasons == "")
 
 
 @pytest.mark.parametrize("hidden, blocks", [([16, 8], [4, 3]), ([1], [4, 3]), ([16, 8], [])])

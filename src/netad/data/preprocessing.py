@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
-from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
 from netad.errors import NetadWarning, UserError
 
@@ -21,7 +21,6 @@ UNKNOWN = "__unknown__"
 TRUE_VALUES = {"true", "t", "yes", "1"}
 BOOL_VALUES = TRUE_VALUES | {"false", "f", "no", "0"}
 STATE_VERSION = 1
-FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _is_bool_column(series: pd.Series) -> bool:
@@ -33,52 +32,58 @@ def _is_bool_column(series: pd.Series) -> bool:
     return False
 
 
-def _bool_to_float(series: pd.Series) -> np.ndarray:
-    if series.dtype == bool:
-        return series.to_numpy(dtype=np.float32)
-    return series.astype(str).str.strip().str.lower().isin(TRUE_VALUES).to_numpy(dtype=np.float32)
+def parse_boolean(value: Any) -> Optional[bool]:
+    """One value of a boolean column as the preprocessing reads it: True or False when its text,
+    stripped and lower-cased, is one of ``BOOL_VALUES`` (true/false, t/f, yes/no, 1/0), else None.
+    Every route (DataFrame, Arrow, JSON) reads booleans by this rule."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):  # its text is "1" or "0" only for 1 and 0 (and str() of a huge int is slow)
+        return bool(value) if value in (0, 1) else None
+    if not isinstance(value, str):  # a float's text is "1.0", a gap's "nan": not true/false or 1/0
+        return None
+    text = value.strip().lower()
+    return text in TRUE_VALUES if text in BOOL_VALUES else None
 
 
-def _float64(x: np.ndarray, owned: bool) -> np.ndarray:
-    """``x`` itself when it may be changed in place (owned, float64, writable), else a float64 copy."""
-    return x if owned and x.dtype == np.float64 and x.flags.writeable else np.array(x, dtype=np.float64)
+def _boolean_column(values: pd.Series) -> np.ndarray:
+    """A boolean column read by :func:`parse_boolean`, once per distinct value's text: 1.0 or 0.0,
+    NaN for a value that is not a boolean (float32)."""
+    if values.dtype == bool:
+        return values.to_numpy(dtype=np.float32)
+    try:
+        text = values.astype(str)
+    except UnicodeEncodeError:  # surrogates (a file that is not UTF-8): not booleans, read one by one
+        text = _category_names(values)
+    codes, distinct = pd.factorize(text)  # a gap: code -1, the table's last entry
+    table = [np.nan if (flag := parse_boolean(v)) is None else float(flag) for v in distinct]
+    return np.array(table + [np.nan], dtype=np.float32)[codes]
 
 
-def _scale(x: np.ndarray, impute: Any, log: Any, center: Any, scale: Any) -> np.ndarray:
-    """Impute gaps, log-transform and scale raw numeric values in place: a whole (rows x columns)
-    matrix with per-column vectors, or one column with scalars. :func:`_scale_column` is the same
-    formula without the copy (a unit test holds the two equal bit for bit)."""
-    gaps = ~np.isfinite(x)
-    if gaps.any():
-        x[gaps] = np.broadcast_to(impute, x.shape)[gaps]
-    log = np.asarray(log, dtype=bool)
-    if log.ndim == 0:
-        if log:
-            np.log1p(np.maximum(x, 0.0, out=x), out=x)
-    elif log.any():
-        x[:, log] = np.log1p(np.maximum(x[:, log], 0.0))
-    x -= center
-    x /= scale
-    return x
-
-
-def _scale_column(x: np.ndarray, out: np.ndarray, scratch: np.ndarray, impute: float, log: bool, center: float,
-                  scale: float, *, finite: bool = False) -> None:
-    """:func:`_scale` for one column, bit for bit: read from ``x`` (left as it is), written to ``out``
-    (float32) through ``scratch`` (float64, same length), with no copy of the column on the way.
-    ``finite``: ``x`` is known to hold no gaps."""
+def _scale_into(x: np.ndarray, out: np.ndarray, scratch: np.ndarray, impute: Any, log: Any, center: Any,
+                scale: Any, *, finite: bool = False) -> None:
+    """The one scaling formula, for one column (scalar parameters) or a block of columns (one per
+    column): gaps (NaN, inf) get the imputed value, log columns become log1p(max(x, 0)), then
+    (x - center) / scale in float64, rounded once to float32 into ``out``. ``x`` is only read unless it
+    is ``scratch`` itself (float64, x's shape). ``finite``: ``x`` is known to hold no gaps."""
     src = x
     if not finite:
         gaps = ~np.isfinite(x)
         if gaps.any():
             np.copyto(scratch, x)
-            scratch[gaps] = impute
+            np.copyto(scratch, impute, where=gaps)
             src = scratch
-    if log:
+    log = np.asarray(log, dtype=bool)
+    if log.all():  # one logged column, or a block of them
         np.log1p(np.maximum(src, 0.0, out=scratch), out=scratch)
         src = scratch
+    elif log.any():  # some columns of a block
+        if src is not scratch:
+            np.copyto(scratch, src)
+            src = scratch
+        scratch[:, log] = np.log1p(np.maximum(scratch[:, log], 0.0))
     np.subtract(src, center, out=scratch)
-    np.divide(scratch, scale, out=out, casting="unsafe")  # float64 quotient, rounded once to float32
+    np.divide(scratch, scale, out=out, casting="unsafe")
 
 
 def _category_names(values: pd.Series) -> np.ndarray:
@@ -292,6 +297,8 @@ class TabularPreprocessor:
         return nonneg & (heavy | spread)
 
     def _fit_scaler(self, num: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from sklearn.preprocessing import MinMaxScaler, StandardScaler  # fitting only: scoring never loads sklearn
+
         width = num.shape[1]
         if self.scaler == "none" or width == 0:
             return np.zeros(width), np.ones(width)
@@ -332,28 +339,24 @@ class TabularPreprocessor:
             fresh = mask & (reasons == "")
             reasons[fresh] = text
 
-        ncfg = st["numeric"]
-        for j, col in enumerate(ncfg["columns"]):
+        scratch = np.empty(len(frame), dtype=np.float64)
+        scaled = np.empty(len(frame), dtype=np.float32)
+        for j, col in enumerate(st["numeric"]["columns"]):
             raw = frame[col]
             values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
             if not imputes:
                 note(raw.notna().to_numpy() & np.isnan(values), f"column '{col}': not a number")
                 note(~np.isfinite(values), f"column '{col}': missing or infinite value")
-            finite = np.isfinite(values)
-            if finite.any():
-                with np.errstate(over="ignore", invalid="ignore"):
-                    scaled = _scale(values[finite].reshape(-1, 1).copy(), *(np.asarray([ncfg[key][j]]) for key in
-                                                                           ("impute", "log", "center", "scale")))
-                too_large = np.zeros(len(values), dtype=bool)
-                too_large[finite] = ~(np.abs(scaled[:, 0]) <= FLOAT32_MAX)
-                note(too_large, f"column '{col}': value too large for the model (overflows its float32 features)")
+            with np.errstate(over="ignore"):  # the encoder's own formula: too large is what it makes inf
+                _scale_into(values, scaled, scratch, *self._column_parameters(j))
+            note(np.isfinite(values) & ~np.isfinite(scaled),
+                 f"column '{col}': value too large for the model (overflows its float32 features)")
         for col in st["boolean"]["columns"]:
             raw = frame[col]
             if raw.dtype == bool:
                 continue
-            text = raw.astype(str).str.strip().str.lower()
             note(raw.isna().to_numpy(), f"column '{col}': missing value")
-            note(~text.isin(BOOL_VALUES).to_numpy(), f"column '{col}': not true/false or 1/0")
+            note(np.isnan(_boolean_column(raw)), f"column '{col}': not true/false or 1/0")
         return reasons
 
     def unparsable_numbers(self, frame: pd.DataFrame) -> dict[str, int]:
@@ -372,16 +375,17 @@ class TabularPreprocessor:
         return self.to_matrix(self.encode(frame))
 
     def encode(self, frame: pd.DataFrame) -> "Encoded":
-        """Rows of a DataFrame as :class:`Encoded` (the compact form of :meth:`transform`)."""
+        """Rows of a DataFrame as :class:`Encoded` (the compact form of :meth:`transform`): numbers
+        parsed by pandas (anything else a gap), booleans by :func:`parse_boolean` (anything else 0),
+        categories by their text, then :meth:`encode_columns`."""
         self.check_schema(frame)
         st = self.state
-        ncfg = st["numeric"]
-        num = (frame[ncfg["columns"]].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64, copy=True)
-               if ncfg["columns"] else np.zeros((len(frame), 0)))
-        booleans = [_bool_to_float(frame[col]) for col in st["boolean"]["columns"]]
-        codes = [self.category_codes(i, _category_names(frame[col]))
-                 for i, col in enumerate(st["categorical"]["columns"])]
-        return self.encode_arrays(num, booleans, codes, owned=True)
+        cols = st["numeric"]["columns"]
+        num = (frame[cols].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64, copy=True)
+               if cols else np.zeros((len(frame), 0)))
+        booleans = [np.nan_to_num(_boolean_column(frame[col]), nan=0.0) for col in st["boolean"]["columns"]]
+        categories = [_category_names(frame[col]) for col in st["categorical"]["columns"]]
+        return self.encode_columns(num, booleans, categories, owned=True)
 
     def csv_dtypes(self) -> dict[str, type]:
         """``dtype=`` for reading new rows with pandas: the category columns as text, as they were in
@@ -405,33 +409,52 @@ class TabularPreprocessor:
         return self._lookups[i]
 
     def category_codes(self, i: int, values: Any) -> np.ndarray:
+        """The one-hot positions of categorical column ``i``'s values (its names, as text)."""
         lookup, unknown = self.category_lookup(i), len(self.state["categorical"]["categories"][i])
-        return np.fromiter((lookup.get(v, unknown) for v in values), dtype=np.int64, count=len(values))
+        return np.fromiter(map(lookup.get, values, repeat(unknown)), dtype=np.int64, count=len(values))
+
+    def _column_parameters(self, j: int) -> tuple[float, bool, float, float]:
+        ncfg = self.state["numeric"]
+        return float(ncfg["impute"][j]), bool(ncfg["log"][j]), float(ncfg["center"][j]), float(ncfg["scale"][j])
+
+    def encode_columns(self, numeric: Any, booleans: list[Any], categories: list[Any], *, owned: bool = False,
+                       finite: bool = False) -> "Encoded":
+        """Raw column values as :class:`Encoded`: ``numeric`` as for :meth:`encode_arrays`, ``booleans``
+        one 0/1 array per boolean column (:func:`parse_boolean`), ``categories`` the values of each
+        categorical column as text, looked up here. The DataFrame and JSON routes end here."""
+        codes = [self.category_codes(i, values) for i, values in enumerate(categories)]
+        return self.encode_arrays(numeric, booleans, codes, owned=owned, finite=finite)
 
     def encode_arrays(self, numeric: Any, booleans: list[np.ndarray], codes: list[np.ndarray], *,
                       owned: bool = False, finite: bool = False) -> "Encoded":
-        """The shared last step: raw numeric values (float64, NaN for gaps) are imputed, log-transformed
-        and scaled; booleans are 0/1; ``codes`` index each categorical column's one-hot block.
+        """The shared last step of every route: raw numeric values (float64, NaN for gaps) go through
+        the one scaling formula, booleans (0/1) are written beside them, ``codes`` (from
+        :meth:`category_codes`) index each categorical column's one-hot block.
 
-        ``numeric`` is a 2-D array (rows x numeric columns), worked on whole, or a list of one array per
-        numeric column, worked on column by column so each stays in cache (large blocks of a file; the
-        columns are only read). ``owned``: a 2-D array may be changed in place. ``finite``: the caller
-        has checked there are no gaps."""
+        ``numeric`` is a 2-D array (rows x numeric columns), scaled as one block (few numpy calls for
+        few rows), or a list of one array per numeric column, scaled column by column so each stays in
+        cache (large blocks of a file; the columns are only read). Both give the same values.
+        ``owned``: a 2-D float64 array may serve as scratch space (it is overwritten). ``finite``: the
+        caller has checked there are no gaps. A value too large for float32 becomes inf (callers refuse it)."""
         ncfg = self.state["numeric"]
-        if isinstance(numeric, np.ndarray):
-            n, k = numeric.shape
-            dense = np.empty((n, k + len(booleans)), dtype=np.float32)
-            if k:
-                dense[:, :k] = _scale(_float64(numeric, owned),
-                                      *(np.asarray(ncfg[key]) for key in ("impute", "log", "center", "scale")))
-        else:
-            k = len(numeric)
-            n = len(numeric[0]) if k else len((booleans or codes)[0]) if (booleans or codes) else 0
-            dense = np.empty((k + len(booleans), n), dtype=np.float32).T  # column-major: contiguous columns
-            scratch = np.empty(n, dtype=np.float64)
-            for j, column in enumerate(numeric):
-                _scale_column(np.asarray(column, dtype=np.float64), dense[:, j], scratch,
-                              *(ncfg[key][j] for key in ("impute", "log", "center", "scale")), finite=finite)
+        with np.errstate(over="ignore"):
+            if isinstance(numeric, np.ndarray):
+                n, k = numeric.shape
+                dense = np.empty((n, k + len(booleans)), dtype=np.float32)
+                if k:
+                    x = np.asarray(numeric, dtype=np.float64)
+                    own = (owned or x is not numeric) and x.flags.writeable
+                    _scale_into(x, dense[:, :k], x if own else np.empty((n, k)),
+                                *(np.asarray(ncfg[key], dtype=bool if key == "log" else np.float64)
+                                  for key in ("impute", "log", "center", "scale")), finite=finite)
+            else:
+                k = len(numeric)
+                n = len(numeric[0]) if k else len((booleans or codes)[0]) if (booleans or codes) else 0
+                dense = np.empty((k + len(booleans), n), dtype=np.float32).T  # column-major: contiguous columns
+                scratch = np.empty(n, dtype=np.float64)
+                for j, column in enumerate(numeric):
+                    _scale_into(np.asarray(column, dtype=np.float64), dense[:, j], scratch,
+                                *self._column_parameters(j), finite=finite)
         for j, b in enumerate(booleans):
             dense[:, k + j] = b
         return Encoded(dense, list(codes))

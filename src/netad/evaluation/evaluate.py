@@ -1,6 +1,7 @@
 """Score a saved checkpoint on labelled rows: the rows recorded at training time, or any CSV.
 
-Used by test.py and assess_model.py. Every number comes from :mod:`netad.metrics`.
+Used by test.py and assess_model.py. Scores come from :class:`~netad.inference.NetadPredictor` on raw rows,
+the code that serves the model (predict.py, the API), and every number from :mod:`netad.metrics`.
 """
 
 from __future__ import annotations
@@ -15,15 +16,15 @@ from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
-import torch
 
 from netad.config import Config, apply_overrides, config_from_dict, load_config
 from netad.data.loading import LabelledTable, check_columns, file_digest, load_table
 from netad.data.preprocessing import TabularPreprocessor
 from netad.errors import UserError
+from netad.inference import NetadPredictor
 from netad import metrics as M
 from netad.metrics import CHANCE_P, HIGH_FPR, operating_point  # noqa: F401 (assess takes them from here)
-from netad.models.classifier import AnomalyClassifier, load_classifier, predict_scores
+from netad.models.checkpoint import CHECKPOINT_KEY, read_checkpoint
 from netad.threads import limit_threads
 
 #: the parts of the training data a checkpoint records, and how reports name them
@@ -44,30 +45,32 @@ class ModelUnderTest:
     """A loaded checkpoint with everything needed to score data the way it was trained."""
 
     path: Path
-    model: AnomalyClassifier
+    predictor: NetadPredictor  # the serving code: raw rows in, scores out
+    metadata: dict[str, Any]  # what training recorded: config, run, the rows of each part
     saved_cfg: Config  # the config it was trained with
     cfg: Config  # how to read data files and where to log (--config, else the saved one)
-    preprocessor: TabularPreprocessor
     name: str
 
     @property
     def threshold(self) -> float:
-        return float(self.model.threshold)
+        return self.predictor.threshold
 
     @property
-    def metadata(self) -> dict[str, Any]:
-        return self.model.metadata
+    def preprocessor(self) -> TabularPreprocessor:
+        return self.predictor.preprocessor
 
     def score(self, features: pd.DataFrame) -> np.ndarray:
-        return predict_scores(self.model, torch.from_numpy(self.preprocessor.transform(features)))
+        """Scores of raw rows (the model's input columns, as read from a CSV), all in one call."""
+        return self.predictor.score(features)
 
 
 def open_model(checkpoint: str | Path, config_path: Optional[str | Path] = None,
                model_name: Optional[str] = None, overrides: Optional[list[str]] = None) -> ModelUnderTest:
     """Load a checkpoint; ``overrides`` (``--set KEY=VALUE``) apply to ``config_path``, else to the saved config."""
     path = Path(checkpoint)
-    model = load_classifier(path)
-    meta = model.metadata
+    ckpt = read_checkpoint(path, trained_model=True)  # damaged or crafted contents: one UserError naming it
+    predictor = NetadPredictor.from_checkpoint_dict(ckpt, source=str(path))
+    meta = ckpt[CHECKPOINT_KEY].get("metadata", {})
     if "config" not in meta:
         raise UserError(f"{path}: checkpoint has no saved config (not written by netad training)")
     saved = config_from_dict(meta["config"], f"{path} (saved config)")
@@ -78,8 +81,7 @@ def open_model(checkpoint: str | Path, config_path: Optional[str | Path] = None,
     else:
         cfg = saved
     default_name = f"{meta['run_name']}/{meta['split']}" if meta.get("run_name") and meta.get("split") else path.stem
-    return ModelUnderTest(path, model, saved, cfg, TabularPreprocessor.from_state(model.preprocessor_state),
-                          model_name or default_name)
+    return ModelUnderTest(path, predictor, meta, saved, cfg, model_name or default_name)
 
 
 def labelled_file(mut: ModelUnderTest, data_path: str | Path, purpose: str = "test.py") -> tuple[pd.DataFrame, np.ndarray, str]:
@@ -118,7 +120,7 @@ def training_rows(mut: ModelUnderTest, table: Optional[LabelledTable] = None) ->
     table = training_table(mut) if table is None else table
     out = {}
     for part, key in recorded.items():
-        rows = np.asarray(torch.as_tensor(meta[key]).tolist(), dtype=np.int64)
+        rows = np.asarray(meta[key], dtype=np.int64)  # a tensor or a list
         if rows.size and rows.max() >= len(table):
             raise UserError(f"{table.source} has changed since training: the recorded {part} rows do not exist")
         out[part] = (table.features.iloc[rows], table.labels[rows])
@@ -184,16 +186,17 @@ def score_rows(mut: ModelUnderTest, features: pd.DataFrame, labels: np.ndarray, 
         n_anomalies=int(np.sum(labels == 1)), threshold=threshold,
         metrics=M.held_out_metrics(scores, labels, threshold), confusion=M.confusion_counts(scores, labels, threshold),
         ci=ci, majority_accuracy=M.majority_accuracy(labels), chance=M.auroc_vs_chance(scores, labels),
-        n_bootstrap=n_bootstrap, kind=describe(mut.model), scores=scores, labels=labels,
-        threshold_method=mut.model.hparams.get("threshold_method"),
+        n_bootstrap=n_bootstrap, kind=describe(mut.predictor), scores=scores, labels=labels,
+        threshold_method=mut.predictor.config.get("threshold_method"),
     )
 
 
-def describe(model: AnomalyClassifier) -> str:
+def describe(predictor: NetadPredictor) -> str:
     """'classifier', or for a hybrid which novelty detector joins it."""
-    if not model.is_hybrid:
+    novelty = predictor.config.get("novelty")
+    if not novelty:
         return "classifier"
-    return f"hybrid: classifier or {model.novelty_state['kind']} novelty"
+    return f"hybrid: classifier or {novelty['kind']} novelty"
 
 
 def evaluate_checkpoint(checkpoint: str | Path, data_path: Optional[str | Path] = None, *,

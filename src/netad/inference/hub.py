@@ -62,10 +62,6 @@ def transport_error() -> type:
     return client.TransportError
 
 
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
 def hub_files(repo_id: str, *, revision: Optional[str], cache_dir: Any, force_download: bool, token: Any,
                local_files_only: bool) -> tuple[Path, Path]:
     """config.json and model.safetensors of a Hub repo: downloaded, or from the local cache when downloads are off

@@ -15,6 +15,8 @@ import json
 import logging
 import secrets
 import time
+from itertools import chain
+from operator import itemgetter
 from typing import Any, Optional
 
 import numpy as np
@@ -23,7 +25,7 @@ import pandas as pd
 from fastapi import FastAPI, File, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 
-from netad.data.preprocessing import BOOL_VALUES, TRUE_VALUES
+from netad.data.preprocessing import parse_boolean
 from netad.serving.page import PAGE
 
 import netad
@@ -114,11 +116,11 @@ def _surrogate_path(body: Any) -> Optional[list]:
     return None
 
 
-def records_to_encoded(pre: Any, records: list, schema: dict[str, dict[str, Any]]) -> tuple[Any, list]:
-    """Validate JSON records and encode them for the model, column by column (fast for large
-    batches). Raises :class:`ApiError` naming the record and field of the first problem; returns
-    the encoded rows and the warnings (unseen categories)."""
+def _check_records(records: list, schema: dict[str, dict[str, Any]]) -> None:
+    """Each record a JSON object with exactly the schema's fields, or an :class:`ApiError` for the first that is not."""
     keys = schema.keys()
+    if all(type(r) is dict for r in records) and all(map(keys.__eq__, map(dict.keys, records))):
+        return
     for i, record in enumerate(records):
         if type(record) is not dict:
             raise ApiError(422, "each record must be a JSON object", record=i)
@@ -128,11 +130,20 @@ def records_to_encoded(pre: Any, records: list, schema: dict[str, dict[str, Any]
                 raise ApiError(422, "missing field", record=i, field=missing[0], missing=missing)
             unknown = [k for k in record if k not in schema]
             raise ApiError(422, "unknown field", record=i, field=unknown[0], unknown=unknown)
-    st = pre.state
 
-    cols = st["numeric"]["columns"]
-    values = [[r[c] for c in cols] for r in records]
-    if not {type(v) for row in values for v in row} <= _NUMBER_TYPES:
+
+def _fields(records: list, names: list[str]) -> list[tuple]:
+    """The values of ``names`` in each record, one tuple per record."""
+    if len(names) == 1:
+        return [(r[names[0]],) for r in records]
+    return list(map(itemgetter(*names), records)) if names else [() for _ in records]
+
+
+def _numbers(records: list, cols: list[str]) -> np.ndarray:
+    """The numeric fields as a float64 block (records x columns): JSON numbers only, finite, within
+    the float range."""
+    values = _fields(records, cols)
+    if not set(map(type, chain.from_iterable(values))) <= _NUMBER_TYPES:
         i, j = next((i, j) for i, row in enumerate(values) for j, v in enumerate(row) if type(v) not in _NUMBER_TYPES)
         if type(values[i][j]) is _LongInt:
             raise ApiError(422, _TOO_LARGE, record=i, field=cols[j])
@@ -146,32 +157,45 @@ def records_to_encoded(pre: Any, records: list, schema: dict[str, dict[str, Any]
     if not finite.all():
         i, j = np.argwhere(~finite)[0]
         raise ApiError(422, "not a finite number", record=int(i), field=cols[j])
-    booleans = []
-    for name in st["boolean"]["columns"]:
-        flags = []
-        for i, v in enumerate(r[name] for r in records):
-            text = str(v).strip().lower() if type(v) in (str, bool) or v in (0, 1) else None
-            if text not in BOOL_VALUES:
-                raise ApiError(422, "wrong type: expected true or false", record=i, field=name)
-            flags.append(text in TRUE_VALUES)
-        booleans.append(np.array(flags, dtype=np.float32))
-    codes, warnings = [], []
-    for j, name in enumerate(st["categorical"]["columns"]):
-        values = [r[name] for r in records]
-        types = set(map(type, values))
-        if not types <= _TEXT_TYPES:
-            i = next(i for i, v in enumerate(values) if type(v) not in _TEXT_TYPES)
-            raise ApiError(422, "wrong type: expected a string", record=i, field=name)
-        if types != {str}:
-            values = [str(v) for v in values]
-        column = pre.category_codes(j, values)
-        unknown = len(st["categorical"]["categories"][j])
-        warnings += [{"record": int(i), "field": name, "value": values[i],
-                      "note": "unseen category: scored through the unknown bucket"}
-                     for i in np.flatnonzero(column == unknown)]
-        codes.append(column)
+    return numeric
+
+
+def _booleans(records: list, name: str) -> np.ndarray:
+    """A boolean field read as the preprocessing reads booleans (:func:`parse_boolean`), as 0/1."""
+    flags = [parse_boolean(r[name]) for r in records]
+    if None in flags:
+        raise ApiError(422, "wrong type: expected true or false", record=flags.index(None), field=name)
+    return np.array(flags, dtype=np.float32)
+
+
+def _texts(records: list, name: str) -> list[str]:
+    """A categorical field's values as text: strings, and numbers and booleans written out."""
+    values = [r[name] for r in records]
+    types = set(map(type, values))
+    if not types <= _TEXT_TYPES:
+        i = next(i for i, v in enumerate(values) if type(v) not in _TEXT_TYPES)
+        raise ApiError(422, "wrong type: expected a string", record=i, field=name)
+    return values if types == {str} else [str(v) for v in values]
+
+
+def records_to_encoded(pre: Any, records: list, schema: dict[str, dict[str, Any]]) -> tuple[Any, list]:
+    """Validate JSON records and encode them through the preprocessing's own encoder
+    (:meth:`~netad.data.preprocessing.TabularPreprocessor.encode_columns`). Raises :class:`ApiError`
+    naming the record and field of the first problem; returns the encoded rows and the warnings
+    (unseen categories)."""
+    _check_records(records, schema)
+    st = pre.state
+    numeric = _numbers(records, st["numeric"]["columns"])
+    booleans = [_booleans(records, name) for name in st["boolean"]["columns"]]
+    names = st["categorical"]["columns"]
+    categories = [_texts(records, name) for name in names]
+    enc = pre.encode_columns(numeric, booleans, categories, owned=True, finite=True)
+    warnings = []
+    for j, name in enumerate(names):
+        unseen = (enc.codes[j] == len(st["categorical"]["categories"][j])).nonzero()[0]
+        warnings += [{"record": int(i), "field": name, "value": categories[j][i],
+                      "note": "unseen category: scored through the unknown bucket"} for i in unseen]
     warnings.sort(key=lambda w: w["record"])
-    enc = pre.encode_arrays(numeric, booleans, codes, owned=True)
     check_encoded(pre, enc)
     return enc, warnings
 

@@ -12,7 +12,6 @@ from typing import Any, Optional, Sequence
 from matplotlib.figure import Figure
 
 from netad.config import Config
-from netad.tracking.loggers import resolve_wandb_mode
 
 
 def safe_name(name: str) -> str:
@@ -52,6 +51,8 @@ def publish(
     Returns where things went: ``{"tensorboard": dir, "wandb": dir}`` (W&B only when enabled).
     """
     from torch.utils.tensorboard import SummaryWriter
+
+    from netad.tracking.loggers import resolve_wandb_mode  # it imports Lightning: only when publishing
 
     scalars = {k: v for k, v in (scalars or {}).items() if v is not None and not math.isnan(v)}
     figures, tables = figures or {}, tables or {}
