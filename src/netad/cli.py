@@ -80,14 +80,41 @@ class _LineFormatter(logging.Formatter):
         return f"{record.levelname.lower()}: {message}" if record.levelno >= logging.WARNING else message
 
 
+class _ProgressLines(logging.Handler):
+    """The project's progress lines (``netad`` loggers below WARNING) on stdout, where the results they lead to
+    are printed; written to ``sys.stdout`` as it is when they are said (pytest and Jupyter replace it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.addFilter(_is_progress)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(self.format(record), file=sys.stdout, flush=True)
+        except Exception:  # as logging.StreamHandler does: report it on stderr, never raise
+            self.handleError(record)
+
+
+def _is_progress(record: logging.LogRecord) -> bool:
+    """A progress line of the project's own: a ``netad`` logger's record below WARNING."""
+    return record.levelno < logging.WARNING and (record.name == "netad" or record.name.startswith("netad."))
+
+
 def _setup_logging(quiet: bool) -> None:
-    """Progress at INFO (WARNING with ``quiet``). Warnings print as one line ``warning: ...``; with ``quiet``
-    only the project's own (:class:`NetadWarning`): other libraries' advice is noise to a user."""
+    """Progress at INFO (WARNING with ``quiet``): the project's own lines on stdout, except under ``quiet`` where
+    only ``netad.run`` speaks (where a run lives). Warnings print on stderr as one line ``warning: ...``; with
+    ``quiet`` only the project's own (:class:`NetadWarning`): other libraries' advice is noise to a user."""
     import warnings
 
     handler = logging.StreamHandler()
     handler.setFormatter(_LineFormatter())
+    handler.addFilter(lambda record: not _is_progress(record))  # those go to stdout
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, handlers=[handler])
+    netad = logging.getLogger("netad")
+    if not any(isinstance(h, _ProgressLines) for h in netad.handlers):  # once per process, however many commands
+        netad.addHandler(_ProgressLines())
+    netad.setLevel(logging.WARNING if quiet else logging.INFO)
+    logging.getLogger("netad.run").setLevel(logging.INFO)
     os.environ.setdefault("WANDB_SILENT", "true")
     warnings.formatwarning = lambda message, *_args, **_kwargs: f"warning: {message}\n"
     if quiet:
@@ -123,55 +150,16 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
 
     if args.resume and (args.overrides or args.run_name):
         raise UserError("--resume continues a run with its saved config and name; --set and --run-name cannot change them")
-    if args.resume:  # a resume uses the run's saved config and kind (CV or single split)
-        from netad.training.cv import find_run, is_cv_run
+    # a resume uses the run's saved config; a new run's config errors answer at once, before torch is imported
+    cfg = None if args.resume else load_config(args.config, args.overrides)
+    from netad.training.cv import train
+    from netad.training.report import CVResult, cv_summary, single_summary
 
-        run, cfg = find_run(args.resume)
-        cv_mode = is_cv_run(run)
-    else:
-        cfg = load_config(args.config, args.overrides)  # before importing torch: config errors answer at once
-        cv_mode = args.use_cv
-    if args.fold is not None and not cv_mode:
-        raise UserError("--fold needs --use-cv")
-    if args.gather and not cv_mode:
-        raise UserError("--gather needs --use-cv")
-    if args.gather and args.fold is not None:
-        raise UserError("--gather summarises the folds that --fold jobs trained; give one of them, not both")
-    if args.gather and not (args.run_name or args.resume):
-        raise UserError("--gather needs the run's name: --run-name NAME (the one the --fold jobs used) "
-                        "or --resume checkpoints/NAME")
-
-    from netad.training.cv import format_table, run_cv, run_single
-
-    say = (lambda _m: None) if args.quiet else (lambda m: print(m, flush=True))
-    announce = lambda m: print(m, flush=True)  # noqa: E731 - where the results will be, even under --quiet
-    if cv_mode:
-        result = run_cv(None if args.resume else cfg, run_name=args.run_name, resume=args.resume, only_fold=args.fold,
-                        gather=args.gather, quiet=args.quiet, say=say, announce=announce)
-        if result is None:
-            return 0
+    result = train(cfg, cross_validate=args.use_cv, run_name=args.run_name, resume=args.resume, fold=args.fold,
+                   gather=args.gather, quiet=args.quiet)
+    if result is not None:  # None: a --fold job, or a DDP process other than the first (that one reports)
         print()
-        print(f"Cross-validation ({len(result.folds)} folds), metrics on each fold's held-out rows:")
-        print(format_table(result))
-        print()
-        print(result.verdict["message"])
-        print(result.verdict["operating_point"])
-        if "permutation_models" in result.verdict:
-            print(result.verdict["permutation_models"])
-        print(f"Results: {result.files['cv_results_json']} and {result.files['cv_results_csv']}")
-        if result.final_checkpoint:
-            print(f"Final model: {result.final_checkpoint}")
-        return 0
-    fit = run_single(None if args.resume else cfg, run_name=args.run_name, resume=args.resume, quiet=args.quiet,
-                     say=say, announce=announce)
-    if fit is None:  # a DDP process other than the first: that one reports
-        return 0
-    m = fit.val_metrics
-    print()
-    print(f"Validation (threshold {fit.threshold:.3f}, chosen on these rows): "
-          + ", ".join(f"{k} {v:.3f}" for k, v in m.items()))
-    print(f"Best checkpoint (epoch {fit.best_epoch}) copied to the default path: "
-          f"{cfg.checkpoint.save_dir}/best_model.ckpt")
+        print(cv_summary(result) if isinstance(result, CVResult) else single_summary(result))
     return 0
 
 
@@ -390,9 +378,8 @@ def predict_parser() -> argparse.ArgumentParser:
 def predict_main(argv: Optional[Sequence[str]] = None) -> int:
     args = predict_parser().parse_args(argv)
     _setup_logging(quiet=True)
-    from netad.serving.batch import keep_freed_memory, score_file
+    from netad.serving.batch import score_file
 
-    keep_freed_memory()  # this process only scores: block buffers are reused instead of faulted in again
     result = score_file(args.model, args.input, args.output, rejects_path=args.rejects, chunk_size=args.chunk_size,
                         progress=not args.quiet)
     report = sys.stderr if result.direct else sys.stdout  # scores on stdout: the summary must not join them

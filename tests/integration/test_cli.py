@@ -148,6 +148,35 @@ def test_bad_config_and_flags_exit_2(tmp_path, cfg, capsys):
                           "config file not found")
 
 
+def test_progress_lines_on_stdout_and_only_where_the_run_is_under_quiet(tmp_path, cfg, capsys):
+    """Training says its progress through the netad logger; train.py shows it on stdout before the results
+    (once, however many commands ran in the process), and under --quiet only the line that says where the run is."""
+    from netad.cli import train_main
+
+    cfg.cross_validation.n_splits = 2
+    cfg.training.num_epochs = 1
+    config = str(write_config(tmp_path, cfg))
+    save_dir = Path(cfg.checkpoint.save_dir)
+    capsys.readouterr()
+    assert train_main(["--config", config, "--use-cv", "--run-name", "talk"]) == 0
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert lines[0] == f"Run folder: {save_dir / 'talk'}"
+    assert lines[1] == "Fold 1/2: " + lines[1].split(": ", 1)[1] and out.count("Fold 2/2: ") == 1
+    assert out.index("Final model on all") < out.index("Cross-validation (2 folds)")
+    assert "Run folder" not in err and "Fold 1/2" not in err
+
+    assert train_main(["--config", config, "--quiet", "--run-name", "hush"]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[:2] == [f"Run folder: {save_dir / 'hush'}", ""]
+    assert out.splitlines()[2].startswith("Validation (threshold ") and "Training on" not in out
+    assert train_main(["--resume", str(save_dir / "hush"), "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[:2] == [f"Resuming run {save_dir / 'hush'} (finished: single)", ""]
+    assert "finished earlier" not in out and "Resuming" not in err
+    assert f"copied to the default path: {save_dir / 'best_model.ckpt'}" in out
+
+
 def test_checkpoint_that_is_not_ours(tmp_path, capsys):
     import torch
 

@@ -38,11 +38,9 @@ def cv_run(tmp_path_factory):
     frame.to_csv(csv_path, index=False)
     cfg = fast_config(tmp, csv_path)
     initial: dict = {}
-    messages: list[str] = []
-    result = run_cv(cfg, run_name="run", say=messages.append,
-                    extra_callbacks=lambda name: [RecordInitialWeights(initial, name)])
+    result = run_cv(cfg, run_name="run", extra_callbacks=lambda name: [RecordInitialWeights(initial, name)])
     return {"cfg": cfg, "result": result, "run": Path(result.run_dir), "frame": frame, "csv": csv_path,
-            "initial": initial, "messages": messages, "tmp": tmp}
+            "initial": initial, "tmp": tmp}
 
 
 def _splits(run: Path) -> dict:

@@ -4,6 +4,7 @@ uninterrupted run would have had, in-process and through the real train.py."""
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import subprocess
 import sys
@@ -62,7 +63,7 @@ def _result(run: Path, name: str) -> dict:
     return data
 
 
-def test_ctrl_c_then_resume_restores_early_stopping_optimizer_and_scheduler(tmp_path, csv_path):
+def test_ctrl_c_then_resume_restores_early_stopping_optimizer_and_scheduler(tmp_path, csv_path, caplog):
     k = 3
     ref_log: dict = {}
     reference = run_cv(fast_config(tmp_path / "ref", csv_path, **SETTINGS), run_name="r", quiet=True,
@@ -91,8 +92,9 @@ def test_ctrl_c_then_resume_restores_early_stopping_optimizer_and_scheduler(tmp_
     finished = {i: (run / f"fold_{i}" / "result.json").stat().st_mtime_ns for i in range(fold)}
 
     log: dict = {}
-    messages: list[str] = []
-    resumed = run_cv(None, resume=run, quiet=True, say=messages.append, extra_callbacks=lambda n: [Spy(log, n)])
+    caplog.set_level(logging.INFO, logger="netad")  # the progress lines
+    resumed = run_cv(None, resume=run, quiet=True, extra_callbacks=lambda n: [Spy(log, n)])
+    messages = caplog.messages
     # finished folds are not trained again, the interrupted one continues where it stopped
     assert sorted(log) == [f"fold_{i}" for i in range(fold, k)]
     assert all((run / f"fold_{i}" / "result.json").stat().st_mtime_ns == t for i, t in finished.items())

@@ -73,14 +73,14 @@ def test_verdict_no_signal_vs_signal(tmp_path):
 
 @pytest.mark.parametrize("fpr, warned", [(0.05, False), (0.10, False), (0.31, True)])
 def test_the_cv_verdict_states_the_false_positive_rate_and_the_remedy_when_high(fpr, warned):
-    from netad.training.cv import _verdict
+    from netad.training.baselines import verdict
 
     auroc = {"mean": 0.9, "std": 0.01, "min": 0.89, "max": 0.91}
     test = {"observed": 0.9, "mean": 0.5, "std": 0.03, "p_value": 1e-9}
-    verdict = _verdict(auroc, test, None, 0.8, 0.95, fpr)
-    assert f"{100 * fpr:.1f} % of normal rows" in verdict["operating_point"]
-    assert ("threshold.method: target_fpr" in verdict["operating_point"]) is warned
-    assert "permutation_models" not in verdict
+    said = verdict(auroc, test, None, 0.8, 0.95, fpr)
+    assert f"{100 * fpr:.1f} % of normal rows" in said["operating_point"]
+    assert ("threshold.method: target_fpr" in said["operating_point"]) is warned
+    assert "permutation_models" not in said
 
 
 def test_quiet_training_with_wandb_says_nothing_on_stderr(tmp_path, cfg, capfd):
@@ -104,9 +104,9 @@ def test_quiet_training_with_wandb_says_nothing_on_stderr(tmp_path, cfg, capfd):
 
 
 def test_a_high_false_positive_rate_under_target_fpr_points_at_the_data_not_the_setting():
-    from netad.training.cv import _verdict
+    from netad.training.baselines import verdict
 
     auroc = {"mean": 0.9, "std": 0.01, "min": 0.89, "max": 0.91}
     test = {"observed": 0.9, "mean": 0.5, "std": 0.03, "p_value": 1e-9}
-    line = _verdict(auroc, test, None, 0.8, 0.95, 0.31, threshold_method="target_fpr")["operating_point"]
+    line = verdict(auroc, test, None, 0.8, 0.95, 0.31, threshold_method="target_fpr")["operating_point"]
     assert "although the threshold was chosen for threshold.target_fpr" in line and "set threshold.method" not in line

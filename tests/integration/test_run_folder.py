@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,7 +13,8 @@ import pytest
 
 from conftest import fast_config, make_frame
 from netad.errors import UserError
-from netad.training.cv import FoldLock, _write_json, run_cv, run_single
+from netad.training.cv import run_cv, run_single
+from netad.training.runs import FoldLock, write_json
 
 
 def test_reusing_a_run_name_with_another_config_is_refused(tmp_path, csv_path):
@@ -31,7 +33,7 @@ def test_reusing_a_run_name_with_another_config_is_refused(tmp_path, csv_path):
 
 def _hammer(path: str) -> int:
     for i in range(150):
-        _write_json(Path(path), {"i": i, "pid": os.getpid()})
+        write_json(Path(path), {"i": i, "pid": os.getpid()})
     return os.getpid()
 
 
@@ -91,3 +93,26 @@ def test_fold_out_of_range_writes_nothing(tmp_path, csv_path):
     with pytest.raises(UserError, match="--fold 9"):
         run_cv(cfg, run_name="r", only_fold=9, quiet=True)
     assert not Path(cfg.checkpoint.save_dir).exists()
+
+
+def test_a_single_split_is_a_run_of_one_fit_resumed_locked_and_listed_like_a_fold(tmp_path, csv_path, caplog):
+    """run_single goes through the fits of CV: a finished fit is skipped, the manifest lists it, a fit another
+    process holds is refused, and best_model.ckpt is its best checkpoint."""
+    cfg = fast_config(tmp_path, csv_path, training__num_epochs="1")
+    first = run_single(cfg, run_name="one", quiet=True)
+    run = Path(cfg.checkpoint.save_dir) / "one"
+    assert first.name == "single"
+    assert json.loads((run / "manifest.json").read_text())["finished"] == ["single"]
+    best = (run / "single" / "best.ckpt").read_bytes()
+    assert (Path(cfg.checkpoint.save_dir) / "best_model.ckpt").read_bytes() == best
+    finished = (run / "single" / "result.json").stat().st_mtime_ns
+    caplog.set_level("INFO", logger="netad")
+    again = run_single(None, resume=run, quiet=True)
+    assert again == first and (run / "single" / "result.json").stat().st_mtime_ns == finished
+    assert "single: finished earlier, skipped" in caplog.messages
+    assert any(m.startswith(f"Resuming run {run} (finished: single)") for m in caplog.messages)
+
+    (run / "single" / "result.json").unlink()
+    with FoldLock(run / "single", "single"):
+        with pytest.raises(UserError, match=rf"single is being trained by another process \(pid {os.getpid()}\)"):
+            run_single(None, resume=run, quiet=True)

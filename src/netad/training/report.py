@@ -1,0 +1,122 @@
+"""A CV run's results: the fold table (text for people, CSV), the out-of-fold predictions and
+``cv_results.json``; and the lines train.py prints for a run."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+
+from netad.data.splits import FoldSplit
+from netad.io import atomic_target
+from netad.metrics import TABLE_METRICS
+from netad.training.fit import FitResult
+from netad.training.runs import write_json
+
+
+@dataclass
+class CVResult:
+    run_dir: Path
+    folds: list[dict[str, Any]]
+    summary: dict[str, dict[str, float]]
+    baselines: dict[str, Any]
+    verdict: dict[str, Any]
+    final_checkpoint: Optional[str] = None
+    files: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class SingleResult:
+    """A single train/validation run: its fit, and where its best checkpoint was published."""
+
+    run_dir: Path
+    fit: FitResult
+    best_model: str
+
+
+def fold_row(result: FitResult, fold: FoldSplit) -> dict[str, Any]:
+    """One line of the fold table: the fold model's metrics on the fold's held-out rows."""
+    row = {"fold": fold.fold, "n_eval": int(len(fold.eval)), "threshold": result.threshold,
+           "best_epoch": result.best_epoch}
+    row.update({m: result.eval_metrics[m] for m in TABLE_METRICS})
+    return row
+
+
+def out_of_fold(results: list[FitResult], folds: list[FoldSplit], labels: np.ndarray) -> pd.DataFrame:
+    """Every development row once: its fold, label, the fold model's score and its prediction."""
+    parts = []
+    for result, fold in zip(results, folds):
+        scores = np.asarray(result.eval_scores, dtype=np.float64)
+        parts.append(pd.DataFrame({"row": fold.eval.astype(np.int64), "fold": fold.fold,
+                                   "label": labels[fold.eval].astype(np.int64), "score": scores,
+                                   "prediction": (scores >= result.threshold).astype(np.int64)}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def write_tables(run_dir: Path, folds: list[dict[str, Any]], summary: dict[str, dict[str, float]],
+                 oof: pd.DataFrame) -> dict[str, str]:
+    """The fold table and out-of-fold predictions, each written whole or not at all (a full disk)."""
+    csv_path = run_dir / "cv_results.csv"
+    columns = list(folds[0].keys())
+    with atomic_target(csv_path) as tmp, tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(folds)
+        for stat in ("mean", "std"):
+            writer.writerow({c: (stat if c == "fold" else summary[c][stat] if c in summary else "") for c in columns})
+    oof_path = run_dir / "oof_predictions.csv"
+    with atomic_target(oof_path) as tmp:
+        oof.to_csv(tmp, index=False)
+    return {"cv_results_csv": str(csv_path), "oof_predictions": str(oof_path)}
+
+
+def write_results(result: CVResult, run_name: str, n_rows: int, n_test_rows: int) -> None:
+    """``cv_results.json``: per-fold metrics, their summary, baselines, verdict and the files of the run."""
+    path = result.run_dir / "cv_results.json"
+    result.files["cv_results_json"] = str(path)
+    write_json(path, {"run": run_name, "folds": result.folds, "summary": result.summary,
+                      "baselines": result.baselines, "verdict": result.verdict, "n_rows": n_rows,
+                      "n_test_rows": n_test_rows, "final_checkpoint": result.final_checkpoint, "files": result.files})
+
+
+def format_table(result: CVResult) -> str:
+    """The fold table: one line per fold, mean and std, and the baselines' means."""
+    cols = ["fold"] + TABLE_METRICS + ["threshold"]
+    lines = ["  ".join(f"{c:>9}" for c in cols)]
+    for row in result.folds:
+        lines.append("  ".join(f"{row[c]:>9}" if c == "fold" else f"{row[c]:>9.3f}" for c in cols))
+    lines.append("  ".join(f"{'mean':>9}" if c == "fold" else f"{result.summary[c]['mean']:>9.3f}" for c in cols))
+    lines.append("  ".join(f"{'± std':>9}" if c == "fold" else f"{result.summary[c]['std']:>9.3f}" for c in cols))
+    for name, base in (("majority", result.baselines.get("majority")), ("shuffled", result.baselines.get("permutation"))):
+        if not isinstance(base, dict) or "summary" not in base:
+            continue
+        s = base["summary"]
+        lines.append("  ".join(f"{name[:9]:>9}" if c == "fold" else (f"{s[c]['mean']:>9.3f}" if c in s else f"{'-':>9}")
+                               for c in cols))
+    return "\n".join(lines)
+
+
+def cv_summary(result: CVResult) -> str:
+    """What train.py --use-cv prints at the end: the table, the verdict, the operating point, the files."""
+    lines = [f"Cross-validation ({len(result.folds)} folds), metrics on each fold's held-out rows:",
+             format_table(result), "", result.verdict["message"], result.verdict["operating_point"]]
+    if "permutation_models" in result.verdict:
+        lines.append(result.verdict["permutation_models"])
+    lines.append(f"Results: {result.files['cv_results_json']} and {result.files['cv_results_csv']}")
+    if result.final_checkpoint:
+        lines.append(f"Final model: {result.final_checkpoint}")
+    return "\n".join(lines)
+
+
+def single_summary(result: SingleResult) -> str:
+    """What train.py prints after a single split: validation metrics and where the best checkpoint went."""
+    fit = result.fit
+    return "\n".join([
+        f"Validation (threshold {fit.threshold:.3f}, chosen on these rows): "
+        + ", ".join(f"{k} {v:.3f}" for k, v in fit.val_metrics.items()),
+        f"Best checkpoint (epoch {fit.best_epoch}) copied to the default path: {result.best_model}",
+    ])
