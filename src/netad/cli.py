@@ -100,20 +100,22 @@ def _is_progress(record: logging.LogRecord) -> bool:
     return record.levelno < logging.WARNING and (record.name == "netad" or record.name.startswith("netad."))
 
 
-def _setup_logging(quiet: bool) -> None:
-    """Progress at INFO (WARNING with ``quiet``): the project's own lines on stdout, except under ``quiet`` where
-    only ``netad.run`` speaks (where a run lives). Warnings print on stderr as one line ``warning: ...``; with
-    ``quiet`` only the project's own (:class:`NetadWarning`): other libraries' advice is noise to a user."""
+def _setup_logging(quiet: bool, progress: Optional[bool] = None) -> None:
+    """Progress at INFO (WARNING without ``progress``, which defaults to ``not quiet``): the project's own lines
+    on stdout; without progress only ``netad.run`` speaks (where a run lives). Warnings print on stderr as one
+    line ``warning: ...``; with ``quiet`` only the project's own (:class:`NetadWarning`): other libraries'
+    advice is noise to a user."""
+    progress = not quiet if progress is None else progress
     import warnings
 
     handler = logging.StreamHandler()
     handler.setFormatter(_LineFormatter())
     handler.addFilter(lambda record: not _is_progress(record))  # those go to stdout
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, handlers=[handler])
+    logging.basicConfig(level=logging.INFO if progress else logging.WARNING, handlers=[handler])
     netad = logging.getLogger("netad")
     if not any(isinstance(h, _ProgressLines) for h in netad.handlers):  # once per process, however many commands
         netad.addHandler(_ProgressLines())
-    netad.setLevel(logging.WARNING if quiet else logging.INFO)
+    netad.setLevel(logging.INFO if progress else logging.WARNING)
     logging.getLogger("netad.run").setLevel(logging.INFO)
     os.environ.setdefault("WANDB_SILENT", "true")
     warnings.formatwarning = lambda message, *_args, **_kwargs: f"warning: {message}\n"
@@ -231,7 +233,7 @@ def assess_parser() -> argparse.ArgumentParser:
 @user_errors
 def assess_main(argv: Optional[Sequence[str]] = None) -> int:
     args = assess_parser().parse_args(argv)
-    _setup_logging(quiet=True)
+    _setup_logging(quiet=True, progress=not args.quiet)
     if args.use_folds and (args.data or args.config):
         raise UserError("--use-folds scores each fold model on its own held-out rows; --data and --config do not apply")
     if args.run and not args.use_folds:
@@ -240,14 +242,13 @@ def assess_main(argv: Optional[Sequence[str]] = None) -> int:
     from netad.evaluation.evaluate import check_bootstrap
 
     check_bootstrap(args.bootstrap)
-    say = (lambda _m: None) if args.quiet else (lambda m: print(m, flush=True))
     if args.use_folds:
         result = assess_folds(checkpoint=None if args.run else args.checkpoint, run=args.run, output=args.output,
-                              log=not args.no_log, say=say, overrides=args.overrides)
+                              log=not args.no_log, overrides=args.overrides)
     else:
         result = assess_checkpoint(args.checkpoint, data_path=args.data, config_path=args.config,
                                    model_name=args.model_name, output=args.output, n_bootstrap=args.bootstrap,
-                                   log=not args.no_log, say=say, overrides=args.overrides, progress=not args.quiet)
+                                   log=not args.no_log, overrides=args.overrides, progress=not args.quiet)
     print(f"Report: {result.report} ({len(result.figures)} figures)")
     for name, path in result.figures.items():
         print(f"  {path}")
@@ -318,7 +319,7 @@ def upload_parser() -> argparse.ArgumentParser:
 @user_errors
 def upload_main(argv: Optional[Sequence[str]] = None) -> int:
     args = upload_parser().parse_args(argv)
-    _setup_logging(quiet=True)
+    _setup_logging(quiet=True, progress=not args.quiet)
     from netad.config import apply_overrides, config_from_dict, load_config
     from netad.export.hub import check_hub_reachable, check_repo_id, export_for_upload, resolve_token, upload_folder
     from netad.inference.hub import quiet_duplicate_hub_logs
@@ -343,8 +344,7 @@ def upload_main(argv: Optional[Sequence[str]] = None) -> int:
         check_hub_reachable()
     default_name = f"{meta.get('run_name', 'model')}_{meta.get('split', 'best')}"
     output = Path(args.output) if args.output else Path("exports") / safe_name(default_name)
-    say = (lambda _m: None) if args.quiet else (lambda m: print(m, flush=True))
-    folder = export_for_upload(args.checkpoint, output, say=say, onnx=args.onnx)  # warns per identifier-like column
+    folder = export_for_upload(args.checkpoint, output, onnx=args.onnx)  # warns per identifier-like column
     files = {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.is_file()}
     print(f"Exported {args.checkpoint} to {folder}:")
     for name, size in files.items():

@@ -10,11 +10,12 @@ from __future__ import annotations
 import base64
 import html
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -54,7 +55,7 @@ FIGURES = {
                          "A model far better on train than on the other parts has overfitted.",
 }
 
-Say = Callable[[str], None]
+logger = logging.getLogger("netad")
 
 
 @dataclass
@@ -78,17 +79,16 @@ def _part_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) -> d
 def assess_checkpoint(checkpoint: str | Path, *, data_path: Optional[str | Path] = None,
                       config_path: Optional[str | Path] = None, model_name: Optional[str] = None,
                       output: Optional[str | Path] = None, n_bootstrap: int = 1000, log: bool = True,
-                      say: Optional[Say] = None, overrides: Optional[list[str]] = None,
+                      overrides: Optional[list[str]] = None,
                       progress: bool = True) -> AssessResult:
     """Report on one checkpoint: its recorded parts, evaluated on its test hold-out or on ``data_path``.
 
     The default folder is ``reports/<run>_<split>`` for the hold-out and ``reports/<run>_<split>_<data stem>``
     with ``data_path``, so reports on different data do not overwrite each other.
     """
-    say = say or (lambda _m: None)
     check_bootstrap(n_bootstrap)
     mut = open_model(checkpoint, config_path, model_name, overrides)
-    say(f"Scoring {mut.name} ({mut.path})")
+    logger.info(f"Scoring {mut.name} ({mut.path})")
     parts = training_rows(mut)
     if data_path is not None:
         features, labels, source = labelled_file(mut, data_path, "assess_model.py")
@@ -184,10 +184,9 @@ def find_fold_checkpoints(run_dir: Path) -> list[Path]:
 
 
 def assess_folds(*, checkpoint: Optional[str | Path] = None, run: Optional[str | Path] = None,
-                 output: Optional[str | Path] = None, log: bool = True, say: Optional[Say] = None,
+                 output: Optional[str | Path] = None, log: bool = True,
                  overrides: Optional[list[str]] = None) -> AssessResult:
     """Every fold checkpoint of a CV run, each on the rows it held out (``overrides`` apply to each saved config)."""
-    say = say or (lambda _m: None)
     if run is None:
         if checkpoint is None:
             raise UserError("--use-folds needs --run RUN_FOLDER or a --model from a CV run")
@@ -210,7 +209,7 @@ def assess_folds(*, checkpoint: Optional[str | Path] = None, run: Optional[str |
     for path in paths:
         mut = open_model(path, overrides=overrides)
         fold = int(mut.metadata.get("fold", path.parent.name.split("_")[1]))
-        say(f"Scoring fold {fold} ({path})")
+        logger.info(f"Scoring fold {fold} ({path})")
         table = training_table(mut) if table is None else table
         parts = training_rows(mut, table)
         if "held-out" not in parts:

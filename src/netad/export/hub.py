@@ -5,10 +5,11 @@ The token is passed to the client and nowhere else: it is never printed, logged 
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 from netad.errors import UserError, first_line
 from netad.inference.hub import REPO_ID, transport_error
@@ -50,7 +51,7 @@ def resolve_token(explicit: Optional[str]) -> str:
     return cached
 
 
-def export_for_upload(checkpoint: str | Path, output: str | Path, say: Any = None, onnx: bool = False) -> Path:
+def export_for_upload(checkpoint: str | Path, output: str | Path, onnx: bool = False) -> Path:
     """Export the checkpoint, with test hold-out metrics in the model card when the training data is here."""
     from netad.evaluation.evaluate import evaluate_checkpoint
     from netad.export.artifact import export_checkpoint
@@ -60,8 +61,7 @@ def export_for_upload(checkpoint: str | Path, output: str | Path, say: Any = Non
         result = evaluate_checkpoint(checkpoint, n_bootstrap=1000, progress=True)
         test = result.to_json()
     except UserError as exc:  # no training data or no recorded test rows: the card says "not measured"
-        if say:
-            say(f"test metrics not in the model card: {exc}")
+        logging.getLogger("netad").info(f"test metrics not in the model card: {exc}")
     return export_checkpoint(checkpoint, output, test=test, onnx=onnx)
 
 
