@@ -10,9 +10,10 @@ def quiet_lightning() -> None:
     """'GPU available: ...', 'TPU available: ...' and worker advice repeat for every fold and detector."""
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    for message in (".*smaller than the logging interval.*", ".*does not have many workers.*",
-                    ".*isn't a `torch.utils.data.DataLoader`.*", ".*LeafSpec.*is deprecated.*",
-                    ".*overridden `transfer_batch_to_device`.*",
+    for message in (".*smaller than the logging interval.*",
+                    # in-memory batches need no worker processes
+                    ".*does not have many workers.*",
+                    ".*LeafSpec.*is deprecated.*",
                     # DDP: Lightning's all_gather calls a function torch deprecated; the epoch-level values every
                     # process computes on all validation rows need no sync_dist
                     ".*torch.distributed.nn.functional.all_gather is deprecated.*",

@@ -103,6 +103,33 @@ def test_detectors_see_only_their_fold_rows(tmp_path, csv_path, monkeypatch):
     assert used.isdisjoint(test.tolist())
 
 
+def test_the_classifier_row_is_the_model_train_py_trains(tmp_path, csv_path):
+    """compare's classifier is each fold's train.py model (fit_split: best epoch, validation threshold), its
+    checkpoints in the output folder, its held-out rows scored raw by the predictor: the CV fold table's numbers."""
+    from netad.inference import NetadPredictor
+    from netad.training.cv import run_cv
+
+    settings = {"training__num_epochs": "6", "training__early_stopping_patience": "2",
+                "cross_validation__train_final_model": "false"}
+    reference = run_cv(fast_config(tmp_path / "cv", csv_path, **settings), run_name="cv", quiet=True)
+    cfg = fast_config(tmp_path / "cmp", csv_path, **settings)
+    out = tmp_path / "cmp" / "out"
+    result = run_compare(cfg, detectors=["classifier"], output=out, log=False)
+    assert len(result.folds) == len(reference.folds) == cfg.cross_validation.n_splits
+    table = load_table(cfg.data)
+    _, _, folds = compute_splits(cfg, table)
+    for row, want, fold in zip(result.folds, reference.folds, folds):
+        assert row["threshold"] == want["threshold"]
+        for key in ("auroc", "auprc", "f1", "fpr", "accuracy"):
+            assert row[key] == pytest.approx(want[key], abs=1e-12, nan_ok=True), key
+        best = out / "classifier" / f"fold_{fold.fold}" / "best.ckpt"
+        assert best.is_file() and (best.parent / "last.ckpt").is_file()
+        predictor = NetadPredictor.from_checkpoint(best)
+        assert predictor.threshold == row["threshold"]
+        assert predictor.config["training"]["epoch"] == want["best_epoch"]
+    assert not (tmp_path / "cmp" / "tb").exists()  # no loggers
+
+
 def test_unknown_detector_is_one_line(tmp_path, csv_path, capsys):
     import yaml
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +18,7 @@ RESUME_SETTINGS = {"training__num_epochs": "5", "training__scheduler": "cosine",
                    "training__early_stopping_patience": "3", "checkpoint__save_every_n_epochs": "2"}
 
 
-def test_cv_resume_matches_uninterrupted(tmp_path, csv_path):
+def test_cv_resume_matches_uninterrupted(tmp_path, csv_path, caplog):
     reference = run_cv(fast_config(tmp_path / "a", csv_path, **RESUME_SETTINGS), run_name="r", quiet=True)
 
     cfg = fast_config(tmp_path / "b", csv_path, **RESUME_SETTINGS)
@@ -31,8 +32,9 @@ def test_cv_resume_matches_uninterrupted(tmp_path, csv_path):
     assert json.loads((run / "manifest.json").read_text())["finished"] == ["fold_0"]
     fold0_mtime = (run / "fold_0" / "result.json").stat().st_mtime_ns
 
-    messages: list[str] = []
-    resumed = run_cv(None, resume=run, quiet=True, say=messages.append)
+    caplog.set_level(logging.INFO, logger="netad")  # the progress lines
+    resumed = run_cv(None, resume=run, quiet=True)
+    messages = caplog.messages
     assert any("fold_0: finished earlier, skipped" in m for m in messages)
     assert any(m.startswith("fold_1: continuing from") and "last.ckpt" in m for m in messages)
     assert (run / "fold_0" / "result.json").stat().st_mtime_ns == fold0_mtime

@@ -1,10 +1,10 @@
 """How the toolkit drives Lightning for speed, checked for sameness: several optimizer steps per trainer step
-train exactly the same model, loggers still count optimizer steps, and ``last.ckpt`` is a link to
-``best.ckpt`` only when both hold the same epoch."""
+train exactly the same model, loggers still count optimizer steps, ``last.ckpt`` holds the latest epoch
+and ``best.ckpt`` the best one, and the batches come through a real DataLoader (no warning to silence)."""
 
 from __future__ import annotations
 
-import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +15,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import netad.data.datamodule as datamodule
 from conftest import fast_config, make_frame
 from netad.data.loading import load_table
+from netad.errors import UserError
+from netad.inference import NetadPredictor
 from netad.models.checkpoint import read_checkpoint
+from netad.models.classifier import classifier_from_checkpoint
 from netad.training.fit import fit_split
 
 EPOCHS = 4
@@ -64,26 +67,46 @@ def test_loggers_step_in_optimizer_steps(tmp_path, monkeypatch):
     assert len(acc.Scalars("test/auroc")) == 1
 
 
-def test_last_checkpoint_is_a_link_only_when_best_is_the_same_epoch(tmp_path, monkeypatch):
-    # a loss that keeps falling: the last epoch is also the best, one file under two names
+def test_last_checkpoint_holds_the_latest_epoch_and_best_the_best(tmp_path, monkeypatch):
+    # a loss that keeps falling: the last epoch is also the best, the same state in two files
     _, result, out = _fit(tmp_path, 64, monkeypatch, training__learning_rate="0.01")
     assert result.best_epoch == EPOCHS - 1
-    assert os.path.samefile(out / "best.ckpt", out / "last.ckpt")
+    best, last = read_checkpoint(out / "best.ckpt"), read_checkpoint(out / "last.ckpt")
+    assert (best["epoch"], last["epoch"]) == (EPOCHS - 1, EPOCHS - 1)
+    for key, value in best["state_dict"].items():
+        assert torch.equal(last["state_dict"][key], value), key
     # weights that barely move keep the validation ranking, so AUROC never improves after the first epoch:
-    # last.ckpt is written on its own at every epoch
+    # last.ckpt moves on at every epoch, best.ckpt stays
     still = tmp_path / "still"
     still.mkdir()
     _, result, out = _fit(still, 64, monkeypatch, checkpoint__monitor="val/auroc", training__learning_rate="1e-9")
     assert result.best_epoch == 0
-    assert not os.path.samefile(out / "best.ckpt", out / "last.ckpt")
     best, last = read_checkpoint(out / "best.ckpt"), read_checkpoint(out / "last.ckpt")
     assert (best["epoch"], last["epoch"]) == (0, EPOCHS - 1)
     assert last["global_step"] == EPOCHS * 6
 
 
-def test_resume_from_a_checkpoint_of_the_automatic_optimization_era(tmp_path, monkeypatch):
+def test_batches_come_through_a_dataloader_without_warnings(tmp_path, monkeypatch):
+    """Lightning sees a torch DataLoader (no "isn't a DataLoader" warning to silence), and the module moves
+    batches with Lightning's own transfer hook."""
+    from torch.utils.data import DataLoader
+
+    from netad.data.datamodule import TensorBatchLoader
+
+    x, y = torch.zeros(10, 2), torch.zeros(10)
+    assert isinstance(TensorBatchLoader(x, y, 4, shuffle=True), DataLoader)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # past the package's own filters
+        _fit(tmp_path, 4, monkeypatch)
+    said = [str(w.message) for w in caught]
+    for text in ("torch.utils.data.DataLoader", "transfer_batch_to_device", "DistributedSampler"):
+        assert not [m for m in said if text in m], text
+
+
+def test_a_checkpoint_of_the_automatic_optimization_era_scores_but_does_not_resume(tmp_path, monkeypatch):
     """Checkpoints written before training counted steps manually hold the count in the automatic loop's
-    progress; a resume carries it over instead of restarting global_step (and the logger steps) at zero."""
+    progress: a resume would restart global_step (and the logger steps) at zero, so it is refused in one line;
+    the model in it still scores."""
     from conftest import Crash, CrashAtEpoch
 
     monkeypatch.setattr(datamodule, "STEPS_PER_TRAINER_STEP", 64)
@@ -98,16 +121,22 @@ def test_resume_from_a_checkpoint_of_the_automatic_optimization_era(tmp_path, mo
     ckpt = torch.load(out / "last.ckpt", weights_only=True)
     loops = ckpt["loops"]["fit_loop"]
     manual = loops["epoch_loop.manual_optimization.optim_step_progress"]
-    assert manual["total"]["completed"] == 12
+    assert manual["total"]["completed"] == ckpt["global_step"] == 12
     # the layout an older netad wrote: the count in the automatic loop, the manual one empty
     loops["epoch_loop.automatic_optimization.optim_progress"]["optimizer"]["step"] = {
         part: dict(manual[part]) for part in ("total", "current")}
     loops["epoch_loop.manual_optimization.optim_step_progress"] = {
         part: {"ready": 0, "completed": 0} for part in ("total", "current")}
     torch.save(ckpt, out / "old.ckpt")
-    fit_split(cfg, table, rows[:180], rows[180:240], out, name="fold", run_name="run", quiet=True,
-              resume_from=out / "old.ckpt")
-    assert read_checkpoint(out / "last.ckpt")["global_step"] == EPOCHS * 6
+    with pytest.raises(UserError, match="older netad.*cannot continue training") as info:
+        fit_split(cfg, table, rows[:180], rows[180:240], out, name="fold", run_name="run", quiet=True,
+                  resume_from=out / "old.ckpt")
+    assert "\n" not in str(info.value) and "old.ckpt" in str(info.value)
+    frame = table.features.iloc[rows[240:]]
+    scores = NetadPredictor.from_checkpoint(out / "old.ckpt").score(frame)
+    np.testing.assert_array_equal(scores, NetadPredictor.from_checkpoint(out / "last.ckpt").score(frame))
+    assert float(classifier_from_checkpoint(read_checkpoint(out / "old.ckpt")).threshold) == \
+        read_checkpoint(out / "last.ckpt")["netad"]["threshold"]
 
 
 def test_plateau_scheduler_steps_once_per_epoch_on_validation_loss(tmp_path, monkeypatch):

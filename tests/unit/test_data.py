@@ -344,6 +344,21 @@ def test_loader_without_shuffle_keeps_order():
     assert epoch_order(loader) == list(range(23))
 
 
+def test_loader_is_a_dataloader_that_leaves_the_global_rng_alone():
+    """Dropout is seeded per epoch from the global RNG: iterating batches (a DataLoader draws a seed for each
+    iterator) must not move it, or a resumed run would train with other dropout masks."""
+    from torch.utils.data import DataLoader
+
+    loader = make_loader(n=23, batch=5)
+    assert isinstance(loader, DataLoader) and loader.batch_size is None  # whole batches, no per-row collate
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    epoch_order(loader)
+    epoch_order(make_loader(n=23, batch=5, shuffle=False))
+    assert torch.equal(torch.rand(3), expected)
+
+
 # ------------------------------------------------------------------ NetworkDataModule
 
 

@@ -1,6 +1,8 @@
-"""Contract tests: every detector, and the classifier adapter, keeps the same promises."""
+"""Contract tests: every detector, and the adapter of a trained classifier, keeps the same promises."""
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import pytest
@@ -37,14 +39,44 @@ def data(seed: int = 0):
     return X, y, X_test, y_test
 
 
+@functools.lru_cache(maxsize=None)
+def trained_predictor():
+    """The classifier as train.py trains it (fit_split), on the seeded fixture, once per module. With
+    ``data.scaler: none`` its preprocessed rows are the fixture's numbers, so every detector reads the same X."""
+    import tempfile
+    from pathlib import Path
+
+    import pandas as pd
+
+    from netad.config import load_config
+    from netad.data.loading import load_table
+    from netad.inference import NetadPredictor
+    from netad.training.fit import fit_split
+
+    X, y, _, _ = data()
+    with tempfile.TemporaryDirectory(prefix="netad-test-classifier-") as tmp:  # the predictor keeps what it needs
+        work = Path(tmp)
+        frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])]).assign(label=y)
+        frame.to_csv(work / "planted.csv", index=False)
+        cfg = load_config(None, [f"data.data_path={work / 'planted.csv'}", "data.scaler=none",
+                                 "model.hidden_dims=[16, 8]", "training.num_epochs=30", "training.batch_size=32",
+                                 "training.early_stopping_patience=null", "model.dropout=0.0",
+                                 "logging.use_wandb=false", "trainer.accelerator=cpu", "trainer.devices=1"])
+        table = load_table(cfg.data)
+        rows = np.random.default_rng(0).permutation(len(y))
+        val = rows[::5]
+        result = fit_split(cfg, table, np.setdiff1d(rows, val), val, work / "fit", name="classifier",
+                           run_name="detectors", log=False, quiet=True)
+        predictor = NetadPredictor.from_checkpoint(result.checkpoint)
+    np.testing.assert_array_equal(predictor.preprocessor.transform(frame.drop(columns="label")),
+                                  X.astype(np.float32))
+    return predictor
+
+
 def new(name: str, **extra) -> BaseDetector:
     params = dict(FAST.get(name, {}), **extra)
     if name == "classifier":
-        from netad.config import load_config
-
-        cfg = load_config(None, ["model.hidden_dims=[16, 8]", "training.num_epochs=30", "training.batch_size=32",
-                                 "training.early_stopping_patience=null", "model.dropout=0.0"])
-        params["cfg"] = cfg
+        params["predictor"] = trained_predictor()
     return make_detector(name, **params)
 
 
@@ -157,8 +189,10 @@ def test_bad_input():
         det.decision_function(np.zeros((2, 4)))
     with pytest.raises(ValueError, match="unknown detector 'nope'"):
         make_detector("nope")
-    with pytest.raises(ValueError, match="needs labels"):
-        new("classifier").fit(np.zeros((10, 6)))
+    with pytest.raises(ValueError, match="scores a trained model"):
+        make_detector("classifier").fit(np.zeros((10, 6)), np.zeros(10))
+    with pytest.raises(ValueError, match="expected 6 features"):
+        new("classifier").fit(np.zeros((10, 4)), np.zeros(10))
     with pytest.raises(ValueError, match="contamination"):
         make_detector("iforest", contamination=0.7)
 

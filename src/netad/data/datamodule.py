@@ -1,4 +1,5 @@
-"""LightningDataModule over in-memory tensors, with batch-level shuffling, kept on the training device."""
+"""LightningDataModule over in-memory tensors: DataLoaders of whole batches, shuffled per epoch, kept on the
+training device."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any, Iterator, Optional
 import lightning as L
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from netad.config import Config
 from netad.data.loading import LabelledTable, load_table
@@ -18,55 +20,41 @@ from netad.data.preprocessing import TabularPreprocessor
 STEPS_PER_TRAINER_STEP = 64
 
 
-class EpochPermutation:
-    """Shuffle order for one epoch, a pure function of (seed, epoch).
+class EpochPermutation(Sampler):
+    """The batches of one epoch as row selections, a pure function of (seed, epoch): each item is the rows of
+    one batch (a slice, or an index tensor when shuffled), or with ``steps_per_item=k`` a list of up to ``k``.
 
-    Lightning calls ``set_epoch`` through ``loader.sampler`` at each epoch start, so a run
-    resumed at epoch N sees exactly the batches an uninterrupted run would have seen.
+    Lightning calls ``set_epoch`` on a DataLoader's sampler at each epoch start, so a run resumed at epoch N
+    sees exactly the batches an uninterrupted run would have seen. With ``world_size > 1`` (DDP) each process
+    takes every ``world_size``-th row of the epoch's order starting at its ``rank``; the order is padded by
+    wrapping around so every process gets the same number of rows and batches (what ``DistributedSampler``
+    does). All processes share the seed, so together they cover the epoch once.
     """
 
-    def __init__(self, n: int, shuffle: bool, seed: int) -> None:
-        self.n, self.shuffle, self.seed, self.epoch = n, shuffle, seed, 0
+    def __init__(self, n: int, batch_size: int, shuffle: bool = False, seed: int = 0, rank: int = 0,
+                 world_size: int = 1, steps_per_item: Optional[int] = None,
+                 device: Optional[torch.device] = None) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside world size {world_size}")
+        if steps_per_item is not None and steps_per_item < 1:
+            raise ValueError(f"steps_per_item must be at least 1, got {steps_per_item}")
+        self.n, self.batch_size, self.shuffle, self.seed, self.epoch = n, batch_size, shuffle, seed, 0
+        self.rank, self.world_size, self.steps_per_item = rank, world_size, steps_per_item
+        self.device = device or torch.device("cpu")
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def order(self) -> torch.Tensor:
+        """All rows in this epoch's order."""
         if not self.shuffle:
             return torch.arange(self.n)
         gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         return torch.randperm(self.n, generator=gen)
 
-
-class TensorBatchLoader:
-    """Yields ``(x, y)`` slices of whole tensors: one index operation per batch, no collate.
-
-    With ``steps_per_item=k`` each item is instead a tuple of up to ``k`` consecutive ``(x, y)`` batches
-    (see :class:`~netad.models.classifier.AnomalyClassifier`: one trainer step runs them all), so the
-    trainer's per-step machinery is paid once per ``k`` optimizer steps. The batches are the same either way.
-
-    The tensors stay where they are: on a GPU, batches are slices of GPU tensors and nothing is copied
-    from the host per step. With ``world_size > 1`` (DDP) each process takes every ``world_size``-th row
-    of the epoch's order starting at its ``rank``; the order is padded by wrapping around so every
-    process gets the same number of rows and batches (what ``DistributedSampler`` does). All processes
-    share the seed, so together they cover the epoch once.
-    """
-
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = False, seed: int = 0,
-                 rank: int = 0, world_size: int = 1, steps_per_item: Optional[int] = None):
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} outside world size {world_size}")
-        if steps_per_item is not None and steps_per_item < 1:
-            raise ValueError(f"steps_per_item must be at least 1, got {steps_per_item}")
-        self.x, self.y, self.batch_size = x, y, batch_size
-        self.steps_per_item = steps_per_item
-        self.rank, self.world_size = rank, world_size
-        self.sampler = EpochPermutation(len(y), shuffle, seed)
-        self.batch_sampler = None  # Lightning looks for it; batching is done here, whole slices at a time
-
     @property
     def rows_per_process(self) -> int:
-        return -(-len(self.y) // self.world_size)
+        return -(-self.n // self.world_size)
 
     @property
     def num_batches(self) -> int:
@@ -79,32 +67,87 @@ class TensorBatchLoader:
 
     def indices(self) -> Optional[torch.Tensor]:
         """This process's rows of the epoch, in order; None for all rows in their stored order."""
-        if self.world_size == 1 and not self.sampler.shuffle:
+        if self.world_size == 1 and not self.shuffle:
             return None
-        order = self.sampler.order()
+        order = self.order()
         if self.world_size > 1:
             total = self.rows_per_process * self.world_size
             order = order.repeat(-(-total // len(order)))[:total][self.rank :: self.world_size]
         return order
 
-    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """This epoch's ``(x, y)`` batches, one by one."""
-        idx = self.indices()
-        if idx is None:
-            x, y = self.x, self.y
-        else:
-            idx = idx.to(self.x.device)
-            x, y = self.x[idx], self.y[idx]
-        for start in range(0, len(y), self.batch_size):
-            yield x[start : start + self.batch_size], y[start : start + self.batch_size]
-
     def __iter__(self) -> Iterator[Any]:
+        idx = self.indices()
+        if idx is not None:
+            idx = idx.to(self.device)  # once per epoch: each batch then indexes the tensors where they live
+        n, bs = (self.n if idx is None else len(idx)), self.batch_size
+        rows = [slice(s, s + bs) if idx is None else idx[s : s + bs] for s in range(0, n, bs)]
         if self.steps_per_item is None:
-            yield from self.batches()
+            yield from rows
             return
-        batches = list(self.batches())
-        for start in range(0, len(batches), self.steps_per_item):
-            yield tuple(batches[start : start + self.steps_per_item])
+        for start in range(0, len(rows), self.steps_per_item):
+            yield rows[start : start + self.steps_per_item]
+
+
+class TensorRows(Dataset):
+    """In-memory ``(x, y)`` tensors whose items are whole batches: ``dataset[rows]`` is ``(x[rows], y[rows])``
+    for a slice or an index tensor (one index operation per batch, no per-row collate), and a list of row
+    selections gives a tuple of such batches."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, rows: Any) -> Any:
+        if isinstance(rows, list):
+            return tuple(self[r] for r in rows)
+        if isinstance(rows, slice):  # views, no copy
+            return self.x[rows], self.y[rows]
+        return self.x.index_select(0, rows), self.y.index_select(0, rows)  # a third of advanced indexing's cost
+
+
+def _as_is(item: Any) -> Any:
+    """The DataLoader's collate for items that are already batches."""
+    return item
+
+
+class TensorBatchLoader(DataLoader):
+    """A DataLoader of ``(x, y)`` batches sliced from whole tensors (:class:`TensorRows` through an
+    :class:`EpochPermutation` sampler, ``batch_size=None``).
+
+    With ``steps_per_item=k`` each item is instead a tuple of up to ``k`` consecutive ``(x, y)`` batches
+    (see :class:`~netad.models.classifier.AnomalyClassifier`: one trainer step runs them all), so the
+    trainer's per-step machinery is paid once per ``k`` optimizer steps. The batches are the same either way.
+
+    The tensors stay where they are: on a GPU, batches are slices of GPU tensors and nothing is copied
+    from the host per step. ``rank`` and ``world_size`` split the rows between DDP processes (see
+    :class:`EpochPermutation`; the Trainer runs with ``use_distributed_sampler=False``).
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = False, seed: int = 0,
+                 rank: int = 0, world_size: int = 1, steps_per_item: Optional[int] = None):
+        sampler = EpochPermutation(len(y), batch_size, shuffle, seed, rank, world_size, steps_per_item, x.device)
+        # a generator of its own: each iterator draws a seed from it, which must not move the global RNG that
+        # seeds dropout (a resumed run repeats an uninterrupted one)
+        super().__init__(TensorRows(x, y), batch_size=None, sampler=sampler, collate_fn=_as_is,
+                         generator=torch.Generator().manual_seed(seed))
+
+    @property
+    def x(self) -> torch.Tensor:
+        return self.dataset.x
+
+    @property
+    def rank(self) -> int:
+        return self.sampler.rank
+
+    @property
+    def world_size(self) -> int:
+        return self.sampler.world_size
+
+    @property
+    def steps_per_item(self) -> Optional[int]:
+        return self.sampler.steps_per_item
 
 
 class NetworkDataModule(L.LightningDataModule):

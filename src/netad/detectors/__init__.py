@@ -37,7 +37,7 @@ DETECTORS: dict[str, type[BaseDetector]] = {
 
 
 def make_detector(name: str, **params: Any) -> BaseDetector:
-    """A new detector by registry name (``classifier`` for the supervised adapter)."""
+    """A new detector by registry name (``classifier`` for the adapter of a trained model, ``predictor=``)."""
     if name == ClassifierDetector.name:
         return ClassifierDetector(**params)
     if name not in DETECTORS:

@@ -1,9 +1,11 @@
 """compare.py: the classifier and every detector on the same CV folds, as a leaderboard.
 
 Each fold: the preprocessing is fitted on the fold's training rows; unsupervised detectors fit
-on the normal training rows, the classifier on all of them; every threshold is chosen on the
-fold's validation rows; metrics come from the fold's held-out rows (and, with ``test_data``,
-from an external labelled file scored by every fold's model).
+on the normal training rows; the classifier is the model train.py trains for that fold
+(:func:`~netad.training.fit.fit_split`, its checkpoints under the output folder) and scores raw rows
+through :class:`~netad.inference.NetadPredictor`; every threshold is chosen on the fold's validation
+rows; metrics come from the fold's held-out rows (and, with ``test_data``, from an external labelled
+file scored by every fold's model).
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from netad.config import Config
 from netad.data.loading import check_columns, load_table
 from netad.data.preprocessing import TabularPreprocessor, infer_kinds
 from netad.errors import UserError
+from netad.inference import NetadPredictor
 from netad import metrics as M
 from netad.training.cv import compute_splits
+from netad.training.fit import fit_split
 from netad.threads import limit_threads
 
 Say = Callable[[str], None]
@@ -56,8 +60,6 @@ def detector_names(cfg: Config, chosen: Optional[list[str]] = None) -> list[str]
 def _new_detector(cfg: Config, name: str, seed: int) -> Any:
     from netad.detectors import make_detector
 
-    if name == "classifier":
-        return make_detector(name, cfg=cfg, contamination=cfg.detectors.contamination, random_state=seed)
     return make_detector(name, contamination=cfg.detectors.contamination, random_state=seed,
                          **cfg.detectors.params.get(name, {}))
 
@@ -74,12 +76,12 @@ def run_compare(cfg: Config, *, detectors: Optional[list[str]] = None, test_data
         ext = load_table(cfg.data, test_data, allow_one_class=True, text_columns=categorical)
         check_columns(list(map(str, table.features.columns)), ext.features, ext.source)
         external = ext
+    out = Path(output) if output else Path("reports") / f"compare-{datetime.now():%Y%m%d-%H%M%S}"
     rows: list[dict[str, Any]] = []
     with limit_threads(cfg.trainer.num_threads):
         for fold in folds:
-            _compare_fold(cfg, fold, len(folds), table, external, names, rows, say)
+            _compare_fold(cfg, fold, len(folds), table, external, names, rows, say, out)
     board = leaderboard(rows, names, with_test=external is not None)
-    out = Path(output) if output else Path("reports") / f"compare-{datetime.now():%Y%m%d-%H%M%S}"
     result = CompareResult(out, board, rows, test_data=str(test_data) if test_data else None)
     figure = _write(result, cfg)
     if log:
@@ -87,8 +89,29 @@ def run_compare(cfg: Config, *, detectors: Optional[list[str]] = None, test_data
     return result
 
 
+def _classifier_row(cfg: Config, fold: Any, table: Any, external: Any, out: Path) -> dict[str, Any]:
+    """The fold's model as train.py trains it (best epoch, threshold on the validation rows, the configured
+    trainer), its held-out rows and the external file scored raw by the predictor of its best checkpoint."""
+    start = time.perf_counter()
+    fit = fit_split(cfg, table, fold.train, fold.val, out / "classifier" / f"fold_{fold.fold}",
+                    name=f"fold_{fold.fold}", run_name=out.name, seed=cfg.training.seed + fold.fold, log=False,
+                    quiet=True)
+    fit_s = time.perf_counter() - start
+    predictor = NetadPredictor.from_checkpoint(fit.checkpoint)
+    start = time.perf_counter()
+    scores = predictor.score(table.features.iloc[fold.eval])
+    score_s = time.perf_counter() - start
+    row = {"detector": "classifier", "fold": fold.fold, "threshold": predictor.threshold,
+           **M.held_out_metrics(scores, table.labels[fold.eval], predictor.threshold),
+           "fit_s": fit_s, "score_s": score_s, "n_eval": int(len(scores))}
+    if external is not None:
+        row.update({f"test_{k}": v for k, v in M.held_out_metrics(predictor.score(external.features),
+                                                                    external.labels, predictor.threshold).items()})
+    return row
+
+
 def _compare_fold(cfg: Config, fold: Any, n_folds: int, table: Any, external: Any, names: list[str],
-                  rows: list[dict[str, Any]], say: Say) -> None:
+                  rows: list[dict[str, Any]], say: Say, out: Path) -> None:
     """Every detector on one fold: fitted on its training rows, thresholds on its validation rows."""
     pre = TabularPreprocessor.from_config(cfg.data).fit(table.features.iloc[fold.train])
     X = {part: pre.transform(table.features.iloc[getattr(fold, part)]) for part in ("train", "val", "eval")}
@@ -96,6 +119,9 @@ def _compare_fold(cfg: Config, fold: Any, n_folds: int, table: Any, external: An
     X_ext = pre.transform(external.features) if external is not None else None
     for name in names:
         say(f"fold {fold.fold + 1}/{n_folds}: {name}")
+        if name == "classifier":
+            rows.append(_classifier_row(cfg, fold, table, external, out))
+            continue
         det = _new_detector(cfg, name, cfg.training.seed + fold.fold)
         start = time.perf_counter()
         det.fit(X["train"], y["train"])

@@ -10,12 +10,10 @@ checkpoint under ``checkpoint["netad"]`` so inference reuses it.
 from __future__ import annotations
 
 import math
-import warnings
 from pathlib import Path
 from typing import Any, Optional
 
 import lightning as L
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -61,6 +59,7 @@ class AnomalyClassifier(L.LightningModule):
         self.novelty: Optional[NoveltyScorer] = None
         self.novelty_state: Optional[dict[str, Any]] = None
         self._train_loss: list[torch.Tensor] = []
+        self._checkpoint_step: Optional[int] = None  # the global step of the checkpoint a resume restores
 
     # ------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -87,15 +86,6 @@ class AnomalyClassifier(L.LightningModule):
         object.__setattr__(self, "novelty", scorer_from_state(state))
         self.novelty_state = state
 
-    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
-        # batches are (x, y) slices of in-memory tensors: move them directly, skipping
-        # Lightning's generic collection walk (measurable at thousands of small steps)
-        if isinstance(batch, (tuple, list)) and all(isinstance(t, torch.Tensor) for t in batch):
-            if all(t.device == device for t in batch):
-                return batch
-            return type(batch)(t.to(device, non_blocking=True) for t in batch)
-        return super().transfer_batch_to_device(batch, device, dataloader_idx)
-
     def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         weights = self.class_weights[y.long()]
         return F.binary_cross_entropy_with_logits(logits.float(), y.float(), weight=weights)
@@ -116,7 +106,8 @@ class AnomalyClassifier(L.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         """One ``(x, y)`` batch, or a tuple of them (``TensorBatchLoader(steps_per_item=k)``): one optimizer
         step per batch, in order. Manual optimization, so that one trainer step can run several; the
-        precision plugin still scales and unscales through ``manual_backward`` and ``opt.step``."""
+        precision plugin still scales and unscales through ``manual_backward`` and ``opt.step``, and
+        ``trainer.global_step`` (the loggers' x-axis) counts every optimizer step."""
         opt = self.optimizers()
         batches = (batch,) if isinstance(batch[0], torch.Tensor) else batch
         for pair in batches:
@@ -125,10 +116,6 @@ class AnomalyClassifier(L.LightningModule):
             opt.zero_grad()
             self.manual_backward(loss)
             opt.step()
-        if len(batches) > 1:
-            # loggers step by trainer batches; count optimizer steps instead, as with one batch per trainer step
-            # (Lightning adds the last one itself), so TensorBoard and W&B x-axes stay in optimizer steps
-            self.trainer.fit_loop.epoch_loop._batches_that_stepped += len(batches) - 1
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
@@ -267,38 +254,21 @@ class AnomalyClassifier(L.LightningModule):
             checkpoint[CHECKPOINT_KEY]["novelty"] = self.novelty_state
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        _count_steps_manually(checkpoint)
         ours = checkpoint.get(CHECKPOINT_KEY, {})
         self.preprocessor_state = ours.get("preprocessor")
         self.metadata = ours.get("metadata", {})
         if ours.get("novelty") is not None:
             self.attach_novelty(ours["novelty"])
+        self._checkpoint_step = checkpoint.get("global_step")
 
-
-def _count_steps_manually(checkpoint: dict[str, Any]) -> None:
-    """Resuming a training checkpoint written before training used manual optimization (netad 0.x before
-    grouped steps): Lightning counts ``global_step`` from the manual loop's progress, so carry the automatic
-    loop's count over, or the resumed run would restart its step count (and logger x-axes) at zero.
-    (Lightning calls this hook before it restores the loops.)"""
-    fit_loop = checkpoint.get("loops", {}).get("fit_loop", {})
-    auto = fit_loop.get("epoch_loop.automatic_optimization.optim_progress", {}).get("optimizer", {}).get("step")
-    manual = fit_loop.get("epoch_loop.manual_optimization.optim_step_progress")
-    if not auto or not manual or manual["total"]["completed"] or not auto["total"]["completed"]:
-        return
-    fit_loop["epoch_loop.manual_optimization.optim_step_progress"] = {
-        part: {k: auto[part][k] for k in ("ready", "completed")} for part in ("total", "current")}
-    if checkpoint.get("hyper_parameters", {}).get("scheduler") == "plateau":
-        # those checkpoints held the plateau scheduler from before its end-of-epoch step
-        warnings.warn("resuming a checkpoint from an older netad with scheduler 'plateau': the learning rate may "
-                      "follow the uninterrupted run one epoch late", stacklevel=2)
-
-
-def predict_scores(model: AnomalyClassifier, x: torch.Tensor, batch_size: int = 65536) -> np.ndarray:
-    """Anomaly probabilities for preprocessed rows, on the CPU, in eval mode."""
-    model = model.to("cpu").eval()
-    with torch.no_grad():
-        parts = [model.anomaly_score(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
-    return torch.cat(parts).numpy() if parts else np.zeros(0, dtype=np.float32)
+    def on_train_start(self) -> None:
+        """A resume must continue the step count it was saved with. A netad older than grouped optimizer
+        steps (one batch per trainer step, automatic optimization) counted steps where Lightning no longer
+        reads them for this module: its checkpoints still score, but a resume would restart the count."""
+        saved = self._checkpoint_step
+        if self.trainer.ckpt_path and saved is not None and saved != self.trainer.global_step:
+            raise UserError(f"{self.trainer.ckpt_path}: written by an older netad (one batch per trainer step): "
+                            f"it still scores, but cannot continue training; train anew")
 
 
 def classifier_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> AnomalyClassifier:

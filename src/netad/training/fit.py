@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import signal
 import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
-from weakref import proxy
 
 import lightning as L
 import numpy as np
 import torch
-from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.plugins import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from sklearn.utils.class_weight import compute_class_weight
 
@@ -27,9 +24,10 @@ from netad.config import Config
 from netad.data.datamodule import NetworkDataModule
 from netad.data.loading import LabelledTable
 from netad.errors import UserError
+from netad.inference import NetadPredictor
 from netad.metrics import compute_metrics, held_out_metrics
 from netad.models.checkpoint import CHECKPOINT_KEY, read_checkpoint
-from netad.models.classifier import AnomalyClassifier, classifier_from_checkpoint, predict_scores
+from netad.models.classifier import AnomalyClassifier
 from netad.threads import limit_threads
 from netad.training.hardware import describe, is_primary_process, trainer_arguments
 from netad.tracking.loggers import build_loggers, finish_loggers, log_metrics
@@ -102,47 +100,21 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             super().save_checkpoint(checkpoint, tmp, storage_options)
 
 
-class _LastCheckpoint(ModelCheckpoint):
+class LastCheckpoint(ModelCheckpoint):
     """``last.ckpt`` after every epoch, the state a resume continues from.
 
-    (``save_last=True`` on the monitored callback refreshes it only on improving epochs, so a resume
-    would repeat every epoch since the last improvement.) Its own class gives it its own state key.
-
-    When ``best`` wrote its file at this same step (every improving epoch), that file already holds this
-    very trainer state: ``last.ckpt`` becomes a hard link to it (a copy where links are not supported)
-    instead of a second serialization. Both files are replaced by renames, so a later ``best.ckpt`` never
-    changes ``last.ckpt`` or the other way round.
+    (``save_last=True`` on the monitored callback refreshes it only on improving epochs, so a resume would
+    repeat every epoch since the last improvement.) Its own class gives it its own state key, apart from an
+    every-epoch ``epoch-NNN`` callback's.
     """
 
-    def __init__(self, dirpath: Path, best: Optional[ModelCheckpoint] = None) -> None:
+    def __init__(self, dirpath: Path) -> None:
         super().__init__(dirpath=dirpath, filename="last", monitor=None, save_top_k=1,
                          auto_insert_metric_name=False, enable_version_counter=False)
-        self._best = best
-
-    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
-        best = self._best
-        # decided from trainer state only, so every DDP process takes the same branch (files are process 0's)
-        same_state = (best is not None and best._last_global_step_saved == trainer.global_step
-                      and bool(best._last_checkpoint_saved))
-        if not same_state:
-            super()._save_checkpoint(trainer, filepath)
-            return
-        if trainer.is_global_zero:  # only the first DDP process writes checkpoint files
-            with atomic_target(filepath) as tmp:
-                tmp.unlink()
-                try:
-                    os.link(best._last_checkpoint_saved, tmp)
-                except OSError:
-                    shutil.copyfile(best._last_checkpoint_saved, tmp)
-            for logger in trainer.loggers:
-                logger.after_save_checkpoint(proxy(self))
-        trainer.strategy.barrier("netad.last_checkpoint")  # as trainer.save_checkpoint ends
-        self._last_global_step_saved = trainer.global_step
-        self._last_checkpoint_saved = filepath
 
 
-def attach_novelty(cfg: Config, model: AnomalyClassifier, ckpt: dict[str, Any], path: Path,
-                   dm: NetworkDataModule, seed: int, write: bool = True) -> None:
+def attach_novelty(cfg: Config, ckpt: dict[str, Any], path: Path, dm: NetworkDataModule, seed: int,
+                   write: bool = True) -> None:
     """Hybrid models: fit ``hybrid.detector`` on the normal training rows, place its threshold on the
     normal validation rows at ``hybrid.novelty_fpr``, and store it in the best checkpoint."""
     from netad.detectors import make_detector
@@ -158,9 +130,7 @@ def attach_novelty(cfg: Config, model: AnomalyClassifier, ckpt: dict[str, Any], 
         detector.calibrate(normal_val, np.zeros(len(normal_val)), target_fpr=hc.novelty_fpr)
     for w in caught:  # e.g. a detector whose scores cannot rank normal rows: said once, and kept in the state
         _warn_once(f"hybrid novelty part: {w.message}")
-    state = detector.novelty_state()
-    model.attach_novelty(state)
-    ckpt[CHECKPOINT_KEY]["novelty"] = state
+    ckpt[CHECKPOINT_KEY]["novelty"] = detector.novelty_state()
     if write:  # under DDP only the first process writes files
         with atomic_target(path) as tmp:
             torch.save(ckpt, tmp)
@@ -241,11 +211,12 @@ def _fit_split(cfg: Config, table: LabelledTable, train_idx: np.ndarray, val_idx
     monitor, mode = cfg.checkpoint.monitor, cfg.checkpoint.resolved_mode
     best_cb = ModelCheckpoint(dirpath=out_dir, filename="best", monitor=monitor, mode=mode, save_top_k=1,
                               auto_insert_metric_name=False, enable_version_counter=False)
-    callbacks: list[Callback] = [best_cb, _LastCheckpoint(out_dir, best=best_cb)]
+    callbacks: list[Callback] = [best_cb]
     if cfg.checkpoint.save_every_n_epochs:
         callbacks.append(ModelCheckpoint(dirpath=out_dir, filename="epoch-{epoch:03d}", save_top_k=-1,
                                          every_n_epochs=cfg.checkpoint.save_every_n_epochs,
                                          auto_insert_metric_name=False))
+    callbacks.append(LastCheckpoint(out_dir))  # written last, so it holds the other callbacks' state of the epoch
     if tc.early_stopping_patience is not None:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=tc.early_stopping_patience))
     if not quiet:
@@ -265,6 +236,9 @@ def _fit_split(cfg: Config, table: LabelledTable, train_idx: np.ndarray, val_idx
             log_every_n_steps=50,
             default_root_dir=str(out_dir),
             plugins=[AtomicCheckpointIO()],  # a Ctrl-C during a save keeps the previous last.ckpt
+            # the training loader splits its rows between DDP processes itself, and every process validates on
+            # all rows (see NetworkDataModule): no DistributedSampler
+            use_distributed_sampler=False,
             **placement,
         )
     except (MisconfigurationException, TypeError, ValueError) as exc:
@@ -277,27 +251,26 @@ def _fit_split(cfg: Config, table: LabelledTable, train_idx: np.ndarray, val_idx
         _run_trainer(trainer, "fit", model, datamodule=dm, ckpt_path=str(resume_from) if resume_from else None)
         if trainer.interrupted:
             raise KeyboardInterrupt
-        best_ckpt = read_checkpoint(best_cb.best_model_path)
-        best = classifier_from_checkpoint(best_ckpt)
+        best_path = Path(best_cb.best_model_path)
+        best_ckpt = read_checkpoint(best_path, trained_model=True)
         if cfg.model.type == "hybrid":
-            attach_novelty(cfg, best, best_ckpt, Path(best_cb.best_model_path), dm, seed,
-                           write=trainer.is_global_zero)
+            attach_novelty(cfg, best_ckpt, best_path, dm, seed, write=trainer.is_global_zero)
             trainer.strategy.barrier("netad.attach_novelty")
-        threshold = float(best.threshold)
+        # the validation and held-out rows scored as they are, by the code that serves the model
+        predictor = NetadPredictor.from_checkpoint_dict(best_ckpt, source=str(best_path))
+        threshold = predictor.threshold
         if eval_idx is not None:  # this split's held-out rows: test/... metrics, logged beside the epochs
-            eval_x, eval_y = dm.tensors["eval"]
-            eval_scores = predict_scores(best, eval_x)
-            eval_metrics = held_out_metrics(eval_scores, eval_y.numpy(), threshold)
+            eval_scores = predictor.score(dm.table.features.iloc[eval_idx])
+            eval_metrics = held_out_metrics(eval_scores, dm.tensors["eval"][1].numpy(), threshold)
             log_metrics(loggers, {f"test/{k}": v for k, v in eval_metrics.items()}, step=trainer.global_step)
     finally:
         finish_loggers(loggers)
 
-    val_x, val_y = dm.tensors["val"]
-    val_scores = predict_scores(best, val_x)
-    val_metrics = compute_metrics(val_scores, val_y.numpy(), threshold)
+    val_scores = predictor.score(dm.table.features.iloc[val_idx])
+    val_metrics = compute_metrics(val_scores, dm.tensors["val"][1].numpy(), threshold)
     result = FitResult(
         name=name,
-        checkpoint=str(best_cb.best_model_path),
+        checkpoint=str(best_path),
         threshold=threshold,
         best_epoch=int(best_ckpt["epoch"]),
         epochs_run=int(trainer.current_epoch),
