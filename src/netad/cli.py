@@ -276,16 +276,14 @@ def compare_parser() -> argparse.ArgumentParser:
 @user_errors
 def compare_main(argv: Optional[Sequence[str]] = None) -> int:
     args = compare_parser().parse_args(argv)
-    _setup_logging(quiet=True)
+    _setup_logging(quiet=True, progress=not args.quiet)
     from netad.config import load_config
 
     cfg = load_config(args.config, args.overrides)
     chosen = [n.strip() for n in args.detectors.split(",") if n.strip()] if args.detectors else None
     from netad.evaluation.compare import format_leaderboard, run_compare
 
-    say = (lambda _m: None) if args.quiet else (lambda m: print(m, flush=True))
-    result = run_compare(cfg, detectors=chosen, test_data=args.test_data, output=args.output, log=not args.no_log,
-                         say=say)
+    result = run_compare(cfg, detectors=chosen, test_data=args.test_data, output=args.output, log=not args.no_log)
     print()
     print(f"Leaderboard ({cfg.cross_validation.n_splits} folds, mean ± std; thresholds chosen on validation rows"
           + (f"; test: {result.test_data}" if result.test_data else "") + "):")

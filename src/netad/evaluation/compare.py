@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -30,7 +31,7 @@ from netad.training.cv import compute_splits
 from netad.training.fit import fit_split
 from netad.threads import limit_threads
 
-Say = Callable[[str], None]
+logger = logging.getLogger("netad")
 LEADERBOARD_METRICS = ("auroc", "auprc", "f1", "fpr", "accuracy")
 
 
@@ -65,8 +66,7 @@ def _new_detector(cfg: Config, name: str, seed: int) -> Any:
 
 
 def run_compare(cfg: Config, *, detectors: Optional[list[str]] = None, test_data: Optional[str | Path] = None,
-                output: Optional[str | Path] = None, log: bool = True, say: Optional[Say] = None) -> CompareResult:
-    say = say or (lambda _m: None)
+                output: Optional[str | Path] = None, log: bool = True) -> CompareResult:
     names = detector_names(cfg, detectors)
     table = load_table(cfg.data)
     _, _, folds = compute_splits(cfg, table)
@@ -80,7 +80,7 @@ def run_compare(cfg: Config, *, detectors: Optional[list[str]] = None, test_data
     rows: list[dict[str, Any]] = []
     with limit_threads(cfg.trainer.num_threads):
         for fold in folds:
-            _compare_fold(cfg, fold, len(folds), table, external, names, rows, say, out)
+            _compare_fold(cfg, fold, len(folds), table, external, names, rows, out)
     board = leaderboard(rows, names, with_test=external is not None)
     result = CompareResult(out, board, rows, test_data=str(test_data) if test_data else None)
     figure = _write(result, cfg)
@@ -111,14 +111,14 @@ def _classifier_row(cfg: Config, fold: Any, table: Any, external: Any, out: Path
 
 
 def _compare_fold(cfg: Config, fold: Any, n_folds: int, table: Any, external: Any, names: list[str],
-                  rows: list[dict[str, Any]], say: Say, out: Path) -> None:
+                  rows: list[dict[str, Any]], out: Path) -> None:
     """Every detector on one fold: fitted on its training rows, thresholds on its validation rows."""
     pre = TabularPreprocessor.from_config(cfg.data).fit(table.features.iloc[fold.train])
     X = {part: pre.transform(table.features.iloc[getattr(fold, part)]) for part in ("train", "val", "eval")}
     y = {part: table.labels[getattr(fold, part)] for part in ("train", "val", "eval")}
     X_ext = pre.transform(external.features) if external is not None else None
     for name in names:
-        say(f"fold {fold.fold + 1}/{n_folds}: {name}")
+        logger.info(f"fold {fold.fold + 1}/{n_folds}: {name}")
         if name == "classifier":
             rows.append(_classifier_row(cfg, fold, table, external, out))
             continue
