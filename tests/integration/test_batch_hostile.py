@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import io
 import lzma
 import os
 import subprocess
@@ -29,6 +30,11 @@ def run(capsys, *args):
     code = predict_main([*args, "--quiet"])
     out = capsys.readouterr()
     return code, out.out, out.err
+
+
+def pandas_only(monkeypatch) -> None:
+    """Every piece of the file through the pandas route (the fast path turns each one away)."""
+    monkeypatch.setattr(batch._Scorer, "fast", lambda self, piece: None)
 
 
 def one_error_line(err: str) -> str:
@@ -128,15 +134,13 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(model, tmp_path, capsys, mon
     assert code == 2 and one_error_line(err) == "error: no space left on device while writing /dev/full"
 
     # a regular file on a disk that fills up midway: no half-written file under either name
-    real_writer = batch.DirectWriter
-
-    class FillsUp(real_writer):
+    class FillsUp(io.FileIO):
         def write(self, data):
-            if self.size > 100:
+            if self.tell() + len(data) > 100:
                 raise OSError(28, "No space left on device")
-            super().write(data)
+            return super().write(data)
 
-    monkeypatch.setattr(batch, "DirectWriter", FillsUp)
+    monkeypatch.setattr(batch, "_open_file", lambda path: FillsUp(path, "wb"))
     out = tmp_path / "o.csv"
     code, _, err = run(capsys, "--model", model, "--input", str(path), "--output", str(out))
     assert code == 2 and one_error_line(err) == f"error: no space left on device while writing {out}"
@@ -150,8 +154,9 @@ def test_an_output_folder_that_cannot_be_made_is_one_line(model, tmp_path, capsy
     assert code == 2 and "not a folder" in one_error_line(err)
 
 
-def test_pass_through_columns_come_back_exactly_on_both_routes(model, tmp_path, capsys):
-    """Flow ids and zero-padded codes must join back to their flows, whichever route a block takes."""
+@pytest.mark.parametrize("route", ["fast", "pandas"])
+def test_pass_through_columns_come_back_exactly_on_both_routes(model, tmp_path, capsys, monkeypatch, route):
+    """Flow ids and zero-padded codes must join back to their flows, whichever route a piece takes."""
     frame = make_frame(n=40, seed=7)
     ids = [f"{i:05d}" for i in range(40)]
     frame.insert(0, "flow_id", ids)
@@ -159,11 +164,13 @@ def test_pass_through_columns_come_back_exactly_on_both_routes(model, tmp_path, 
     frame["na_text"] = "NA"
     plain = tmp_path / "plain.csv"
     frame.to_csv(plain, index=False)
-    quirky = tmp_path / "quirky.csv"  # one empty cell and one quoted field: the block goes through pandas
+    quirky = tmp_path / "quirky.csv"  # one empty cell and one quoted field
     odd = frame.copy()
     odd.loc[3, "na_text"] = ""
     odd.loc[4, "na_text"] = 'say "hi", then'
     odd.to_csv(quirky, index=False)
+    if route == "pandas":
+        pandas_only(monkeypatch)
     for path, expected in ((plain, frame), (quirky, odd)):
         out = tmp_path / f"{path.stem}.out.csv"
         code, _, err = run(capsys, "--model", model, "--input", str(path), "--output", str(out))
@@ -231,13 +238,13 @@ def test_damaged_compressed_and_non_utf8_inputs_are_one_line(model, tmp_path, ca
 
 
 @pytest.mark.parametrize("route", ["arrow", "pandas"])
-def test_a_latin1_file_is_scored_and_its_bytes_come_back_as_they_were(model, tmp_path, capsys, route):
+def test_a_latin1_file_is_scored_and_its_bytes_come_back_as_they_were(model, tmp_path, capsys, monkeypatch, route):
     frame = make_frame(n=20, seed=12).astype({"protocol": object})
     frame["note"] = "ok"
     frame.loc[4, "note"] = "caf\xe9"
     frame.loc[7, "protocol"] = "t\xe9p"  # a category the model never saw: the unknown bucket
     if route == "pandas":
-        frame.loc[9, "note"] = ""  # an empty cell sends the block through pandas
+        pandas_only(monkeypatch)
     latin = tmp_path / "latin1.csv"
     latin.write_bytes(frame.to_csv(index=False).encode("latin-1"))
     out = tmp_path / "o.csv"
@@ -248,7 +255,7 @@ def test_a_latin1_file_is_scored_and_its_bytes_come_back_as_they_were(model, tmp
     assert [line.rsplit(b",", 2)[0] for line in lines] == latin.read_bytes().splitlines()
 
 
-def test_novelty_scores_have_the_fixed_format_on_both_routes(tmp_path, csv_path, capsys):
+def test_novelty_scores_have_the_fixed_format_on_both_routes(tmp_path, csv_path, capsys, monkeypatch):
     from netad.training.cv import run_single
 
     run_single(fast_config(tmp_path, csv_path, model__type="hybrid", hybrid__detector="kmeans"), run_name="n",
@@ -259,6 +266,8 @@ def test_novelty_scores_have_the_fixed_format_on_both_routes(tmp_path, csv_path,
     frame.to_csv(plain, index=False)
     frame.assign(note=['"x"'] + [""] * 39).to_csv(quirky, index=False)
     for path in (plain, quirky):
+        if path is quirky:
+            pandas_only(monkeypatch)
         out = tmp_path / f"{path.stem}.out.csv"
         code, _, err = run(capsys, "--model", ckpt, "--input", str(path), "--output", str(out))
         assert code == 0, err
@@ -282,6 +291,8 @@ def test_records_with_more_fields_than_the_header_are_rejected_not_shifted(model
     lines = frame.to_csv(index=False).splitlines()
     lines[1] += ",EXTRA"  # the first record of the block
     lines[30] += ",MORE,AND MORE"
+    lines[20] += ","  # a trailing comma: an empty field past the header's, scored as usual
+    lines[45] = lines[45].rsplit(",", 1)[0]  # one field short (the label, which the model does not read): scored
     path = tmp_path / "x.csv"
     path.write_text("\n".join(lines) + "\n")
     out = tmp_path / "o.csv"
@@ -290,14 +301,16 @@ def test_records_with_more_fields_than_the_header_are_rejected_not_shifted(model
     rejects = pd.read_csv(tmp_path / "o.rejects.csv", dtype=str)
     assert rejects["row"].tolist() == ["1", "30"] and rejects["flow"].tolist() == ["f0", "f29"]
     assert all(r == "has more fields than the header's 8" for r in rejects["reason"])
-    scored = pd.read_csv(out, dtype=str)
+    scored = pd.read_csv(out, dtype=str, keep_default_na=False)
     assert scored["flow"].tolist() == [f"f{i}" for i in range(50) if i not in (0, 29)]  # nothing shifted
+    assert scored.loc[scored["flow"] == "f44", "label"].tolist() == [""]  # the missing field: empty
+    assert "Scored 48 of 50 rows" in printed
 
     lines[40] += "," * 20 + "x"  # far more fields than any record may carry: the row is named
     path.write_text("\n".join(lines) + "\n")
     monkeypatch.setattr(batch, "_MIN_BLOCK_BYTES", 1024)
     code, _, err = run(capsys, "--model", model, "--input", str(path), "--output", str(out), "--chunk-size", "15")
-    assert code == 2 and "data row 40 (or near it) has 28 fields, the header 8" in one_error_line(err)
+    assert code == 2 and "data row 40 has 28 fields, the header 8" in one_error_line(err)
 
 
 def test_an_earlier_runs_rejects_do_not_stay_beside_a_clean_run(model, tmp_path, capsys):
