@@ -357,6 +357,13 @@ def test_headerless_files_and_files_without_a_final_newline(trained, tmp_path):
     assert result.n_rows == 50 and list(scored.columns) == list(frame.columns) + ["score", "is_anomaly"]
     np.testing.assert_allclose(scored["score"], predictor.score(frame), rtol=0, atol=2e-6)
 
+    lines = frame.to_csv(index=False, header=False).splitlines()
+    lines[0] += ",extra"  # data row 1: there is no header line to count
+    path.write_text("\n".join(lines) + "\n")
+    result = batch.score_file(predictor, path, tmp_path / "out.csv", progress=False)
+    assert (result.n_rows, result.n_rejected) == (50, 1)
+    assert pd.read_csv(tmp_path / "out.rejects.csv")["row"].tolist() == [1]
+
 
 @pytest.fixture(scope="module")
 def numberlike(tmp_path_factory):

@@ -313,6 +313,32 @@ def test_records_with_more_fields_than_the_header_are_rejected_not_shifted(model
     assert code == 2 and "data row 40 has 28 fields, the header 8" in one_error_line(err)
 
 
+def test_misshapen_records_anywhere_keep_their_row_numbers_and_order(model, tmp_path, capsys, monkeypatch):
+    """Records with an extra field at the start, in runs across block boundaries and at the very end
+    (the reader sets them aside; they are put back in their places), in 1 KB blocks."""
+    monkeypatch.setattr(batch, "_MIN_BLOCK_BYTES", 1024)
+    monkeypatch.setattr(batch, "_MAX_BLOCK_BYTES", 1024)
+    n = 400
+    frame = make_frame(n=n, seed=25)
+    frame.insert(0, "flow", [f"f{i}" for i in range(n)])
+    lines = frame.to_csv(index=False).splitlines()
+    extra = [0, 1, 2, 57, 58] + list(range(140, 175)) + [299, 397, 398, 399]  # 0-based data rows
+    for i in extra:
+        lines[i + 1] += ",X"
+    lines.insert(101, "")  # a blank line: no record, no row number
+    path = tmp_path / "x.csv"
+    path.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "o.csv"
+    code, printed, err = run(capsys, "--model", model, "--input", str(path), "--output", str(out), "--chunk-size", "9")
+    assert code == 0, err
+    rejects = pd.read_csv(tmp_path / "o.rejects.csv", dtype=str)
+    assert rejects["row"].tolist() == [str(i + 1) for i in extra]
+    assert rejects["flow"].tolist() == [f"f{i}" for i in extra]
+    scored = pd.read_csv(out, dtype=str)
+    assert scored["flow"].tolist() == [f"f{i}" for i in range(n) if i not in extra]
+    assert f"Scored {n - len(extra)} of {n} rows" in printed
+
+
 def test_an_earlier_runs_rejects_do_not_stay_beside_a_clean_run(model, tmp_path, capsys):
     frame = make_frame(n=30, seed=22).astype({"bytes": object})
     frame.loc[3, "bytes"] = "oops"

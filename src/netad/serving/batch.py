@@ -18,6 +18,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator, Optional
 
@@ -146,6 +147,7 @@ class _Source:
         self.fh, self.raw, self.compression = open_binary(path)  # gzip, bzip2, xz and zstd: read decompressed
         self.compressed = self.compression is not None
         self.set_aside: list[tuple[Optional[int], int, str]] = []  # (data row, fields, text) from the reader
+        self.waiting: deque = deque()  # set-aside records not yet put back: (data row, fields, reason)
         try:
             with decompressing(path, self.compression):
                 self._read_header(predictor)
@@ -228,53 +230,63 @@ class _Source:
         return out
 
     def pieces(self, max_rows: int) -> Iterator[_Piece]:
-        """The file's records in pieces of at most ``max_rows`` (each of one block of the reader)."""
-        next_row, waiting, last = 1, deque(), None  # waiting: set-aside records not yet placed
-        reader = self.reader
+        """The file's records in pieces of at most ``max_rows`` (each within one block), in file order."""
+        next_row, last = 1, None
         while True:
-            batch = None
-            if reader is not None:
-                try:
-                    with decompressing(self.path, self.compression):
-                        batch = reader.read_next_batch()
-                except StopIteration:
-                    reader = None
-                except pa.ArrowInvalid as exc:
-                    raise self._error(exc, next_row) from None
-            waiting.extend(self._misfits())
-            m = 0 if batch is None else batch.num_rows
-            if waiting:  # the batch's records take the next m row numbers that no set-aside record holds
-                held = np.array([w[0] for w in waiting])
-                rows = np.arange(next_row, next_row + m + len(held))
-                rows = rows[~np.isin(rows, held)][:m]
-                end = rows[-1] if m else next_row - 1
-                placed = []
-                while waiting and (waiting[0][0] < end or waiting[0][0] == end + 1 or batch is None):
-                    placed.append(waiting.popleft())
-                    end = max(end, placed[-1][0])
-            else:
-                rows, placed = np.arange(next_row, next_row + m), []
-            if not m and not placed:
-                if batch is None:
+            batch = self._next_batch(next_row)
+            block = self._with_misfits(batch, next_row)
+            if block is None:
+                if batch is None:  # the end of the file
                     self._check_closed(last)
                     return
                 continue
-            table = pa.Table.from_batches([batch]) if m else None
-            misshapen = None
-            if placed:
-                extra = pa.table({c: pa.array([p[1][i] for p in placed], pa.string())
-                                  for i, c in enumerate(self.names)})
-                table = extra if table is None else pa.concat_tables([table, extra])
-                rows = np.concatenate([rows, [p[0] for p in placed]]).astype(np.int64)
-                misshapen = np.array([""] * m + [p[2] for p in placed], dtype=object)
-                order = np.argsort(rows, kind="stable")
-                table, rows, misshapen = table.take(order), rows[order], misshapen[order]
-            next_row = int(rows[-1]) + 1
-            last = table
+            table, rows, misshapen = block
+            next_row, last = int(rows[-1]) + 1, table
             for start in range(0, table.num_rows, max_rows):
                 reasons = None if misshapen is None else misshapen[start: start + max_rows]
                 yield _Piece(table.slice(start, max_rows), rows[start: start + max_rows],
                              reasons if reasons is not None and reasons.any() else None)
+
+    def _next_batch(self, next_row: int) -> Optional[pa.RecordBatch]:
+        """The reader's next block, or None at the end of the file."""
+        if self.reader is None:
+            return None
+        try:
+            with decompressing(self.path, self.compression):
+                return self.reader.read_next_batch()
+        except StopIteration:
+            self.reader = None
+            return None
+        except pa.ArrowInvalid as exc:
+            raise self._error(exc, next_row) from None
+
+    def _with_misfits(self, batch: Optional[pa.RecordBatch],
+                      next_row: int) -> Optional[tuple[pa.Table, np.ndarray, Optional[np.ndarray]]]:
+        """``(table, data-row numbers, reasons)``: the batch's records, and the set-aside records that
+        belong among or right after them (at the end of the file, all that are left), in file order;
+        None when there are none."""
+        self.waiting.extend(self._misfits())
+        m = 0 if batch is None else batch.num_rows
+        table = pa.Table.from_batches([batch]) if m else None
+        if not self.waiting:
+            return None if table is None else (table, np.arange(next_row, next_row + m), None)
+        # the batch's records take the next m row numbers that no set-aside record holds
+        held = np.array([w[0] for w in self.waiting])
+        rows = np.arange(next_row, next_row + m + len(held))
+        rows = rows[~np.isin(rows, held)][:m]
+        end = int(rows[-1]) if m else next_row - 1
+        placed = []
+        while self.waiting and (batch is None or self.waiting[0][0] <= end + 1):
+            placed.append(self.waiting.popleft())
+            end = max(end, placed[-1][0])
+        if not placed:
+            return None if table is None else (table, rows, None)
+        extra = pa.table({c: pa.array([p[1][i] for p in placed], pa.string()) for i, c in enumerate(self.names)})
+        table = extra if table is None else pa.concat_tables([table, extra])
+        rows = np.concatenate([rows, [p[0] for p in placed]]).astype(np.int64)
+        misshapen = np.array([""] * m + [p[2] for p in placed], dtype=object)
+        order = np.argsort(rows, kind="stable")
+        return table.take(order), rows[order], misshapen[order]
 
     def _check_closed(self, last: Optional[pa.Table]) -> None:
         """A quote opened in the last field of the last record and never closed: the reader makes the rest
@@ -355,9 +367,17 @@ class _Scorer:
             return None
         return values[encoded.indices.to_numpy(zero_copy_only=False)]
 
-    def _boolean_table(self, texts: np.ndarray) -> Optional[np.ndarray]:
+    @staticmethod
+    def _boolean_table(texts: np.ndarray) -> Optional[np.ndarray]:
+        """0/1 for each text of a boolean column; None when one is not a boolean (pandas names it)."""
         flags = [parse_boolean(t) for t in texts]
         return None if None in flags else np.array(flags, dtype=np.float32)
+
+    def _category_table(self, i: int, texts: np.ndarray) -> np.ndarray:
+        """The one-hot position of each text of categorical column ``i``; pandas' gaps get a gap's."""
+        codes = self.pre.category_codes(i, texts)
+        codes[np.array([t in _PANDAS_NA for t in texts], dtype=bool)] = self.gap_codes[i]
+        return codes
 
     def encode(self, table: pa.Table) -> Optional[Any]:
         """The piece through the preprocessor's shared encoder, or None when pandas should read it."""
@@ -373,14 +393,8 @@ class _Scorer:
             if b is None:
                 return None
             booleans.append(b)
-        codes = []
-        for i, c in enumerate(self.categorical):
-            def codes_of(texts: np.ndarray, i: int = i) -> np.ndarray:
-                found = self.pre.category_codes(i, texts)
-                found[[t in _PANDAS_NA for t in texts]] = self.gap_codes[i]  # gaps, as pandas reads them
-                return found
-
-            codes.append(self._lookup(table.column(c), codes_of))
+        codes = [self._lookup(table.column(c), partial(self._category_table, i))
+                 for i, c in enumerate(self.categorical)]
         return self.pre.encode_arrays(numeric, booleans, codes, finite=not self.imputes)
 
     def fast(self, piece: _Piece) -> Optional[_Done]:
@@ -397,7 +411,8 @@ class _Scorer:
         flagged = scores >= self.predictor.threshold
         return _Done(self.lines(table, scores, flagged, novelty), None, table.num_rows, int(flagged.sum()), 0, {})
 
-    def lines(self, table: pa.Table, scores: np.ndarray, flagged: np.ndarray, novelty: Optional[np.ndarray]) -> pa.Buffer:
+    def lines(self, table: pa.Table, scores: np.ndarray, flagged: np.ndarray,
+              novelty: Optional[np.ndarray]) -> pa.Buffer:
         """The rows as CSV lines, the scores appended."""
         columns = [*table.columns, score_text(scores), pa.array(flagged.astype(np.uint8))]
         if novelty is not None:  # a hybrid: the novelty detector's own score too
