@@ -20,7 +20,7 @@ import torch.nn.functional as F
 import netad
 from netad.errors import CONTENT_ERRORS, UserError, first_line
 from netad.metrics import binary_metrics, choose_threshold
-from netad.models.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_KEY, checkpoint_problem, read_checkpoint  # noqa: F401
+from netad.models.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_KEY, checkpoint_problem, read_checkpoint
 from netad.models.mlp import MLP
 from netad.models.novelty import NoveltyScorer, combine, scorer_from_state
 

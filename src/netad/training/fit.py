@@ -191,7 +191,8 @@ def _fit_split(cfg: Config, table: LabelledTable, train_idx: np.ndarray, val_idx
     L.seed_everything(seed, workers=False, verbose=False)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    dm = NetworkDataModule(cfg, train_idx, val_idx, eval_idx, table=table, seed=seed)
+    # the held-out rows are scored by the predictor from the raw rows: the datamodule need not encode them
+    dm = NetworkDataModule(cfg, train_idx, val_idx, table=table, seed=seed)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         dm.setup("fit")
@@ -261,13 +262,13 @@ def _fit_split(cfg: Config, table: LabelledTable, train_idx: np.ndarray, val_idx
         threshold = predictor.threshold
         if eval_idx is not None:  # this split's held-out rows: test/... metrics, logged beside the epochs
             eval_scores = predictor.score(dm.table.features.iloc[eval_idx])
-            eval_metrics = held_out_metrics(eval_scores, dm.tensors["eval"][1].numpy(), threshold)
+            eval_metrics = held_out_metrics(eval_scores, dm.table.labels[eval_idx], threshold)
             log_metrics(loggers, {f"test/{k}": v for k, v in eval_metrics.items()}, step=trainer.global_step)
     finally:
         finish_loggers(loggers)
 
     val_scores = predictor.score(dm.table.features.iloc[val_idx])
-    val_metrics = compute_metrics(val_scores, dm.tensors["val"][1].numpy(), threshold)
+    val_metrics = compute_metrics(val_scores, dm.table.labels[val_idx], threshold)
     result = FitResult(
         name=name,
         checkpoint=str(best_path),
