@@ -34,6 +34,8 @@ from netad.data.preprocessing import parse_boolean
 from netad.errors import UserError, os_error_line
 from netad.inference import load_predictor
 from netad.io import atomic_target
+from netad.serving import plain_blocks
+from netad.serving.plain_blocks import BlockSplitter, PlainBlock
 
 
 @dataclass
@@ -63,6 +65,7 @@ _PANDAS_NA = frozenset(["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-
                         "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"])
 _PLAIN = pacsv.WriteOptions(include_header=False, quoting_style="none")  # values as they were read
 _QUOTED = pacsv.WriteOptions(include_header=False, quoting_style="needed")  # every text value quoted
+_FLAG_TEXT = pa.array(["0", "1"])
 
 
 def block_bytes(file_size: int, workers: int) -> int:
@@ -127,34 +130,157 @@ def _texts(column: pa.ChunkedArray) -> np.ndarray:
 
 @dataclass
 class _Piece:
-    """Rows of the file to score together: every column as text, each row's 1-based data-row number,
-    and why a row cannot be read (None: every row can; else '' where it can)."""
+    """Rows of the file to score together: every column as text (or, from a plain block, the model's
+    columns typed and ``lines``, the rows' lines as read), each row's 1-based data-row number, and why
+    a row cannot be read (None: every row can; else '' where it can)."""
 
     table: pa.Table
     rows: np.ndarray
     misshapen: Optional[np.ndarray] = None
+    lines: Optional[pa.Array] = None
+
+
+class _Records:
+    """A stream of whole records read by pyarrow's streaming CSV reader, every column as text (bytes
+    that are not UTF-8 included), as pieces in file order, numbered from data row ``first_row``. A
+    record with another number of fields than the header's is set aside by the reader and put back in
+    its place here: one with fewer reads as gaps in the missing fields, one with more is marked for
+    rejection."""
+
+    def __init__(self, stream: Any, source: "_Source", first_row: int) -> None:
+        self.source, self.names, self.first_row = source, source.names, first_row
+        self.set_aside: list[tuple[Optional[int], int, str]] = []  # (data row, fields, text) from the reader
+        self.waiting: deque = deque()  # set-aside records not yet put back: (data row, fields, reason)
+        self.last: Optional[pa.Table] = None  # the last records read
+        self.reader = self._open(stream)
+
+    def _open(self, stream: Any) -> Optional[pacsv.CSVStreamingReader]:
+        def set_aside(row: Any) -> str:
+            self.set_aside.append((row.number, row.actual_columns, row.text))
+            return "skip"
+
+        try:
+            with decompressing(self.source.path, self.source.compression):
+                return pacsv.open_csv(
+                    stream,
+                    # one thread: the reader numbers the records it sets aside only when it parses in order
+                    read_options=pacsv.ReadOptions(column_names=self.names, use_threads=False,
+                                                   block_size=self.source.block_size),
+                    parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=set_aside),
+                    convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in self.names},
+                                                         check_utf8=False, strings_can_be_null=False))
+        except pa.ArrowInvalid as exc:
+            if str(exc).startswith("Empty CSV file"):  # no records
+                return None
+            raise self._error(exc, self.first_row) from None
+
+    def _error(self, exc: Exception, next_row: int) -> UserError:
+        text, path = str(exc).splitlines()[0], self.source.path
+        if "straddles" in text:  # a record longer than a block
+            return UserError(f"{path}: a record at or after data row {next_row} runs on for more than "
+                             f"{self.source.block_size / 2**20:g} MB (a quote that is never closed?)")
+        return UserError(f"{path}: cannot be parsed as CSV ({text})")
+
+    def _misfits(self) -> list[tuple[int, list[str], str]]:
+        """The records the reader set aside since the last call: (data row, fields, why it is rejected)."""
+        width, out = len(self.names), []
+        for number, count, text in self.set_aside:
+            if number is None:
+                raise RuntimeError("pyarrow's CSV reader gave no row number for a record it set aside")
+            number += self.first_row - 1
+            if count > width + _SPARE_FIELDS:
+                raise UserError(f"{self.source.path}: data row {number} has {count} fields, the header {width}")
+            try:
+                fields = next(csv.reader(io.StringIO(text), strict=True), [])
+            except csv.Error as exc:
+                if "unexpected end of data" in str(exc):
+                    raise UserError(f"{self.source.path}: data row {number}: a quote is never closed (the record "
+                                    f"runs on to the end of the file)") from None
+                fields = next(csv.reader(io.StringIO(text)), [])
+            extra = any(fields[width:])  # fields past the header's that hold something (not a trailing comma's)
+            out.append((number, (fields + [""] * width)[:width],
+                        f"has more fields than the header's {width}" if extra else ""))
+        self.set_aside.clear()
+        return out
+
+    def pieces(self, max_rows: int) -> Iterator[_Piece]:
+        """The records in pieces of at most ``max_rows`` (each within one block), in file order."""
+        next_row = self.first_row
+        while True:
+            batch = self._next_batch(next_row)
+            block = self._with_misfits(batch, next_row)
+            if block is None:
+                if batch is None:  # the end of the stream
+                    return
+                continue
+            table, rows, misshapen = block
+            next_row, self.last = int(rows[-1]) + 1, table
+            for start in range(0, table.num_rows, max_rows):
+                reasons = None if misshapen is None else misshapen[start: start + max_rows]
+                yield _Piece(table.slice(start, max_rows), rows[start: start + max_rows],
+                             reasons if reasons is not None and reasons.any() else None)
+
+    def _next_batch(self, next_row: int) -> Optional[pa.RecordBatch]:
+        """The reader's next block, or None at the end of the stream."""
+        if self.reader is None:
+            return None
+        try:
+            with decompressing(self.source.path, self.source.compression):
+                return self.reader.read_next_batch()
+        except StopIteration:
+            self.reader = None
+            return None
+        except pa.ArrowInvalid as exc:
+            raise self._error(exc, next_row) from None
+
+    def _with_misfits(self, batch: Optional[pa.RecordBatch],
+                      next_row: int) -> Optional[tuple[pa.Table, np.ndarray, Optional[np.ndarray]]]:
+        """``(table, data-row numbers, reasons)``: the batch's records, and the set-aside records that
+        belong among or right after them (at the end of the stream, all that are left), in file order;
+        None when there are none."""
+        self.waiting.extend(self._misfits())
+        m = 0 if batch is None else batch.num_rows
+        table = pa.Table.from_batches([batch]) if m else None
+        if not self.waiting:
+            return None if table is None else (table, np.arange(next_row, next_row + m), None)
+        # the batch's records take the next m row numbers that no set-aside record holds
+        held = np.array([w[0] for w in self.waiting])
+        rows = np.arange(next_row, next_row + m + len(held))
+        rows = rows[~np.isin(rows, held)][:m]
+        end = int(rows[-1]) if m else next_row - 1
+        placed = []
+        while self.waiting and (batch is None or self.waiting[0][0] <= end + 1):
+            placed.append(self.waiting.popleft())
+            end = max(end, placed[-1][0])
+        if not placed:
+            return None if table is None else (table, rows, None)
+        extra = pa.table({c: pa.array([p[1][i] for p in placed], pa.string()) for i, c in enumerate(self.names)})
+        table = extra if table is None else pa.concat_tables([table, extra])
+        rows = np.concatenate([rows, [p[0] for p in placed]]).astype(np.int64)
+        misshapen = np.array([""] * m + [p[2] for p in placed], dtype=object)
+        order = np.argsort(rows, kind="stable")
+        return table.take(order), rows[order], misshapen[order]
 
 
 class _Source:
-    """The input file read by pyarrow's streaming CSV reader, every column as text (bytes that are not
-    UTF-8 included), as pieces of whole records in file order. The column names come from the header
-    line, or from the model's config for headerless data. A record with another number of fields than
-    the header's is set aside by the reader and put back in its place here: one with fewer reads as
-    gaps in the missing fields, one with more is marked for rejection."""
+    """The input file as plain blocks (:mod:`netad.serving.plain_blocks`) while its text allows, then
+    as pieces of whole records from pyarrow's streaming CSV reader (:class:`_Records`), in file order.
+    The column names come from the header line, or from the model's config for headerless data."""
 
     def __init__(self, path: Path, predictor: Any, block_size: int) -> None:
         self.path, self.block_size = path, block_size
         self.fh, self.raw, self.compression = open_binary(path)  # gzip, bzip2, xz and zstd: read decompressed
         self.compressed = self.compression is not None
-        self.set_aside: list[tuple[Optional[int], int, str]] = []  # (data row, fields, text) from the reader
-        self.waiting: deque = deque()  # set-aside records not yet put back: (data row, fields, reason)
         try:
             with decompressing(path, self.compression):
                 self._read_header(predictor)
-                self.reader = self._open()
         except BaseException:
             self.close()
             raise
+        st = predictor.preprocessor.state
+        text = pa.dictionary(pa.int32(), pa.string())
+        self.types = {c: pa.float64() for c in st["numeric"]["columns"]} | {
+            c: text for c in st["boolean"]["columns"] + st["categorical"]["columns"]}
 
     def position(self) -> int:
         """Bytes of the file itself read so far (of the compressed file, for a compressed one)."""
@@ -183,110 +309,24 @@ class _Source:
         if missing:
             raise UserError(f"{path}: missing columns the model reads: {', '.join(missing)}")
 
-    def _open(self) -> Optional[pacsv.CSVStreamingReader]:
-        def set_aside(row: Any) -> str:
-            self.set_aside.append((row.number, row.actual_columns, row.text))
-            return "skip"
-
-        try:
-            return pacsv.open_csv(
-                self.fh,
-                # one thread: the reader numbers the records it sets aside only when it parses in order
-                read_options=pacsv.ReadOptions(column_names=self.names, use_threads=False, block_size=self.block_size),
-                parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=set_aside),
-                convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in self.names},
-                                                     check_utf8=False, strings_can_be_null=False))
-        except pa.ArrowInvalid as exc:
-            if str(exc).startswith("Empty CSV file"):  # a header and no records
-                return None
-            raise self._error(exc, 1) from None
-
-    def _error(self, exc: Exception, next_row: int) -> UserError:
-        text = str(exc).splitlines()[0]
-        if "straddles" in text:  # a record longer than a block
-            return UserError(f"{self.path}: a record at or after data row {next_row} runs on for more than "
-                             f"{self.block_size / 2**20:g} MB (a quote that is never closed?)")
-        return UserError(f"{self.path}: cannot be parsed as CSV ({text})")
-
-    def _misfits(self) -> list[tuple[int, list[str], str]]:
-        """The records the reader set aside since the last call: (data row, fields, why it is rejected)."""
-        width, out = len(self.names), []
-        for number, count, text in self.set_aside:
-            if number is None:
-                raise RuntimeError("pyarrow's CSV reader gave no row number for a record it set aside")
-            if count > width + _SPARE_FIELDS:
-                raise UserError(f"{self.path}: data row {number} has {count} fields, the header {width}")
-            try:
-                fields = next(csv.reader(io.StringIO(text), strict=True), [])
-            except csv.Error as exc:
-                if "unexpected end of data" in str(exc):
-                    raise UserError(f"{self.path}: data row {number}: a quote is never closed (the record runs on "
-                                    f"to the end of the file)") from None
-                fields = next(csv.reader(io.StringIO(text)), [])
-            extra = any(fields[width:])  # fields past the header's that hold something (not a trailing comma's)
-            out.append((number, (fields + [""] * width)[:width],
-                        f"has more fields than the header's {width}" if extra else ""))
-        self.set_aside.clear()
-        return out
-
-    def pieces(self, max_rows: int) -> Iterator[_Piece]:
-        """The file's records in pieces of at most ``max_rows`` (each within one block), in file order."""
-        next_row, last = 1, None
+    def items(self, max_rows: int) -> Iterator[PlainBlock | _Piece]:
+        """The file's records in file order: plain blocks, then pieces of at most ``max_rows``."""
+        splitter = BlockSplitter(self.fh, self.block_size, skip_bom=self.header is None)
         while True:
-            batch = self._next_batch(next_row)
-            block = self._with_misfits(batch, next_row)
-            if block is None:
-                if batch is None:  # the end of the file
-                    self._check_closed(last)
-                    return
-                continue
-            table, rows, misshapen = block
-            next_row, last = int(rows[-1]) + 1, table
-            for start in range(0, table.num_rows, max_rows):
-                reasons = None if misshapen is None else misshapen[start: start + max_rows]
-                yield _Piece(table.slice(start, max_rows), rows[start: start + max_rows],
-                             reasons if reasons is not None and reasons.any() else None)
-
-    def _next_batch(self, next_row: int) -> Optional[pa.RecordBatch]:
-        """The reader's next block, or None at the end of the file."""
-        if self.reader is None:
-            return None
-        try:
             with decompressing(self.path, self.compression):
-                return self.reader.read_next_batch()
-        except StopIteration:
-            self.reader = None
-            return None
-        except pa.ArrowInvalid as exc:
-            raise self._error(exc, next_row) from None
+                block = splitter.next_block()
+            if block is None:
+                break
+            yield block
+        if splitter.done:
+            return
+        records = _Records(splitter.rest(), self, splitter.rows + 1)
+        yield from records.pieces(max_rows)
+        self._check_closed(records.last)
 
-    def _with_misfits(self, batch: Optional[pa.RecordBatch],
-                      next_row: int) -> Optional[tuple[pa.Table, np.ndarray, Optional[np.ndarray]]]:
-        """``(table, data-row numbers, reasons)``: the batch's records, and the set-aside records that
-        belong among or right after them (at the end of the file, all that are left), in file order;
-        None when there are none."""
-        self.waiting.extend(self._misfits())
-        m = 0 if batch is None else batch.num_rows
-        table = pa.Table.from_batches([batch]) if m else None
-        if not self.waiting:
-            return None if table is None else (table, np.arange(next_row, next_row + m), None)
-        # the batch's records take the next m row numbers that no set-aside record holds
-        held = np.array([w[0] for w in self.waiting])
-        rows = np.arange(next_row, next_row + m + len(held))
-        rows = rows[~np.isin(rows, held)][:m]
-        end = int(rows[-1]) if m else next_row - 1
-        placed = []
-        while self.waiting and (batch is None or self.waiting[0][0] <= end + 1):
-            placed.append(self.waiting.popleft())
-            end = max(end, placed[-1][0])
-        if not placed:
-            return None if table is None else (table, rows, None)
-        extra = pa.table({c: pa.array([p[1][i] for p in placed], pa.string()) for i, c in enumerate(self.names)})
-        table = extra if table is None else pa.concat_tables([table, extra])
-        rows = np.concatenate([rows, [p[0] for p in placed]]).astype(np.int64)
-        misshapen = np.array([""] * m + [p[2] for p in placed], dtype=object)
-        order = np.argsort(rows, kind="stable")
-        return table.take(order), rows[order], misshapen[order]
+    def block_pieces(self, block: PlainBlock, max_rows: int) -> list[_Piece]:
+        """A plain block's records as pieces of text, as the streaming reader gives them."""
+        return list(_Records(pa.BufferReader(block.data), self, block.first_row).pieces(max_rows))
 
     def _check_closed(self, last: Optional[pa.Table]) -> None:
         """A quote opened in the last field of the last record and never closed: the reader makes the rest
@@ -320,6 +360,21 @@ class _Done:
     n_rejected: int
     imputed: dict[str, int]
 
+    @staticmethod
+    def merge(parts: list["_Done"]) -> "_Done":
+        """Pieces scored one after another, as one."""
+        if len(parts) == 1:
+            return parts[0]
+        outs = [p.out for p in parts if p.out is not None]
+        rejects = [p.rejects for p in parts if p.rejects is not None]
+        imputed: dict[str, int] = {}
+        for p in parts:
+            for col, count in p.imputed.items():
+                imputed[col] = imputed.get(col, 0) + count
+        return _Done(pa.py_buffer(b"".join(outs)) if outs else None,
+                     pa.py_buffer(b"".join(rejects)) if rejects else None, sum(p.n_rows for p in parts),
+                     sum(p.n_flagged for p in parts), sum(p.n_rejected for p in parts), imputed)
+
 
 class _Scorer:
     """Scores pieces of the file; runs in the scoring threads. :meth:`fast` encodes the parsed columns
@@ -340,6 +395,24 @@ class _Scorer:
     def score(self, piece: _Piece) -> _Done:
         done = self.fast(piece)
         return done if done is not None else self.explain(piece)
+
+    def score_block(self, block: PlainBlock, source: "_Source", max_rows: int) -> _Done:
+        """A plain block in pieces of at most ``max_rows``: the model's columns parsed typed and
+        scored by :meth:`fast`, each line written back as it was read; a block it does not take
+        goes through the streaming reader's pieces of text, as the rest of the file would."""
+        table = plain_blocks.parse(block, source.names, source.types)
+        if table is not None:
+            dones = []
+            for start in range(0, block.n_rows, max_rows):
+                stop = min(start + max_rows, block.n_rows)
+                done = self.fast(_Piece(table.slice(start, stop - start), np.arange(start, stop) + block.first_row,
+                                        lines=plain_blocks.lines(block, start, stop)))
+                if done is None:
+                    break
+                dones.append(done)
+            else:
+                return _Done.merge(dones)
+        return _Done.merge([self.score(piece) for piece in source.block_pieces(block, max_rows)])
 
     # ------------------------------------------------------------ pyarrow
     def _numbers(self, column: pa.ChunkedArray) -> Optional[np.ndarray]:
@@ -409,7 +482,12 @@ class _Scorer:
         if not np.isfinite(scores).all():
             return None
         flagged = scores >= self.predictor.threshold
-        return _Done(self.lines(table, scores, flagged, novelty), None, table.num_rows, int(flagged.sum()), 0, {})
+        if piece.lines is None:
+            out = self.lines(table, scores, flagged, novelty)
+        else:  # the lines as read, the scores joined on
+            fields = [score_text(scores), _FLAG_TEXT.take(pa.array(flagged.view(np.int8)))]
+            out = plain_blocks.with_fields(piece.lines, fields + ([novelty_text(novelty)] if novelty is not None else []))
+        return _Done(out, None, table.num_rows, int(flagged.sum()), 0, {})
 
     def lines(self, table: pa.Table, scores: np.ndarray, flagged: np.ndarray,
               novelty: Optional[np.ndarray]) -> pa.Buffer:
@@ -589,8 +667,9 @@ def score_file(model: str | Path | Any, input_path: str | Path, output_path: str
 
             # pieces are read here and scored in the pool; they are written in file order, and at
             # most one piece per thread waits beside the ones being scored
-            for piece in source.pieces(chunk_size):
-                in_flight.append(pool.submit(scorer.score, piece))
+            for item in source.items(chunk_size):
+                in_flight.append(pool.submit(scorer.score_block, item, source, chunk_size)
+                                 if isinstance(item, PlainBlock) else pool.submit(scorer.score, item))
                 if len(in_flight) > workers:
                     finish_oldest()
                 if bar is not None:
