@@ -139,6 +139,74 @@ def test_json_records_encode_exactly_as_the_same_rows_in_a_dataframe():
     assert [(w["record"], w["value"]) for w in warnings] == [(2, "7"), (5, "sctp")]
 
 
+def test_typed_records_encode_exactly_as_the_general_route():
+    """msgspec's typed decoding (the route a valid body takes) gives the very arrays of the general
+    route (dicts, checked field by field), for field names that are not identifiers, numbers written
+    as integers, exponents and long decimals, booleans written every accepted way and categories
+    given as numbers."""
+    from netad.data.preprocessing import TabularPreprocessor
+    from netad.serving.api import TypedRecords, records_to_encoded
+
+    train = make_frame(n=200, seed=4).drop(columns=["label", "constant"]).rename(
+        columns={"packet_size": "packet size", "bytes": "class"})
+    pre = TabularPreprocessor(log_transform="auto").fit(train)
+    records = json.loads(train.head(10).to_json(orient="records"))
+    for record, flag, number in zip(records, [True, False, 1, 0, "yes", "No", " T ", "f", "TRUE", "0"],
+                                    [0, -0.0, 1e-300, 12345678901234567890, 0.1, 2.5e10, 7, 1.7976931348623157e308,
+                                     123456789012345678901234567890, -3]):
+        record["is_tcp"], record["class"] = flag, number
+    records[2]["protocol"], records[5]["protocol"] = 7, "sctp"
+    schema = {c: {} for c in pre.state["input_columns"]}
+    typed = TypedRecords(pre, schema)
+    body = json.dumps(records).encode()
+    decoded = typed.decode(body)
+    assert decoded is not None and len(decoded) == 10
+    enc, warnings = typed.encode(decoded)
+    expected, expected_warnings = records_to_encoded(pre, json.loads(body), schema)
+    np.testing.assert_array_equal(enc.dense, expected.dense)
+    np.testing.assert_array_equal(enc.codes[0], expected.codes[0])
+    assert warnings == expected_warnings and [w["value"] for w in warnings] == ["7", "sctp"]
+    one = typed.decode(json.dumps(records[3]).encode())
+    np.testing.assert_array_equal(typed.encode(one)[0].dense, expected.dense[3:4])
+    # what it does not take goes the general route, which names the problem
+    for bad in [b"[", b"{}", b"[1]", json.dumps([{**records[0], "extra": 1}]).encode(),
+                json.dumps([{**records[0], "class": "1"}]).encode(), json.dumps([{**records[0], "class": True}]).encode(),
+                ("[" + with_raw(records[0], "class", "NaN") + "]").encode(),
+                ("[" + with_raw(records[0], "class", "1e400") + "]").encode()]:
+        assert typed.decode(bad) is None, bad
+
+
+@pytest.mark.parametrize("text", ["0.1", "1e-320", "4.9e-324", "2.2250738585072011e-308", "9007199254740993",
+                                  "0.30000000000000004441", "1.00000000000000011102230246251565404236316680908203125",
+                                  "123456789012345678901234567890", "-0", "1E+2", "7.0e-10"])
+def test_typed_records_read_numbers_as_python_does(text):
+    """A number's float64 is the correctly rounded one, as the general route's parsers give it."""
+    from netad.data.preprocessing import TabularPreprocessor
+    from netad.serving.api import TypedRecords
+
+    pre = TabularPreprocessor().fit(pd.DataFrame({"x": [0.0, 1.0, 2.0]}))
+    typed = TypedRecords(pre, {"x": {}})
+    value = typed.encode(typed.decode(f'{{"x": {text}}}'.encode()))[0]
+    expected = pre.encode(pd.DataFrame({"x": [float(text)]}))
+    assert value.dense.tobytes() == expected.dense.tobytes(), text
+
+
+def test_a_valid_body_takes_the_typed_route_and_a_bad_one_the_general(served, monkeypatch):
+    from netad.serving import api
+
+    general = []
+    loads = api._loads
+    monkeypatch.setattr(api, "_loads", lambda raw: general.append(raw) or loads(raw))
+    client = TestClient(create_app(served["predictor"], model_name="tiny"))
+    records, _ = rows(3)
+    assert client.post("/predict", json=records).status_code == 200
+    assert client.post("/predict", json=records[0]).status_code == 200
+    assert general == []
+    records[1]["bytes"] = "12"
+    r = client.post("/predict", json=records)
+    assert r.status_code == 422 and r.json()["field"] == "bytes" and len(general) == 1
+
+
 @pytest.mark.parametrize("value", [2, 1.0, None, "maybe", "", [True]])
 def test_a_value_the_preprocessing_does_not_read_as_a_boolean_is_a_422(served, value):
     """The API refuses exactly what the preprocessing's own check refuses in a DataFrame."""
