@@ -72,6 +72,8 @@ def test_a_record_longer_than_a_block_ends_the_plain_blocks():
 def test_a_bom_is_skipped_only_where_asked():
     assert split(b"\xef\xbb\xbf1,2\n", 100, skip_bom=True)[0][0].data == b"1,2\n"
     assert split(b"\xef\xbb\xbf1,2\n", 100)[0][0].data == b"\xef\xbb\xbf1,2\n"
+    blocks, splitter = split(b"\xef\xbb\xbf" + records(100), 64, skip_bom=True)  # a file longer than a block
+    assert splitter.done and b"".join(b.data for b in blocks) == records(100)
 
 
 def test_the_rest_is_read_in_full_reads():
