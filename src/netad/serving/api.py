@@ -210,7 +210,7 @@ def _encode(pre: Any, numeric: np.ndarray, values: Any) -> tuple[Any, list]:
 class TypedRecords:
     """JSON records decoded by msgspec straight into the schema's fields: each record an object with
     exactly those fields, numeric ones JSON numbers read as float64. About twice as fast as parsing
-    to dicts and checking them (a 10,000-record body of NSL-KDD records: 30 ms against 90 ms). A
+    to dicts and checking them (10,000 NSL-KDD records decoded and encoded: 60 ms against 130 ms). A
     body it does not take (malformed JSON, a field missing, a number of another type, ...) goes
     the general route, :func:`_loads` and :func:`records_to_encoded`, which names what is wrong."""
 
