@@ -104,6 +104,7 @@ def fast_config(tmp_path: Path, data_path: Path, **overrides: str) -> Config:
         "cross_validation.permutation_baseline=false",
         "trainer.accelerator=cpu",
         "trainer.devices=1",
+        "checkpoint.last_every_seconds=0",  # last.ckpt after every epoch: tests interrupt at a chosen epoch
     ]
     sets += [f"{k.replace('__', '.')}={v}" for k, v in overrides.items()]
     return load_config(None, sets)

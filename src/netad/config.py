@@ -114,6 +114,9 @@ class CheckpointConfig(_Section):
     monitor: str = "val/loss"
     mode: Literal["auto", "min", "max"] = "auto"
     save_every_n_epochs: Optional[int] = Field(None, ge=1)
+    #: last.ckpt (what a resume continues from) after an epoch once this many seconds have passed since the
+    #: previous write, and after the last epoch; 0: after every epoch
+    last_every_seconds: float = Field(10.0, ge=0)
 
     @field_validator("monitor")
     @classmethod

@@ -1,6 +1,7 @@
 """How the toolkit drives Lightning for speed, checked for sameness: several optimizer steps per trainer step
 train exactly the same model, loggers still count optimizer steps, ``last.ckpt`` holds the latest epoch
-and ``best.ckpt`` the best one, and the batches come through a real DataLoader (no warning to silence)."""
+and ``best.ckpt`` the best one (weights only), ``last.ckpt`` waits for its interval but never misses the last
+epoch, and the batches come through a real DataLoader (no warning to silence)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from lightning.pytorch.callbacks import Callback
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import netad.data.datamodule as datamodule
@@ -147,3 +149,51 @@ def test_plateau_scheduler_steps_once_per_epoch_on_validation_loss(tmp_path, mon
     val_losses = [event.value for event in acc.Scalars("val/loss")]
     assert state["last_epoch"] == EPOCHS == len(val_losses)
     assert state["best"] == pytest.approx(min(val_losses), rel=1e-6)
+
+
+class _StopAfterEpoch(Callback):
+    """Asks the trainer to stop after the given epoch, as early stopping does (before checkpoints are written)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == self.epoch:
+            trainer.should_stop = True
+
+
+def _throttled_fit(tmp_path: Path, every: str, callbacks: list) -> Path:
+    tmp_path.mkdir()
+    csv_path = tmp_path / "traffic.csv"
+    make_frame(n=300, seed=5).to_csv(csv_path, index=False)
+    cfg = fast_config(tmp_path, csv_path, training__num_epochs=str(EPOCHS), checkpoint__last_every_seconds=every)
+    table = load_table(cfg.data)
+    rows = np.arange(len(table))
+    out = tmp_path / "fold"
+    fit_split(cfg, table, rows[:180], rows[180:240], out, name="fold", run_name="run", quiet=True,
+              extra_callbacks=callbacks)
+    return out
+
+
+def test_last_checkpoint_waits_for_its_interval_but_is_written_after_the_last_epoch(tmp_path):
+    from conftest import Crash, CrashAtEpoch
+
+    with pytest.raises(Crash):  # two epochs done, well inside the interval: no last.ckpt yet
+        _throttled_fit(tmp_path / "crash", "1e6", [CrashAtEpoch(2)])
+    assert not (tmp_path / "crash" / "fold" / "last.ckpt").exists()
+    assert (tmp_path / "crash" / "fold" / "best.ckpt").is_file()  # the best epoch is never throttled
+
+    out = _throttled_fit(tmp_path / "full", "1e6", [])
+    assert torch.load(out / "last.ckpt", weights_only=True)["epoch"] == EPOCHS - 1
+
+    # a fit stopped early (should_stop set before the checkpoint callbacks run) still ends with its last epoch
+    out = _throttled_fit(tmp_path / "stopped", "1e6", [_StopAfterEpoch(1)])
+    assert torch.load(out / "last.ckpt", weights_only=True)["epoch"] == 1
+
+
+def test_best_checkpoint_holds_what_scoring_needs_and_no_training_state(tmp_path, monkeypatch):
+    _, result, out = _fit(tmp_path, 64, monkeypatch)
+    best = torch.load(out / "best.ckpt", weights_only=True)
+    assert "optimizer_states" not in best and "callbacks" not in best
+    assert "optimizer_states" in torch.load(out / "last.ckpt", weights_only=True)  # what a resume needs
+    assert NetadPredictor.from_checkpoint(out / "best.ckpt").threshold == result.threshold

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import time
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -101,16 +102,35 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class LastCheckpoint(ModelCheckpoint):
-    """``last.ckpt`` after every epoch, the state a resume continues from.
+    """``last.ckpt``, the state a resume continues from: after an epoch once ``every_seconds`` have passed since
+    the previous write (0: every epoch), and always after the fit's last epoch.
 
-    (``save_last=True`` on the monitored callback refreshes it only on improving epochs, so a resume would
-    repeat every epoch since the last improvement.) Its own class gives it its own state key, apart from an
+    A resume repeats at most ``every_seconds`` of training, with the same result; short epochs are not
+    slowed by a full training state written after each. (``save_last=True`` on the monitored callback would
+    refresh it only on improving epochs.) Its own class gives it its own state key, apart from an
     every-epoch ``epoch-NNN`` callback's.
     """
 
-    def __init__(self, dirpath: Path) -> None:
-        super().__init__(dirpath=dirpath, filename="last", monitor=None, save_top_k=1,
+    def __init__(self, dirpath: Path, every_seconds: float = 0.0) -> None:
+        # written at the end of the training epoch (after its validation), where on_train_epoch_end decides
+        super().__init__(dirpath=dirpath, filename="last", monitor=None, save_top_k=1, save_on_train_epoch_end=True,
                          auto_insert_metric_name=False, enable_version_counter=False)
+        self.every_seconds = every_seconds
+        self._written_at = time.monotonic()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        self._written_at = time.monotonic()
+
+    def _due(self, trainer: L.Trainer) -> bool:
+        # early stopping decides before checkpoints are written (Lightning runs checkpoint callbacks last)
+        final = trainer.should_stop or trainer.current_epoch + 1 >= (trainer.max_epochs or 0)
+        return final or time.monotonic() - self._written_at >= self.every_seconds
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._due(trainer):
+            super().on_train_epoch_end(trainer, pl_module)
+            self._written_at = time.monotonic()
 
 
 def attach_novelty(cfg: Config, ckpt: dict[str, Any], path: Path, dm: NetworkDataModule, seed: int,
@@ -210,14 +230,15 @@ def _fit_split(cfg: Config, table: LabelledTable, train_idx: np.ndarray, val_idx
                           **{k: torch.from_numpy(np.asarray(v, dtype=np.int64)) for k, v in rows.items()})
 
     monitor, mode = cfg.checkpoint.monitor, cfg.checkpoint.resolved_mode
+    # best.ckpt only scores (a resume reads last.ckpt): weights, threshold and preprocessing, no optimizer state
     best_cb = ModelCheckpoint(dirpath=out_dir, filename="best", monitor=monitor, mode=mode, save_top_k=1,
-                              auto_insert_metric_name=False, enable_version_counter=False)
+                              save_weights_only=True, auto_insert_metric_name=False, enable_version_counter=False)
     callbacks: list[Callback] = [best_cb]
     if cfg.checkpoint.save_every_n_epochs:
         callbacks.append(ModelCheckpoint(dirpath=out_dir, filename="epoch-{epoch:03d}", save_top_k=-1,
                                          every_n_epochs=cfg.checkpoint.save_every_n_epochs,
                                          auto_insert_metric_name=False))
-    callbacks.append(LastCheckpoint(out_dir))  # written last, so it holds the other callbacks' state of the epoch
+    callbacks.append(LastCheckpoint(out_dir, cfg.checkpoint.last_every_seconds))  # written last, so it holds the other callbacks' state of the epoch
     if tc.early_stopping_patience is not None:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=tc.early_stopping_patience))
     if not quiet:
