@@ -76,6 +76,18 @@ def make_frame(n: int = 300, anomaly_rate: float = 0.2, signal: float = 2.0, see
     )
 
 
+TYPES = ["dos_a", "dos_b", "probe_a", "probe_b", "r2l_a", "r2l_b", "u2r_a"]
+
+
+def typed_frame(n: int = 600, seed: int = 0) -> pd.DataFrame:
+    """make_frame's rows with an attack-type column: 'normal' for normal rows, one of TYPES for anomalies."""
+    frame = make_frame(n=n, anomaly_rate=0.4, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    attack = frame["label"] == 1
+    frame["attack_cat"] = np.where(attack, rng.choice(TYPES, n), "normal")
+    return frame
+
+
 @pytest.fixture
 def frame() -> pd.DataFrame:
     return make_frame()

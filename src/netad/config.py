@@ -81,6 +81,10 @@ class ThresholdConfig(_Section):
 
 class CrossValidationConfig(_Section):
     n_splits: int = Field(5, ge=2, le=100)
+    #: stratified: i.i.d. folds. by_type / by_family: each attack type (or family, data.type_families) falls in
+    #: one fold's held-out rows, so every fold is measured on attacks its model never saw; normal rows are
+    #: spread over all folds
+    strategy: Literal["stratified", "by_type", "by_family"] = "stratified"
     shuffle: bool = True
     random_state: int = Field(42, ge=0)
     stratify: bool = True
@@ -100,6 +104,31 @@ class DataConfig(_Section):
     scaler: Literal["standard", "minmax", "none"] = "standard"
     log_transform: Union[Literal["none", "auto"], list[str]] = "none"
     max_categories: int = Field(50, ge=1, le=100_000)
+    #: the column that names each row's attack type (it may be the label column itself, as in NSL-KDD); never a
+    #: feature. It gives per-type recall, and the by_type / by_family CV strategies
+    type_column: Optional[str] = None
+    #: attack families, each a list of attack types (NSL-KDD: dos, probe, r2l, u2r)
+    type_families: Optional[dict[str, list[str]]] = None
+
+    @field_validator("type_families")
+    @classmethod
+    def _one_family_per_type(cls, families: Optional[dict[str, list[str]]]) -> Optional[dict[str, list[str]]]:
+        if families is None:
+            return None
+        seen: dict[str, str] = {}
+        for family, types in families.items():
+            if not types:
+                raise ValueError(f"family '{family}' lists no attack types")
+            for t in types:
+                if t in seen:
+                    raise ValueError(f"attack type '{t}' is in two families ('{seen[t]}' and '{family}')")
+                seen[t] = family
+        return families
+
+    @property
+    def family_of(self) -> dict[str, str]:
+        """attack type -> family, from ``type_families`` (empty without it)."""
+        return {t: family for family, types in (self.type_families or {}).items() for t in types}
 
     @field_validator("column_names")
     @classmethod
@@ -227,6 +256,14 @@ class Config(_Section):
     def _label_not_dropped(self) -> "Config":
         if self.data.label_column in self.data.drop_columns:
             raise ValueError("data.drop_columns must not contain data.label_column")
+        if self.data.type_column is not None and self.data.type_column in self.data.drop_columns:
+            raise ValueError("data.drop_columns must not contain data.type_column")
+        strategy = self.cross_validation.strategy
+        if strategy != "stratified" and self.data.type_column is None:
+            raise ValueError(f"cross_validation.strategy {strategy} needs data.type_column (the column that names "
+                             f"each row's attack type)")
+        if strategy == "by_family" and not self.data.type_families:
+            raise ValueError("cross_validation.strategy by_family needs data.type_families")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -297,6 +334,8 @@ def _format_error(err: dict[str, Any]) -> str:
         return f"unknown config key '{key}'{_suggest(key)}"
     got = err.get("input")
     msg = err["msg"].removeprefix("Value error, ")
+    if not key:  # a rule over several sections (Config's own validator): its message names the keys
+        return msg
     allowed = _allowed(_field_for(tuple(keys)))
     extra = f"; {allowed}" if allowed and allowed not in msg else ""
     return f"invalid value for config key '{key}': {msg}{extra} (got {got!r})"

@@ -28,6 +28,8 @@ class LabelledTable:
     features: pd.DataFrame
     labels: np.ndarray
     source: str
+    #: each row's attack type as text (``data.type_column``), or None when the config names no type column
+    types: Optional[np.ndarray] = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -187,12 +189,53 @@ def load_table(cfg: DataConfig, path: Optional[str | Path] = None, require_label
         frame = numbers_with_bad_cells(frame, path, keep_text=text_columns)
         return LabelledTable(frame, np.full(len(frame), -1, dtype=np.int64), str(path))
     labels = encode_labels(frame[cfg.label_column], cfg.label_column, cfg.normal_value, allow_one_class)
-    features = frame.drop(columns=[cfg.label_column])
+    types = attack_types(frame, labels, cfg, path, required=not allow_one_class)
+    features = frame.drop(columns=list(dict.fromkeys([cfg.label_column, *(
+        [cfg.type_column] if types is not None else [])])))
     if features.shape[1] == 0:
         raise UserError(f"{path}: no feature columns besides the label")
     features = numbers_with_bad_cells(features, path, keep_text=text_columns)
+    if types is not None:
+        features["__type__"] = types  # dropped with the rows the NaN policy drops, then taken off again
     features, labels = apply_nan_policy(features, labels, cfg.nan_policy, path)
-    return LabelledTable(features.reset_index(drop=True), labels, str(path))
+    if types is not None:
+        types = features.pop("__type__").to_numpy(dtype=object)
+    return LabelledTable(features.reset_index(drop=True), labels, str(path), types)
+
+
+def attack_types(frame: pd.DataFrame, labels: np.ndarray, cfg: DataConfig, path: Path,
+                 required: bool = True) -> Optional[np.ndarray]:
+    """Each row's attack type (``data.type_column``) as stripped text, or None without a type column.
+
+    A training file (``required``) must hold the column, and its anomalous rows more than one type; an
+    evaluation file may lack the column (then no per-type results). Families must cover every attack type of a
+    training file."""
+    column = cfg.type_column
+    if column is None:
+        return None
+    if column not in frame.columns:
+        if not required:
+            return None
+        raise UserError(f"data.type_column '{column}' not found in {path} "
+                        f"(columns: {', '.join(map(str, frame.columns[:8]))}{', ...' if frame.shape[1] > 8 else ''})")
+    raw = frame[column]
+    if raw.isna().any():
+        raise UserError(f"data.type_column '{column}' has {int(raw.isna().sum())} empty values in {path}")
+    types = raw.astype(str).str.strip().to_numpy(dtype=object)
+    attack = np.unique(types[labels == 1])
+    if required and len(attack) < 2:
+        only = f" ('{attack[0]}')" if len(attack) else ""
+        raise UserError(f"data.type_column '{column}' holds one value for every anomalous row{only}: it names no "
+                        f"attack types (it may be a copy of the label); name the column of attack types")
+    if cfg.type_families and required:  # an evaluation file's types without a family are reported apart
+        family_of = cfg.family_of
+        unmapped = [t for t in attack if t not in family_of]
+        if unmapped:
+            absent = sorted(t for t in family_of if t not in set(types))
+            hint = f"; it lists {', '.join(absent[:6])}, which are not in the file" if absent else ""
+            raise UserError(f"data.type_families gives no family to attack type{'s' if len(unmapped) > 1 else ''} "
+                            f"{', '.join(unmapped[:8])} of {path}{hint}")
+    return types
 
 
 def apply_nan_policy(features: pd.DataFrame, labels: np.ndarray, policy: str, path: Path) -> tuple[pd.DataFrame, np.ndarray]:

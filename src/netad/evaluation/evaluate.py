@@ -84,8 +84,9 @@ def open_model(checkpoint: str | Path, config_path: Optional[str | Path] = None,
     return ModelUnderTest(path, predictor, meta, saved, cfg, model_name or default_name)
 
 
-def labelled_file(mut: ModelUnderTest, data_path: str | Path, purpose: str = "test.py") -> tuple[pd.DataFrame, np.ndarray, str]:
-    """Features and labels of a labelled CSV, read with the data settings of ``mut.cfg``."""
+def labelled_table(mut: ModelUnderTest, data_path: str | Path, purpose: str = "test.py") -> LabelledTable:
+    """A labelled CSV read with the data settings of ``mut.cfg`` (its attack types too, where the file has the
+    type column), checked against the model's input columns."""
     table = load_table(mut.cfg.data, data_path, require_labels=False, allow_one_class=True,
                        text_columns=mut.preprocessor.state["categorical"]["columns"])
     if (table.labels < 0).all():
@@ -94,6 +95,12 @@ def labelled_file(mut: ModelUnderTest, data_path: str | Path, purpose: str = "te
             f"against labels; score unlabelled traffic with batch scoring (predict.py) instead"
         )
     check_columns(mut.preprocessor.state["input_columns"], table.features, table.source)
+    return table
+
+
+def labelled_file(mut: ModelUnderTest, data_path: str | Path, purpose: str = "test.py") -> tuple[pd.DataFrame, np.ndarray, str]:
+    """Features and labels of a labelled CSV (see :func:`labelled_table`)."""
+    table = labelled_table(mut, data_path, purpose)
     return table.features, table.labels, table.source
 
 
@@ -144,6 +151,8 @@ class TestResult:
     kind: str = "classifier"
     threshold_method: Optional[str] = None  # how the stored threshold was chosen (max_f1, target_fpr)
     timestamp: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    #: recall per attack type and family, and on the types the model saw in training and those it did not
+    attack_types: Optional[dict[str, Any]] = None
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
     labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False)
 
@@ -173,8 +182,10 @@ RESULT_COLUMNS = list(TestResult("", "", "", 0, 0, 0.0, dict.fromkeys(M.TABLE_ME
 
 
 def score_rows(mut: ModelUnderTest, features: pd.DataFrame, labels: np.ndarray, source: str,
-               n_bootstrap: int = 1000, seed: int = 0, progress: bool = False) -> TestResult:
-    """Every test.py number for these rows, at the model's stored threshold (with the config's CPU threads)."""
+               n_bootstrap: int = 1000, seed: int = 0, progress: bool = False,
+               types: Optional[np.ndarray] = None) -> TestResult:
+    """Every test.py number for these rows, at the model's stored threshold (with the config's CPU threads);
+    with ``types`` (each row's attack type) also the recall per type, seen and unseen by the model."""
     check_bootstrap(n_bootstrap)
     threshold = mut.threshold
     with limit_threads(mut.cfg.trainer.num_threads):
@@ -188,6 +199,9 @@ def score_rows(mut: ModelUnderTest, features: pd.DataFrame, labels: np.ndarray, 
         ci=ci, majority_accuracy=M.majority_accuracy(labels), chance=M.auroc_vs_chance(scores, labels),
         n_bootstrap=n_bootstrap, kind=describe(mut.predictor), scores=scores, labels=labels,
         threshold_method=mut.predictor.config.get("threshold_method"),
+        attack_types=None if types is None else M.type_recall(
+            scores >= threshold, labels, types, M.seen_rows(types, mut.metadata.get("seen_types")),
+            mut.cfg.data.family_of),
     )
 
 
@@ -206,16 +220,18 @@ def evaluate_checkpoint(checkpoint: str | Path, data_path: Optional[str | Path] 
     """Metrics at the stored threshold. Without ``data_path``: the training run's test hold-out."""
     mut = mut or open_model(checkpoint, config_path, model_name)
     if data_path is not None:
-        features, labels, source = labelled_file(mut, data_path)
+        table = labelled_table(mut, data_path)
+        features, labels, source, types = table.features, table.labels, table.source, table.types
     else:
         if mut.metadata.get("test_indices") is None:
             raise UserError(f"{mut.path} records no test rows: pass --data with a labelled CSV")
-        parts = training_rows(mut)
-        features, labels = parts["test"]
+        table = training_table(mut)
+        features, labels = training_rows(mut, table)["test"]
         if len(labels) == 0:
             raise UserError(f"{mut.path}: the run held out no test rows (data.test_size 0): pass --data")
         source = f"{mut.saved_cfg.data.data_path} (test hold-out)"
-    return score_rows(mut, features, labels, source, n_bootstrap, seed, progress)
+        types = None if table.types is None else table.types[np.asarray(mut.metadata["test_indices"], dtype=np.int64)]
+    return score_rows(mut, features, labels, source, n_bootstrap, seed, progress, types=types)
 
 
 def append_results(path: str | Path, result: TestResult) -> Path:
@@ -313,4 +329,8 @@ def format_test_result(result: TestResult) -> str:
     lines.append(chance_verdict(result.chance))
     lines.append(operating_point(result.metrics["fpr"], f"the stored threshold {result.threshold:.4f}",
                                  method=result.threshold_method))
+    if result.attack_types and result.attack_types["types"]:
+        seen = "seen: the type was in the model's training rows" if "seen_recall" in result.attack_types else \
+            "the model records no training types"
+        lines += ["", f"Recall per attack type ({seen}):", M.format_type_table(result.attack_types, limit=40)]
     return "\n".join(lines)

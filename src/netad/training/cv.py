@@ -27,7 +27,10 @@ from netad.tracking.loggers import log_wandb_summary
 from netad.training.baselines import baselines, judge, permutation_fit_name, permuted_table
 from netad.training.fit import FitResult, fit_split
 from netad.training.hardware import is_primary_process, trainer_arguments
-from netad.training.report import CVResult, SingleResult, fold_row, out_of_fold, write_results, write_tables
+from netad.training.report import (
+    TYPE_COLUMNS, CVResult, SingleResult, fold_row, oof_type_recall, out_of_fold, write_results, write_tables,
+    write_type_table,
+)
 from netad.training.runs import (
     FoldLock, RunFolder, Splits, choose_run_name, find_run, is_cv_run, load_splits, open_run, resumable,
     run_metadata, save_splits, shared_run_name,
@@ -45,8 +48,22 @@ def compute_splits(cfg: Config, table: LabelledTable) -> tuple[np.ndarray, np.nd
     """Test hold-out and folds; raises UserError (before anything is written) when they cannot be made."""
     cv = cfg.cross_validation
     dev, test = split_test(table.labels, cfg.data.test_size, cv.random_state)
-    folds = make_folds(dev, table.labels, cv.n_splits, cv.shuffle, cv.random_state, cv.stratify, cfg.data.val_size)
+    folds = make_folds(dev, table.labels, cv.n_splits, cv.shuffle, cv.random_state, cv.stratify, cfg.data.val_size,
+                       groups=fold_groups(cfg, table), group_kind="family" if cv.strategy == "by_family" else "attack type")
     return dev, test, folds
+
+
+def fold_groups(cfg: Config, table: LabelledTable) -> Optional[np.ndarray]:
+    """What the by_type / by_family strategies keep together in one fold: each row's attack type or family."""
+    strategy = cfg.cross_validation.strategy
+    if strategy == "stratified":
+        return None
+    if table.types is None:  # load_table requires the column for a training file
+        raise UserError(f"cross_validation.strategy {strategy} needs data.type_column")
+    if strategy == "by_type":
+        return table.types
+    family_of = cfg.data.family_of
+    return np.array([family_of.get(t, t) for t in table.types], dtype=object)
 
 
 def _single_split(cfg: Config, table: LabelledTable) -> Splits:
@@ -281,15 +298,17 @@ def _permutation_fit(t: Training, fold: FoldSplit) -> FitResult:
 def _finish_cv(t: Training, results: list[FitResult]) -> Optional[CVResult]:
     """Fold table, baselines, verdict, final model and the result files of a run whose folds are trained."""
     cfg, table, splits = t.cfg, t.table, t.splits
-    rows = [fold_row(r, f) for r, f in zip(results, splits.folds)]
-    summary = summarize(rows, TABLE_METRICS + ["threshold"])
-    oof = out_of_fold(results, splits.folds, table.labels)
+    rows = [fold_row(r, f, table) for r, f in zip(results, splits.folds)]
+    summary = summarize(rows, TABLE_METRICS + ["threshold"] + [c for c in TYPE_COLUMNS if c in rows[0]])
+    oof = out_of_fold(results, splits.folds, table)
     permutation = [_permutation_fit(t, f) for f in splits.folds] if cfg.cross_validation.permutation_baseline else None
     found = baselines(table, splits.folds, permutation)
     verdict = judge(summary, oof["score"].to_numpy(), oof["label"].to_numpy(), found, cfg.threshold.method)
-    result = CVResult(t.run.path, rows, summary, found, verdict)
+    result = CVResult(t.run.path, rows, summary, found, verdict, attack_types=oof_type_recall(oof, cfg.data.family_of))
     if t.primary:
         result.files = write_tables(t.run.path, rows, summary, oof)
+        if result.attack_types:
+            result.files["type_recall_csv"] = write_type_table(t.run.path, result.attack_types)
     if cfg.cross_validation.train_final_model:
         t.say(f"Final model on all {len(splits.dev)} non-test rows")
         fit_rows, val_rows = split_val(splits.dev, table.labels, cfg.data.val_size, cfg.cross_validation.random_state)

@@ -46,6 +46,11 @@ def _warn_once(message: str) -> None:
         logging.getLogger("netad").warning(message)
 
 
+def seen_types(table: LabelledTable, rows: np.ndarray) -> list[str]:
+    """The attack types among the anomalous ``rows`` of ``table`` (sorted)."""
+    return sorted({str(t) for t in table.types[rows][table.labels[rows] == 1]})
+
+
 def class_weights(labels: np.ndarray, spec: Any) -> tuple[float, float]:
     """(weight of normal, weight of anomaly) from the training rows of this split."""
     if spec == "balanced":
@@ -228,6 +233,8 @@ def _fit_split(cfg: Config, table: LabelledTable, train_idx: np.ndarray, val_idx
         rows["eval_indices"] = eval_idx
     model.metadata = dict(metadata or {}, split=name, feature_names=dm.preprocessor.state["feature_names"],
                           **{k: torch.from_numpy(np.asarray(v, dtype=np.int64)) for k, v in rows.items()})
+    if table.types is not None:  # the attack types the model was fitted and selected on: the rest are unseen
+        model.metadata["seen_types"] = seen_types(table, np.concatenate([train_idx, val_idx]))
 
     monitor, mode = cfg.checkpoint.monitor, cfg.checkpoint.resolved_mode
     # best.ckpt only scores (a resume reads last.ckpt): weights, threshold and preprocessing, no optimizer state

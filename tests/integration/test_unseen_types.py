@@ -1,0 +1,59 @@
+"""Cross-validation by attack type end to end: each fold's model is measured on types it never saw, the
+checkpoints record the types they saw, and test.py splits recall into seen and unseen types from that record."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import torch
+
+from conftest import fast_config, typed_frame
+from netad.data.loading import load_table
+from netad.evaluation.evaluate import evaluate_checkpoint, format_test_result
+from netad.training.cv import run_cv
+
+
+def test_by_type_cv_measures_unseen_types_and_test_py_knows_which_types_the_model_saw(tmp_path):
+    path = tmp_path / "typed.csv"
+    typed_frame(n=500, seed=4).to_csv(path, index=False)
+    cfg = fast_config(tmp_path, path, data__type_column="attack_cat", cross_validation__strategy="by_type")
+    result = run_cv(cfg, run_name="bt", quiet=True)
+    table = load_table(cfg.data)
+
+    saved = json.loads((result.run_dir / "cv_results.json").read_text())
+    kinds = saved["attack_types"]
+    assert kinds["seen_rows"] == 0 and kinds["unseen_rows"] == sum(e["rows"] for e in kinds["types"]) > 0
+    assert all(e["seen"] is False for e in kinds["types"])
+    assert all(np.isnan(row["seen_recall"]) and 0 <= row["unseen_recall"] <= 1 for row in result.folds)
+    oof = pd.read_csv(result.run_dir / "oof_predictions.csv", keep_default_na=False)
+    attack = oof[oof["label"] == 1]
+    assert (attack["seen"] == 0).all() and set(attack["type"]) == {e["type"] for e in kinds["types"]}
+    by_type = pd.read_csv(result.run_dir / "type_recall.csv")
+    assert by_type["rows"].sum() == len(attack)
+    for e in kinds["types"]:  # the pooled recall is the share of that type's out-of-fold rows flagged
+        rows = attack[attack["type"] == e["type"]]
+        assert e["recall"] == rows["prediction"].mean()
+
+    for k in range(cfg.cross_validation.n_splits):
+        ckpt = torch.load(result.run_dir / f"fold_{k}" / "best.ckpt", weights_only=True)
+        meta = ckpt["netad"]["metadata"]
+        fit = np.concatenate([meta["train_indices"].numpy(), meta["val_indices"].numpy()])
+        assert meta["seen_types"] == sorted(set(table.types[fit][table.labels[fit] == 1]))
+
+    # test.py on a file of new rows: types the final model trained on are seen, the new one is not
+    final = torch.load(result.final_checkpoint, weights_only=True)["netad"]["metadata"]["seen_types"]
+    new = typed_frame(n=300, seed=9)
+    new.loc[new["label"] == 1, "attack_cat"] = np.where(np.arange((new["label"] == 1).sum()) % 3 == 0,
+                                                        "brand_new", new.loc[new["label"] == 1, "attack_cat"])
+    new.to_csv(tmp_path / "new.csv", index=False)
+    tested = evaluate_checkpoint(result.final_checkpoint, tmp_path / "new.csv", n_bootstrap=0)
+    found = {e["type"]: e for e in tested.attack_types["types"]}
+    assert found["brand_new"]["seen"] is False
+    assert all(found[t]["seen"] == (t in final) for t in found)
+    flagged = tested.scores >= tested.threshold
+    unseen = (new["label"] == 1).to_numpy() & ~new["attack_cat"].isin(final).to_numpy()
+    assert tested.attack_types["unseen_rows"] == unseen.sum()
+    assert tested.attack_types["unseen_recall"] == flagged[unseen].mean()
+    assert "brand_new" in format_test_result(tested) and "unseen-type recall" in format_test_result(tested)
