@@ -109,6 +109,15 @@ class DataConfig(_Section):
     type_column: Optional[str] = None
     #: attack families, each a list of attack types (NSL-KDD: dos, probe, r2l, u2r)
     type_families: Optional[dict[str, list[str]]] = None
+    #: before training: a column that alone separates the labels, an id in a sorted file, duplicate rows
+    #: shared with the test hold-out (netad.data.leakage); warn, error (one line, nothing trained) or off
+    leakage_check: Literal["warn", "error", "off"] = "warn"
+
+    @field_validator("leakage_check", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        """YAML reads a bare ``off`` as false (and ``on`` as true)."""
+        return {False: "off", True: "warn"}.get(value, value) if isinstance(value, bool) else value
 
     @field_validator("type_families")
     @classmethod

@@ -10,7 +10,7 @@ from netad.errors import NetadWarning
 from netad.export.card import cv_summary_of, stored_values, identifier_columns, model_card
 from netad.export.onnx import export_onnx
 from netad.inference.predictor import NetadPredictor, artifact_from_checkpoint
-from netad.models.checkpoint import read_checkpoint
+from netad.models.checkpoint import CHECKPOINT_KEY, read_checkpoint
 
 
 class PublishedDataWarning(NetadWarning):
@@ -39,5 +39,6 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path, *, test: Optio
         (out / "model.onnx").unlink(missing_ok=True)  # never ship a stale one from an earlier export
     predictor.save_pretrained(out)
     cv_summary, cv_verdict = cv_summary_of(config, ckpt)
-    (out / "README.md").write_text(model_card(config, cv_summary, cv_verdict, test))
+    leakage = ckpt[CHECKPOINT_KEY].get("metadata", {}).get("leakage")
+    (out / "README.md").write_text(model_card(config, cv_summary, cv_verdict, test, leakage=leakage))
     return out

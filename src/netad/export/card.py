@@ -80,8 +80,9 @@ def _fmt(v: Any) -> str:
 
 
 def model_card(config: dict[str, Any], cv_summary: Optional[dict], cv_verdict: Optional[str],
-               test: Optional[dict[str, Any]]) -> str:
-    """README.md with YAML metadata for the Hub."""
+               test: Optional[dict[str, Any]], leakage: Optional[list[str]] = None) -> str:
+    """README.md with YAML metadata for the Hub; ``leakage``: what the training run's leakage check found
+    (None: a checkpoint from before the check, or one written with it off)."""
     no_signal = bool(cv_verdict and "NOT beat chance" in cv_verdict)
     lines = [
         "---",
@@ -124,6 +125,11 @@ def model_card(config: dict[str, Any], cv_summary: Optional[dict], cv_verdict: O
             lines += ["", cv_verdict]
     else:
         lines.append("Not cross-validated (a single train/validation split).")
+    if leakage is not None:
+        lines += ["", "## Leakage check", ""]
+        lines += ([f"**Warning:** {message}" for message in leakage] if leakage else
+                  ["Before training, no column alone separated the labels, no id rose with row order, and no "
+                   "duplicate rows were shared with the test hold-out (`data.leakage_check`)."])
     lines += ["", "## Test hold-out", ""]
     if test:
         lines += [f"On {test['n_rows']} rows held out before training ({test['n_anomalies']} anomalies):", "",

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator, Optional
 import numpy as np
 
 from netad.config import Config
+from netad.data.leakage import leakage_findings
 from netad.data.loading import LabelledTable, load_table
 from netad.data.splits import FoldSplit, make_folds, split_test, split_val
 from netad.errors import UserError
@@ -32,8 +33,8 @@ from netad.training.report import (
     write_type_table,
 )
 from netad.training.runs import (
-    FoldLock, RunFolder, Splits, choose_run_name, find_run, is_cv_run, load_splits, open_run, resumable,
-    run_metadata, save_splits, shared_run_name,
+    FoldLock, RunFolder, Splits, choose_run_name, find_run, is_cv_run, load_splits, open_run, read_run_file,
+    resumable, run_metadata, save_splits, shared_run_name, write_json,
 )
 
 log = logging.getLogger("netad")
@@ -72,6 +73,21 @@ def _single_split(cfg: Config, table: LabelledTable) -> Splits:
     dev, test = split_test(table.labels, cfg.data.test_size, seed)
     train, val = split_val(dev, table.labels, cfg.data.val_size, seed)
     return Splits(dev, test, [], train, val)
+
+
+def check_leakage(cfg: Config, table: LabelledTable, splits: Splits) -> Optional[list[dict[str, Any]]]:
+    """The leakage checks of ``data.leakage_check`` on a new run's rows: each finding a warning, or with
+    ``error`` the first one as a UserError (before anything is written); None when the check is off."""
+    if cfg.data.leakage_check == "off":
+        return None
+    found = leakage_findings(table.features, table.labels, splits.dev, splits.test, cfg.cross_validation.random_state)
+    if found and cfg.data.leakage_check == "error":
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        raise UserError(f"leakage check: {found[0].message}{more}; data.leakage_check=warn trains anyway")
+    for finding in found:
+        if is_primary_process():
+            log.warning(f"leakage check: {finding.message}")
+    return [f.to_json() for f in found]
 
 
 # --------------------------------------------------------------- the rules
@@ -120,6 +136,9 @@ class Training:
         self.quiet = quiet or not self.primary
         self.extra_callbacks = extra_callbacks
         self.metadata = run_metadata(cfg, run, table, splits.test)
+        leakage = run.path / "leakage_check.json"  # what the checks found when the run began: in every checkpoint
+        if leakage.is_file():
+            self.metadata["leakage"] = [f["message"] for f in read_run_file(leakage, "json").get("findings", [])]
 
     @classmethod
     def open(cls, cfg: Optional[Config], *, cross_validate: bool, run_name: Optional[str] = None,
@@ -146,6 +165,7 @@ class Training:
             table = load_table(cfg.data)
             splits = Splits(*compute_splits(cfg, table)) if cross_validate else _single_split(cfg, table)
             _check_fold(fold, splits)
+            leakage = None if gather else check_leakage(cfg, table, splits)
             name = choose_run_name(run_name, "cv" if cross_validate else "single")
             run = RunFolder(Path(cfg.checkpoint.save_dir) / name)
             if gather and not (run.path / "splits.json").is_file():
@@ -161,6 +181,8 @@ class Training:
                 splits = load_splits(run, table)
             elif primary:
                 save_splits(run, table, splits)
+            if primary and leakage is not None:
+                write_json(run.path / "leakage_check.json", {"setting": cfg.data.leakage_check, "findings": leakage})
             if primary:
                 where.info(f"Run folder: {run.path}")
         return cls(cfg, run, table, splits, quiet=quiet, extra_callbacks=extra_callbacks)
@@ -304,7 +326,8 @@ def _finish_cv(t: Training, results: list[FitResult]) -> Optional[CVResult]:
     permutation = [_permutation_fit(t, f) for f in splits.folds] if cfg.cross_validation.permutation_baseline else None
     found = baselines(table, splits.folds, permutation)
     verdict = judge(summary, oof["score"].to_numpy(), oof["label"].to_numpy(), found, cfg.threshold.method)
-    result = CVResult(t.run.path, rows, summary, found, verdict, attack_types=oof_type_recall(oof, cfg.data.family_of))
+    result = CVResult(t.run.path, rows, summary, found, verdict, attack_types=oof_type_recall(oof, cfg.data.family_of),
+                      leakage=t.metadata.get("leakage"))
     if t.primary:
         result.files = write_tables(t.run.path, rows, summary, oof)
         if result.attack_types:

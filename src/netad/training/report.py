@@ -34,6 +34,8 @@ class CVResult:
     files: dict[str, str] = field(default_factory=dict)
     #: out-of-fold recall per attack type and family, seen and unseen (data with a type column)
     attack_types: Optional[dict[str, Any]] = None
+    #: what the leakage check found before training (None: the check was off)
+    leakage: Optional[list[str]] = None
 
 
 @dataclass
@@ -118,7 +120,8 @@ def write_results(result: CVResult, run_name: str, n_rows: int, n_test_rows: int
     write_json(path, {"run": run_name, "folds": result.folds, "summary": result.summary,
                       "baselines": result.baselines, "verdict": result.verdict, "n_rows": n_rows,
                       "n_test_rows": n_test_rows, "final_checkpoint": result.final_checkpoint, "files": result.files,
-                      **({"attack_types": result.attack_types} if result.attack_types else {})})
+                      **({"attack_types": result.attack_types} if result.attack_types else {}),
+                      **({"leakage": result.leakage} if result.leakage is not None else {})})
 
 
 def format_table(result: CVResult) -> str:
@@ -150,6 +153,8 @@ def cv_summary(result: CVResult) -> str:
              format_table(result), "", result.verdict["message"], result.verdict["operating_point"]]
     if "permutation_models" in result.verdict:
         lines.append(result.verdict["permutation_models"])
+    for message in result.leakage or []:  # said before training too, and repeated here where the figures are
+        lines.append(f"Leakage check: {message}")
     if result.attack_types:
         lines += ["", "Recall per attack type, out of fold (seen: the type was in that fold's training rows):",
                   format_type_table(result.attack_types, limit=25)]
