@@ -167,6 +167,18 @@ def _warn_near_misses(others: pd.Series, column: str, normal_value: Any) -> None
                     f"normal traffic")
 
 
+def near_miss(name: str, columns: Sequence[Any], key: str) -> str:
+    """'; the file has 'X ': set KEY to it' when a column differs from ``name`` only by surrounding spaces or
+    case (CIC-IDS2017's ' Label'), else ''."""
+    squash = str(name).strip().casefold()
+    close = [str(c) for c in columns if str(c).strip().casefold() == squash and str(c) != str(name)]
+    return f"; the file has {close[0]!r}: set {key} to it (quoted, spaces and all)" if close else ""
+
+
+def _columns_list(frame: pd.DataFrame) -> str:
+    return f"{', '.join(map(str, frame.columns[:8]))}{', ...' if frame.shape[1] > 8 else ''}"
+
+
 def load_table(cfg: DataConfig, path: Optional[str | Path] = None, require_labels: bool = True,
                allow_one_class: bool = False, text_columns: Sequence[str] = ()) -> LabelledTable:
     """Read ``path`` (default ``cfg.data_path``), drop configured columns, split off the label.
@@ -178,14 +190,13 @@ def load_table(cfg: DataConfig, path: Optional[str | Path] = None, require_label
     frame = read_csv(path, cfg.column_names, text_columns)
     missing_drop = [c for c in cfg.drop_columns if c not in frame.columns]
     if missing_drop:
-        raise UserError(f"data.drop_columns names columns not in {path}: {', '.join(missing_drop)}")
+        raise UserError(f"data.drop_columns names columns not in {path}: {', '.join(missing_drop)}"
+                        f"{near_miss(missing_drop[0], frame.columns, 'that entry of data.drop_columns')}")
     frame = frame.drop(columns=cfg.drop_columns)
     if cfg.label_column not in frame.columns:
         if require_labels:
-            raise UserError(
-                f"label column '{cfg.label_column}' not found in {path} "
-                f"(columns: {', '.join(map(str, frame.columns[:8]))}{', ...' if frame.shape[1] > 8 else ''})"
-            )
+            raise UserError(f"label column '{cfg.label_column}' not found in {path} (columns: {_columns_list(frame)})"
+                            f"{near_miss(cfg.label_column, frame.columns, 'data.label_column')}")
         frame = numbers_with_bad_cells(frame, path, keep_text=text_columns)
         return LabelledTable(frame, np.full(len(frame), -1, dtype=np.int64), str(path))
     labels = encode_labels(frame[cfg.label_column], cfg.label_column, cfg.normal_value, allow_one_class)
@@ -216,8 +227,8 @@ def attack_types(frame: pd.DataFrame, labels: np.ndarray, cfg: DataConfig, path:
     if column not in frame.columns:
         if not required:
             return None
-        raise UserError(f"data.type_column '{column}' not found in {path} "
-                        f"(columns: {', '.join(map(str, frame.columns[:8]))}{', ...' if frame.shape[1] > 8 else ''})")
+        raise UserError(f"data.type_column '{column}' not found in {path} (columns: {_columns_list(frame)})"
+                        f"{near_miss(column, frame.columns, 'data.type_column')}")
     raw = frame[column]
     if raw.isna().any():
         raise UserError(f"data.type_column '{column}' has {int(raw.isna().sum())} empty values in {path}")
