@@ -40,8 +40,12 @@ def test_findings_are_warned_kept_and_carried_to_the_model_card(tmp_path, leaky_
     for fit in ("fold_0", "final"):
         meta = torch.load(result.run_dir / fit / "best.ckpt", weights_only=True)["netad"]["metadata"]
         assert meta["leakage"] == [message]
+    evaluation = (result.run_dir / "evaluation_card.md").read_text()
+    assert f"- **{message}**" in evaluation and "the leakage check found 1 problem (above)" in evaluation
+    assert "every held-out attack type also occurs in training" in evaluation  # stratified folds, said plainly
     card = (export_checkpoint(result.final_checkpoint, tmp_path / "export") / "README.md").read_text()
     assert f"**Warning:** {message}" in card
+    assert "## Evaluation card" in card and "### Checklist (after Arp et al., USENIX Security 2022)" in card
 
 
 def test_error_stops_before_the_run_folder_exists(tmp_path, leaky_csv):
@@ -55,9 +59,10 @@ def test_off_records_nothing_and_a_clean_run_says_so_in_the_card(tmp_path, leaky
     off = run_cv(fast_config(tmp_path / "off", leaky_csv, data__leakage_check="off",
                              cross_validation__permutation_baseline="false"), run_name="off", quiet=True)
     assert not (off.run_dir / "leakage_check.json").exists() and off.leakage is None
-    assert "## Leakage check" not in (export_checkpoint(off.final_checkpoint, tmp_path / "e1") / "README.md").read_text()
+    off_card = (export_checkpoint(off.final_checkpoint, tmp_path / "e1") / "README.md").read_text()
+    assert "\n## Leakage check\n" not in off_card and "Off (`data.leakage_check: off`)." in off_card
     clean = run_cv(fast_config(tmp_path / "clean", csv_path, cross_validation__permutation_baseline="false"),
                    run_name="clean", quiet=True)
     assert clean.leakage == []
     card = (export_checkpoint(clean.final_checkpoint, tmp_path / "e2") / "README.md").read_text()
-    assert "## Leakage check" in card and "no column alone separated the labels" in card
+    assert "\n## Leakage check\n" in card and "no column alone separated the labels" in card

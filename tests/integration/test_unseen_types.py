@@ -10,9 +10,10 @@ import pandas as pd
 import torch
 
 from conftest import fast_config, typed_frame
-from netad.data.loading import load_table
+from netad.data.loading import file_digest, load_table
+from netad.evaluation.assess import assess_checkpoint
 from netad.evaluation.evaluate import evaluate_checkpoint, format_test_result
-from netad.training.cv import run_cv
+from netad.training.cv import compute_splits, run_cv
 
 
 def test_by_type_cv_measures_unseen_types_and_test_py_knows_which_types_the_model_saw(tmp_path):
@@ -36,6 +37,15 @@ def test_by_type_cv_measures_unseen_types_and_test_py_knows_which_types_the_mode
         rows = attack[attack["type"] == e["type"]]
         assert e["recall"] == rows["prediction"].mean()
 
+    card = (result.run_dir / "evaluation_card.md").read_text()
+    assert result.files["evaluation_card"] == str(result.run_dir / "evaluation_card.md")
+    assert f"sha256 `{file_digest(path)}`" in card and "strategy `by_type`: each attack type's rows held out" in card
+    assert f"on types it never saw: {kinds['unseen_recall']:.3f} ({kinds['unseen_rows']} rows)" in card
+    for pitfall in ("Sampling bias", "Data snooping", "Spurious correlations", "Biased parameter selection",
+                    "Inappropriate baselines", "Inappropriate measures", "Base-rate fallacy"):
+        assert f"- **{pitfall}.**" in card
+    assert "estimate how the model does on attacks it never saw" in card
+
     for k in range(cfg.cross_validation.n_splits):
         ckpt = torch.load(result.run_dir / f"fold_{k}" / "best.ckpt", weights_only=True)
         meta = ckpt["netad"]["metadata"]
@@ -57,3 +67,31 @@ def test_by_type_cv_measures_unseen_types_and_test_py_knows_which_types_the_mode
     assert tested.attack_types["unseen_rows"] == unseen.sum()
     assert tested.attack_types["unseen_recall"] == flagged[unseen].mean()
     assert "brand_new" in format_test_result(tested) and "unseen-type recall" in format_test_result(tested)
+
+    # assess_model.py: a figure of recall per type, seen apart from never seen
+    report = assess_checkpoint(result.final_checkpoint, data_path=tmp_path / "new.csv", output=tmp_path / "report",
+                               n_bootstrap=0, log=False, progress=False)
+    assert report.figures["type_recall"].is_file() and report.evaluation.attack_types == tested.attack_types
+    assert "Recall per attack type" in report.report.read_text()
+
+
+def test_compare_reports_seen_and_unseen_type_recall_per_detector(tmp_path):
+    from netad.evaluation.compare import format_leaderboard, run_compare
+
+    path = tmp_path / "typed.csv"
+    typed_frame(n=400, seed=5).to_csv(path, index=False)
+    new = typed_frame(n=200, seed=8)
+    new.to_csv(tmp_path / "new.csv", index=False)
+    cfg = fast_config(tmp_path, path, data__type_column="attack_cat", cross_validation__strategy="by_type")
+    result = run_compare(cfg, detectors=["classifier", "pca"], test_data=tmp_path / "new.csv",
+                         output=tmp_path / "o", log=False)
+    table = load_table(cfg.data)
+    _, _, folds = compute_splits(cfg, table)
+    for row in result.folds:  # by_type: every held-out attack type is new to the fold's detector
+        assert np.isnan(row["seen_recall"]) and 0 <= row["unseen_recall"] <= 1
+        fold = folds[row["fold"]]
+        assert not set(table.types[fold.eval][table.labels[fold.eval] == 1]) & set(
+            table.types[fold.train][table.labels[fold.train] == 1])
+        assert 0 <= row["test_seen_recall"] <= 1  # the new file's types all occur in the training file
+    assert all("unseen_recall_mean" in e for e in result.leaderboard)
+    assert "unseen rec" in format_leaderboard(result)

@@ -130,3 +130,13 @@ def test_type_recall_counts_each_type_and_splits_seen_from_unseen():
     assert out["seen_recall"] == pytest.approx(flagged[f1].mean())
     assert out["unseen_recall"] == pytest.approx(flagged[types == "z"].mean())
     assert out["unseen_rows"] == (types == "z").sum()
+
+
+def test_the_base_rate_line_is_bayes_rule():
+    from netad.training.card import precision_at_base_rate
+
+    rng = np.random.default_rng(0)
+    n, rate, recall, fpr = 2_000_000, 0.001, 0.8, 0.01  # simulate alarms in traffic with that base rate
+    attack = rng.random(n) < rate
+    alarm = np.where(attack, rng.random(n) < recall, rng.random(n) < fpr)
+    assert precision_at_base_rate(recall, fpr, rate) == pytest.approx(attack[alarm].mean(), abs=0.01)

@@ -25,11 +25,12 @@ from netad import metrics as M
 from netad.evaluation import plots
 from netad.evaluation.evaluate import (
     CHANCE_P,
+    PARTS,
     TB_METRICS,
     ModelUnderTest,
     TestResult,
     check_bootstrap,
-    labelled_file,
+    labelled_table,
     open_model,
     operating_point,
     p_text,
@@ -51,6 +52,8 @@ FIGURES = {
     "calibration": "Calibration: the observed anomaly rate in each score bin against the mean score. On the "
                    "diagonal, a score of 0.8 means 80 % of such rows are anomalies.",
     "fold_metrics": "Metrics of each cross-validation fold on its held-out rows, with mean ± std.",
+    "type_recall": "Recall per attack type on the evaluation rows (the largest types; row counts in brackets): "
+                   "types the model saw in its training rows apart from types it never saw.",
     "true_vs_predicted": "True against predicted class for the train, validation and evaluation rows. "
                          "A model far better on train than on the other parts has overfitted.",
 }
@@ -68,6 +71,13 @@ class AssessResult:
     fold_summary: dict[str, dict[str, float]] = field(default_factory=dict)
     evaluation: Optional[TestResult] = None
     logged: dict[str, str] = field(default_factory=dict)
+
+
+def _recorded_types(table: Any, meta: dict[str, Any], key: str) -> Optional[np.ndarray]:
+    """The attack types of the rows a checkpoint recorded under ``key`` (None without a type column)."""
+    if table is None or table.types is None:
+        return None
+    return table.types[np.asarray(meta[key], dtype=np.int64)]
 
 
 def _part_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
@@ -89,19 +99,24 @@ def assess_checkpoint(checkpoint: str | Path, *, data_path: Optional[str | Path]
     check_bootstrap(n_bootstrap)
     mut = open_model(checkpoint, config_path, model_name, overrides)
     logger.info(f"Scoring {mut.name} ({mut.path})")
-    parts = training_rows(mut)
+    table = training_table(mut) if any(mut.metadata.get(k) is not None for k in PARTS.values()) else None
+    parts = training_rows(mut, table)
+    types = None
     if data_path is not None:
-        features, labels, source = labelled_file(mut, data_path, "assess_model.py")
+        new = labelled_table(mut, data_path, "assess_model.py")
+        features, labels, source, types = new.features, new.labels, new.source, new.types
         eval_name = "evaluation data"
     elif "test" in parts and len(parts["test"][1]):
         features, labels = parts["test"]
         source, eval_name = f"{mut.saved_cfg.data.data_path} (test hold-out)", "test"
+        types = _recorded_types(table, mut.metadata, "test_indices")
     elif "held-out" in parts:
         features, labels = parts["held-out"]
         source, eval_name = f"{mut.saved_cfg.data.data_path} (fold held-out rows)", "held-out"
+        types = _recorded_types(table, mut.metadata, "eval_indices")
     else:
         raise UserError(f"{mut.path} records no test rows: pass --data with a labelled CSV")
-    evaluation = score_rows(mut, features, labels, source, n_bootstrap, progress=progress)
+    evaluation = score_rows(mut, features, labels, source, n_bootstrap, progress=progress, types=types)
     threshold = mut.threshold
 
     # train and validation rows, the run's test hold-out when --data evaluates elsewhere, the evaluation rows
@@ -122,6 +137,8 @@ def assess_checkpoint(checkpoint: str | Path, *, data_path: Optional[str | Path]
         "true_vs_predicted": plots.true_vs_predicted(
             {p: M.confusion_counts(s, y, threshold) for p, (s, y) in scored.items()}),
     }
+    if evaluation.attack_types and evaluation.attack_types["types"]:
+        figures["type_recall"] = plots.type_recall(evaluation.attack_types)
     fold_rows, fold_summary = _cv_table(mut)
     if fold_rows:
         figures["fold_metrics"] = plots.fold_metrics(fold_rows, M.TABLE_METRICS, fold_summary)

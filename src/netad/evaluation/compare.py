@@ -28,7 +28,7 @@ from netad.errors import UserError
 from netad.inference import NetadPredictor
 from netad import metrics as M
 from netad.training.cv import compute_splits
-from netad.training.fit import fit_split
+from netad.training.fit import fit_split, seen_types
 from netad.threads import limit_threads
 
 logger = logging.getLogger("netad")
@@ -104,10 +104,30 @@ def _classifier_row(cfg: Config, fold: Any, table: Any, external: Any, out: Path
     row = {"detector": "classifier", "fold": fold.fold, "threshold": predictor.threshold,
            **M.held_out_metrics(scores, table.labels[fold.eval], predictor.threshold),
            "fit_s": fit_s, "score_s": score_s, "n_eval": int(len(scores))}
+    ext_scores = None
     if external is not None:
-        row.update({f"test_{k}": v for k, v in M.held_out_metrics(predictor.score(external.features),
-                                                                    external.labels, predictor.threshold).items()})
+        ext_scores = predictor.score(external.features)
+        row.update({f"test_{k}": v for k, v in M.held_out_metrics(ext_scores, external.labels,
+                                                                    predictor.threshold).items()})
+    row.update(_type_columns(table, fold, scores >= predictor.threshold, external,
+                             None if ext_scores is None else ext_scores >= predictor.threshold))
     return row
+
+
+def _type_columns(table: Any, fold: Any, flags: np.ndarray, external: Any = None,
+                  ext_flags: Optional[np.ndarray] = None) -> dict[str, float]:
+    """Recall on the attack types the fold's training and validation rows held, and on the others (with
+    ``external``: the same on the external file), or nothing without a type column."""
+    if table.types is None:
+        return {}
+    seen = seen_types(table, np.concatenate([fold.train, fold.val]))
+    found = M.type_recall(flags, table.labels[fold.eval], table.types[fold.eval],
+                          M.seen_rows(table.types[fold.eval], seen))
+    out = {"seen_recall": found["seen_recall"], "unseen_recall": found["unseen_recall"]}
+    if external is not None and external.types is not None and ext_flags is not None:
+        ext = M.type_recall(ext_flags, external.labels, external.types, M.seen_rows(external.types, seen))
+        out.update(test_seen_recall=ext["seen_recall"], test_unseen_recall=ext["unseen_recall"])
+    return out
 
 
 def _compare_fold(cfg: Config, fold: Any, n_folds: int, table: Any, external: Any, names: list[str],
@@ -133,16 +153,21 @@ def _compare_fold(cfg: Config, fold: Any, n_folds: int, table: Any, external: An
         row = {"detector": name, "fold": fold.fold, "threshold": det.threshold_,
                **M.held_out_metrics(scores, y["eval"], det.threshold_),
                "fit_s": fit_s, "score_s": score_s, "n_eval": int(len(scores))}
+        ext_scores = None
         if X_ext is not None:
             ext_scores = det.decision_function(X_ext)
             row.update({f"test_{k}": v for k, v in
                         M.held_out_metrics(ext_scores, external.labels, det.threshold_).items()})
+        row.update(_type_columns(table, fold, scores >= det.threshold_, external,
+                                 None if ext_scores is None else ext_scores >= det.threshold_))
         rows.append(row)
 
 
 def leaderboard(rows: list[dict[str, Any]], names: list[str], with_test: bool = False) -> list[dict[str, Any]]:
     """Mean and std over folds per detector, best ROC AUC first."""
     keys = list(LEADERBOARD_METRICS) + (["test_" + k for k in LEADERBOARD_METRICS] if with_test else [])
+    keys += [k for k in ("seen_recall", "unseen_recall", "test_seen_recall", "test_unseen_recall")
+             if rows and k in rows[0]]
     board = []
     for name in names:
         mine = [r for r in rows if r["detector"] == name]
@@ -157,13 +182,17 @@ def leaderboard(rows: list[dict[str, Any]], names: list[str], with_test: bool = 
 
 def format_leaderboard(result: CompareResult) -> str:
     with_test = result.test_data is not None
+    typed = [k for k in ("unseen_recall", "test_unseen_recall") if result.leaderboard and f"{k}_mean" in
+             result.leaderboard[0]]
     head = f"{'detector':<11}" + "".join(f"{k:>16}" for k in ("ROC AUC", "PR AUC", "F1", "FPR")) + \
-        (f"{'test ROC AUC':>16}{'test acc':>16}" if with_test else "") + f"{'fit s':>8}{'score s':>9}"
+        (f"{'test ROC AUC':>16}{'test acc':>16}" if with_test else "") + \
+        "".join(f"{k.replace('_', ' ').replace('recall', 'rec'):>16}" for k in typed) + f"{'fit s':>8}{'score s':>9}"
     lines = [head]
     for e in result.leaderboard:
         cells = [f"{e[f'{k}_mean']:.3f} ± {e[f'{k}_std']:.3f}" for k in ("auroc", "auprc", "f1", "fpr")]
         if with_test:
             cells += [f"{e[f'test_{k}_mean']:.3f} ± {e[f'test_{k}_std']:.3f}" for k in ("auroc", "accuracy")]
+        cells += [f"{e[f'{k}_mean']:.3f} ± {e[f'{k}_std']:.3f}" for k in typed]
         lines.append(f"{e['detector']:<11}" + "".join(f"{c:>16}" for c in cells)
                      + f"{e['fit_s']:>8.2f}{e['score_s']:>9.3f}")
     return "\n".join(lines)

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from netad.io import atomic_target
 from netad import metrics as M
@@ -178,6 +179,30 @@ def fold_metrics(rows: Sequence[dict[str, float]], keys: Sequence[str], summary:
     ax.set_ylim(0, 1.12)
     ax.set_title("Metrics per fold (held-out rows of each fold)")
     ax.legend(fontsize=7, ncols=min(n + 1, 6), loc="upper center", bbox_to_anchor=(0.5, -0.08))
+    return fig
+
+
+def type_recall(found: dict[str, Any], limit: int = 30) -> Figure:
+    """Recall per attack type (the ``limit`` largest), types the model saw in training apart from new ones."""
+    types = found["types"][:limit]
+    fig, ax = _figure(7.2, max(2.6, 0.28 * len(types) + 1.2))
+    seen = [e.get("seen") for e in types]
+    colors = [NORMAL_COLOR if s is True else ANOMALY_COLOR if s is False else "#999999" for s in seen]
+    y = np.arange(len(types))[::-1]
+    bars = ax.barh(y, [e["recall"] for e in types], color=colors)
+    ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
+    ax.set_yticks(y, [f"{e['type']} ({e['rows']})" for e in types], fontsize=8)
+    for tick, color in zip(ax.get_yticklabels(), colors):  # a recall of 0 has no bar: its name keeps the colour
+        tick.set_color(color)
+    ax.set_xlim(0, 1.12)
+    ax.set_xlabel("recall (share of the type's rows flagged)")
+    title = "Recall per attack type"
+    if "seen_recall" in found:
+        title += (f": seen in training {found['seen_recall']:.2f} ({found['seen_rows']} rows), "
+                  f"never seen {found['unseen_recall']:.2f} ({found['unseen_rows']} rows)")
+        handles = [Patch(color=NORMAL_COLOR, label="seen in training"), Patch(color=ANOMALY_COLOR, label="never seen")]
+        ax.legend(handles=handles, loc="lower right", fontsize=8)
+    ax.set_title(title.replace("nan", "-"), fontsize=9)
     return fig
 
 

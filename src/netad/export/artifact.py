@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from netad.errors import NetadWarning
-from netad.export.card import cv_summary_of, stored_values, identifier_columns, model_card
+from netad.export.card import cv_summary_of, evaluation_card_of, stored_values, identifier_columns, model_card
 from netad.export.onnx import export_onnx
 from netad.inference.predictor import NetadPredictor, artifact_from_checkpoint
 from netad.models.checkpoint import CHECKPOINT_KEY, read_checkpoint
@@ -40,5 +40,6 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path, *, test: Optio
     predictor.save_pretrained(out)
     cv_summary, cv_verdict = cv_summary_of(config, ckpt)
     leakage = ckpt[CHECKPOINT_KEY].get("metadata", {}).get("leakage")
-    (out / "README.md").write_text(model_card(config, cv_summary, cv_verdict, test, leakage=leakage))
+    (out / "README.md").write_text(model_card(config, cv_summary, cv_verdict, test, leakage=leakage,
+                                              evaluation=evaluation_card_of(ckpt)))
     return out

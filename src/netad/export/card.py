@@ -25,6 +25,13 @@ def cv_summary_of(config: dict[str, Any], ckpt: dict[str, Any]) -> tuple[Optiona
     return None, None
 
 
+def evaluation_card_of(ckpt: dict[str, Any]) -> Optional[str]:
+    """The training run's ``evaluation_card.md``, when its run folder is still there."""
+    run_dir = ckpt[CHECKPOINT_KEY].get("metadata", {}).get("run_dir")
+    path = Path(run_dir) / "evaluation_card.md" if run_dir else None
+    return path.read_text() if path is not None and path.is_file() else None
+
+
 def identifier_columns(preprocessing: dict[str, Any]) -> dict[str, str]:
     """{text column: why it looks like an identifier}: the training-time verdict, or for checkpoints from before
     it was recorded, the columns whose stored categories are IP addresses."""
@@ -80,9 +87,11 @@ def _fmt(v: Any) -> str:
 
 
 def model_card(config: dict[str, Any], cv_summary: Optional[dict], cv_verdict: Optional[str],
-               test: Optional[dict[str, Any]], leakage: Optional[list[str]] = None) -> str:
+               test: Optional[dict[str, Any]], leakage: Optional[list[str]] = None,
+               evaluation: Optional[str] = None) -> str:
     """README.md with YAML metadata for the Hub; ``leakage``: what the training run's leakage check found
-    (None: a checkpoint from before the check, or one written with it off)."""
+    (None: a checkpoint from before the check, or one written with it off); ``evaluation``: the run's
+    evaluation card, embedded one heading level down."""
     no_signal = bool(cv_verdict and "NOT beat chance" in cv_verdict)
     lines = [
         "---",
@@ -152,6 +161,8 @@ def model_card(config: dict[str, Any], cv_summary: Optional[dict], cv_verdict: O
               + (" (the hybrid's novelty part is there to catch some of them)." if config["novelty"] else "."),
               "- Columns are read by name; unseen categories go to an unknown bucket, and numeric drift is not detected.",
               "- Accuracy depends on the share of anomalies; compare it with the majority-class rate."]
+    if evaluation:
+        lines += [""] + [("#" + line) if line.startswith("#") else line for line in evaluation.rstrip().splitlines()]
     lines += _published(config)
     lines += ["", "## Use it", "", "```python", "from netad.inference import NetadPredictor",
               "model = NetadPredictor.from_pretrained(\"<repo id or folder>\")",

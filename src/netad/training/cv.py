@@ -26,6 +26,7 @@ from netad.io import atomic_target
 from netad.metrics import TABLE_METRICS, summarize
 from netad.tracking.loggers import log_wandb_summary
 from netad.training.baselines import baselines, judge, permutation_fit_name, permuted_table
+from netad.training.card import evaluation_card
 from netad.training.fit import FitResult, fit_split
 from netad.training.hardware import is_primary_process, trainer_arguments
 from netad.training.report import (
@@ -340,6 +341,10 @@ def _finish_cv(t: Training, results: list[FitResult]) -> Optional[CVResult]:
         result.final_checkpoint = t.publish(final)
     if not t.primary:
         return None
+    card = t.run.path / "evaluation_card.md"
+    with atomic_target(card) as tmp:
+        tmp.write_text(evaluation_card(cfg, table, splits, result))
+    result.files["evaluation_card"] = str(card)
     write_results(result, t.run.name, len(table), int(len(splits.test)))
     wandb_dir = log_wandb_summary(cfg, t.run.name, summary, rows)
     if wandb_dir:

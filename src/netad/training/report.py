@@ -159,6 +159,9 @@ def cv_summary(result: CVResult) -> str:
         lines += ["", "Recall per attack type, out of fold (seen: the type was in that fold's training rows):",
                   format_type_table(result.attack_types, limit=25)]
     lines.append(f"Results: {result.files['cv_results_json']} and {result.files['cv_results_csv']}")
+    if "evaluation_card" in result.files:
+        lines.append(f"Evaluation card (how these figures were made, and what they can be trusted for): "
+                     f"{result.files['evaluation_card']}")
     if result.final_checkpoint:
         lines.append(f"Final model: {result.final_checkpoint}")
     return "\n".join(lines)
