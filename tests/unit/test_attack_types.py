@@ -140,3 +140,19 @@ def test_the_base_rate_line_is_bayes_rule():
     attack = rng.random(n) < rate
     alarm = np.where(attack, rng.random(n) < recall, rng.random(n) < fpr)
     assert precision_at_base_rate(recall, fpr, rate) == pytest.approx(attack[alarm].mean(), abs=0.01)
+
+
+def test_detection_rate_at_a_false_positive_rate_is_the_best_cut_that_stays_under_it():
+    from netad.metrics import recall_at_fpr
+
+    rng = np.random.default_rng(1)
+    labels = (rng.random(400) < 0.4).astype(int)
+    scores = np.round(rng.random(400) + 0.5 * labels, 2)  # ties, as saturated probabilities make them
+    best = 0.0
+    for cut in np.unique(scores):  # brute force: every cut "flag score >= cut"
+        flagged = scores >= cut
+        if flagged[labels == 0].mean() <= 0.05:
+            best = max(best, flagged[labels == 1].mean())
+    assert recall_at_fpr(scores, labels, 0.05) == pytest.approx(best)
+    tied = np.where(labels == 1, 1.0, np.where(np.arange(400) % 10 == 0, 1.0, 0.2))  # 10 % of normal rows at the top
+    assert recall_at_fpr(tied, labels, 0.05) == 0.0

@@ -12,6 +12,7 @@ from netad.metrics.scores import (
     false_positive_rate,
     held_out_metrics,
     pr_points,
+    recall_at_fpr,
     reliability,
     roc_points,
     summarize,
@@ -27,5 +28,5 @@ __all__ = [
     "auroc_vs_chance", "format_type_table", "seen_rows", "type_recall",
     "binary_metrics", "bootstrap_ci", "choose_threshold", "compute_metrics", "confusion_counts",
     "false_positive_rate", "format_p", "held_out_metrics", "just_above", "majority_accuracy", "operating_point",
-    "pr_points", "reliability", "roc_points", "summarize", "threshold_sweep", "to_unit_interval",
+    "pr_points", "recall_at_fpr", "reliability", "roc_points", "summarize", "threshold_sweep", "to_unit_interval",
 ]

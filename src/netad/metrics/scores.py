@@ -95,6 +95,16 @@ def compute_metrics(scores: Any, target: Any, threshold: float, prefix: Optional
     return out
 
 
+def recall_at_fpr(scores: Any, target: Any, fpr: float = 0.01) -> float:
+    """The detection rate at a false-positive rate of at most ``fpr``: the highest recall of any score cut
+    that flags no more than that share of normal rows (a threshold-free summary; it chooses nothing)."""
+    target = np.asarray(target, dtype=np.int64)
+    if target.min(initial=0) == target.max(initial=0):
+        return math.nan
+    fprs, tprs, _ = roc_curve(target, np.asarray(scores, dtype=np.float64), drop_intermediate=False)
+    return float(tprs[fprs <= fpr].max())
+
+
 def false_positive_rate(scores: Any, target: Any, threshold: float) -> float:
     scores = np.asarray(scores)
     target = np.asarray(target)
