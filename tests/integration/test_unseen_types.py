@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from conftest import fast_config, typed_frame
@@ -95,3 +96,28 @@ def test_compare_reports_seen_and_unseen_type_recall_per_detector(tmp_path):
         assert 0 <= row["test_seen_recall"] <= 1  # the new file's types all occur in the training file
     assert all("unseen_recall_mean" in e for e in result.leaderboard)
     assert "unseen rec" in format_leaderboard(result)
+
+
+def test_by_type_folds_as_jobs_and_a_resume_give_the_results_of_one_run(tmp_path):
+    from conftest import Crash, CrashAtEpoch
+
+    path = tmp_path / "typed.csv"
+    typed_frame(n=400, seed=6).to_csv(path, index=False)
+    settings = {"data__type_column": "attack_cat", "cross_validation__strategy": "by_type",
+                "cross_validation__train_final_model": "false"}
+    one = run_cv(fast_config(tmp_path / "one", path, **settings), run_name="r", quiet=True)
+
+    jobs = fast_config(tmp_path / "jobs", path, **settings)
+    for k in (2, 0, 1):  # a job array, out of order
+        assert run_cv(jobs, run_name="r", only_fold=k, quiet=True) is None
+    gathered = run_cv(jobs, run_name="r", gather=True, quiet=True)
+
+    crashed = fast_config(tmp_path / "crash", path, **settings)
+    with pytest.raises(Crash):
+        run_cv(crashed, run_name="r", quiet=True,
+               extra_callbacks=lambda name: [CrashAtEpoch(1)] if name == "fold_1" else [])
+    resumed = run_cv(None, resume=tmp_path / "crash" / "checkpoints" / "r", quiet=True)
+
+    for other in (gathered, resumed):
+        assert other.folds == one.folds and other.attack_types == one.attack_types
+        assert other.verdict["message"] == one.verdict["message"]
