@@ -7,7 +7,7 @@ It ends with a checklist after Arp et al., "Dos and Don'ts of Machine Learning i
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Optional
 
 from netad.config import Config
 from netad.data.loading import LabelledTable, file_digest
@@ -28,8 +28,9 @@ def precision_at_base_rate(recall: float, fpr: float, base_rate: float = DEPLOYE
     return recall * base_rate / alarms if alarms else math.nan
 
 
-def evaluation_card(cfg: Config, table: LabelledTable, splits: Splits, result: CVResult) -> str:
-    """The card's Markdown text."""
+def evaluation_card(cfg: Config, table: LabelledTable, splits: Splits, result: CVResult,
+                    digest: Optional[str] = None) -> str:
+    """The card's Markdown text; ``digest``: the data file's sha256 when the run already has it."""
     cv, data, tc = cfg.cross_validation, cfg.data, cfg.training
     summary = result.summary
     n_anomalies = int(table.labels.sum())
@@ -38,7 +39,7 @@ def evaluation_card(cfg: Config, table: LabelledTable, splits: Splits, result: C
              f"Run `{result.run_dir.name}`, written by netad after cross-validation. Every figure comes from the "
              f"run folder's files (`cv_results.json`, `oof_predictions.csv`).", "",
              "## Data", "",
-             f"- File `{table.source}`, sha256 `{file_digest(table.source)}`",
+             f"- File `{table.source}`, sha256 `{digest or file_digest(table.source)}`",
              f"- {len(table)} rows, {n_anomalies} anomalous ({n_anomalies / max(len(table), 1):.1%}); label column "
              f"`{data.label_column}`" + (f", normal value `{data.normal_value}`" if data.normal_value is not None else "")]
     if table.types is not None:

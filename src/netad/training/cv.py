@@ -343,7 +343,7 @@ def _finish_cv(t: Training, results: list[FitResult]) -> Optional[CVResult]:
         return None
     card = t.run.path / "evaluation_card.md"
     with atomic_target(card) as tmp:
-        tmp.write_text(evaluation_card(cfg, table, splits, result))
+        tmp.write_text(evaluation_card(cfg, table, splits, result, t.metadata.get("data_sha256")))
     result.files["evaluation_card"] = str(card)
     write_results(result, t.run.name, len(table), int(len(splits.test)))
     wandb_dir = log_wandb_summary(cfg, t.run.name, summary, rows)
