@@ -121,3 +121,14 @@ def test_by_type_folds_as_jobs_and_a_resume_give_the_results_of_one_run(tmp_path
     for other in (gathered, resumed):
         assert other.folds == one.folds and other.attack_types == one.attack_types
         assert other.verdict["message"] == one.verdict["message"]
+
+
+def test_the_fold_table_leaves_out_a_type_column_without_values(tmp_path):
+    from netad.training.report import format_table
+
+    path = tmp_path / "typed.csv"
+    typed_frame(n=300, seed=7).to_csv(path, index=False)
+    cfg = fast_config(tmp_path, path, data__type_column="attack_cat", cross_validation__strategy="by_type",
+                      cross_validation__train_final_model="false")
+    header = format_table(run_cv(cfg, run_name="t", quiet=True)).splitlines()[0].split()
+    assert "unseen_recall" in header and "seen_recall" not in header  # by_type: no fold holds a seen type

@@ -126,7 +126,9 @@ def write_results(result: CVResult, run_name: str, n_rows: int, n_test_rows: int
 
 def format_table(result: CVResult) -> str:
     """The fold table: one line per fold, mean and std, and the baselines' means."""
-    cols = ["fold"] + TABLE_METRICS + ["threshold"] + [c for c in TYPE_COLUMNS if c in result.folds[0]]
+    # a type column no fold has a value for (seen types under by_type) is left out
+    cols = ["fold"] + TABLE_METRICS + ["threshold"] + [
+        c for c in TYPE_COLUMNS if c in result.folds[0] and any(np.isfinite(r[c]) for r in result.folds)]
     width = {c: max(9, len(c)) for c in cols}
 
     def cell(c: str, value: Any) -> str:
