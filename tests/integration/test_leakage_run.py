@@ -42,7 +42,7 @@ def test_findings_are_warned_kept_and_carried_to_the_model_card(tmp_path, leaky_
         assert meta["leakage"] == [message]
     evaluation = (result.run_dir / "evaluation_card.md").read_text()
     assert f"- **{message}**" in evaluation and "the leakage check found 1 problem (above)" in evaluation
-    assert "every held-out attack type also occurs in training" in evaluation  # stratified folds, said plainly
+    assert "stratified by label, so a held-out attack type occurs in the fold's training rows unless it is rare" in evaluation
     card = (export_checkpoint(result.final_checkpoint, tmp_path / "export") / "README.md").read_text()
     assert f"**Warning:** {message}" in card
     assert "## Evaluation card" in card and "### Checklist (after Arp et al., USENIX Security 2022)" in card

@@ -197,3 +197,19 @@ def test_best_checkpoint_holds_what_scoring_needs_and_no_training_state(tmp_path
     assert "optimizer_states" not in best and "callbacks" not in best
     assert "optimizer_states" in torch.load(out / "last.ckpt", weights_only=True)  # what a resume needs
     assert NetadPredictor.from_checkpoint(out / "best.ckpt").threshold == result.threshold
+
+
+def test_the_first_process_decides_when_last_checkpoint_is_due(tmp_path, monkeypatch):
+    """Under DDP a save ends at a barrier: every process must take the same decision, the first one's."""
+    from lightning.pytorch.strategies import SingleDeviceStrategy
+
+    asked = []
+
+    def broadcast(self, obj, src=0):
+        if not isinstance(obj, bool):  # Lightning broadcasts other things too (the checkpoint folder)
+            return obj
+        asked.append(obj)
+        return False  # the first process says "not due": no process may write
+    monkeypatch.setattr(SingleDeviceStrategy, "broadcast", broadcast)
+    out = _throttled_fit(tmp_path / "b", "0", [])  # due after every epoch on this process's own clock
+    assert asked == [True] * EPOCHS and not (out / "last.ckpt").exists()

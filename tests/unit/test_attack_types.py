@@ -156,3 +156,15 @@ def test_detection_rate_at_a_false_positive_rate_is_the_best_cut_that_stays_unde
     assert recall_at_fpr(scores, labels, 0.05) == pytest.approx(best)
     tied = np.where(labels == 1, 1.0, np.where(np.arange(400) % 10 == 0, 1.0, 0.2))  # 10 % of normal rows at the top
     assert recall_at_fpr(tied, labels, 0.05) == 0.0
+
+
+def test_normal_rows_may_leave_the_type_blank_but_anomalies_may_not(tmp_path):
+    frame = typed_frame()
+    frame.loc[frame["label"] == 0, "attack_cat"] = ""  # UNSW-NB15 style: no category for normal traffic
+    frame.to_csv(tmp_path / "blank.csv", index=False)
+    table = load_table(_cfg(tmp_path / "blank.csv").data)
+    assert set(table.types[table.labels == 0]) == {"normal"}
+    frame.loc[frame.index[frame["label"] == 1][:3], "attack_cat"] = ""
+    frame.to_csv(tmp_path / "blank.csv", index=False)
+    with pytest.raises(UserError, match="'attack_cat' is empty in 3 anomalous rows"):
+        load_table(_cfg(tmp_path / "blank.csv").data)

@@ -230,9 +230,12 @@ def attack_types(frame: pd.DataFrame, labels: np.ndarray, cfg: DataConfig, path:
         raise UserError(f"data.type_column '{column}' not found in {path} (columns: {_columns_list(frame)})"
                         f"{near_miss(column, frame.columns, 'data.type_column')}")
     raw = frame[column]
-    if raw.isna().any():
-        raise UserError(f"data.type_column '{column}' has {int(raw.isna().sum())} empty values in {path}")
-    types = raw.astype(str).str.strip().to_numpy(dtype=object)
+    text = raw.astype(str).str.strip()
+    blank = (raw.isna() | (text == "")).to_numpy()
+    if (blank & (labels == 1)).any():  # a normal row's type is never used: it may be blank (UNSW-NB15 style)
+        raise UserError(f"data.type_column '{column}' is empty in {int((blank & (labels == 1)).sum())} anomalous "
+                        f"rows of {path}")
+    types = text.where(~blank, "normal").to_numpy(dtype=object)
     attack = np.unique(types[labels == 1])
     if required and len(attack) < 2:
         only = f" ('{attack[0]}')" if len(attack) else ""

@@ -53,7 +53,8 @@ def evaluation_card(cfg: Config, table: LabelledTable, splits: Splits, result: C
               f"`{cv.strategy}`"
               + (": each attack " + ("type" if cv.strategy == "by_type" else "family") + "'s rows held out in one "
                  "fold, normal rows spread over all folds" if by_type else
-                 ": i.i.d. folds stratified by label, so every held-out attack type also occurs in training"),
+                 ": i.i.d. folds" + (" stratified by label" if cv.stratify else "")
+                 + ", so a held-out attack type occurs in the fold's training rows unless it is rare"),
               f"- Inside each fold's training part, a validation split of {data.val_size:.0%} (stratified by label)",
               "", "## What chose what", "",
               "| choice | chosen by | rows it saw |", "| --- | --- | --- |",
@@ -107,8 +108,10 @@ def _checklist(cfg: Config, result: CVResult, by_type: bool, share: float) -> li
     sampling = ("the folds hold out whole attack " + ("types" if cfg.cross_validation.strategy == "by_type" else
                 "families") + ", so the figures estimate how the model does on attacks it never saw"
                 if by_type else
-                "the folds are i.i.d. samples of one file: every held-out attack type was also in training, so the "
-                "figures overstate how the model does on new attacks"
+                "the folds are i.i.d. samples of one file: " + (
+                    f"all but {kinds['unseen_rows']} held-out attack rows are of types the fold trained on"
+                    if kinds is not None else "held-out attacks are mostly of types the fold trained on")
+                + ", so the figures overstate how the model does on new attacks"
                 + ("" if kinds is None else "; `cross_validation.strategy: by_type` measures that"))
     leak = ("the leakage check was off" if result.leakage is None else
             f"the leakage check found {len(result.leakage)} problem{'s' if len(result.leakage) != 1 else ''} "

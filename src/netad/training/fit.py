@@ -133,7 +133,8 @@ class LastCheckpoint(ModelCheckpoint):
         return final or time.monotonic() - self._written_at >= self.every_seconds
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._due(trainer):
+        # the first process's clock decides for all: a save ends at a barrier every DDP process must reach
+        if trainer.strategy.broadcast(self._due(trainer)):
             super().on_train_epoch_end(trainer, pl_module)
             self._written_at = time.monotonic()
 
