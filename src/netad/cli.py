@@ -137,6 +137,10 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--gather", action="store_true",
                    help="summarise a run whose folds --fold jobs trained: trains no fold, only the final model, "
                         "and writes cv_results.json (needs --run-name or --resume)")
+    p.add_argument("--select", action="store_true",
+                   help="choose the hybrid's detector, budget and combination rule by by_type CV on the training "
+                        "file (settings: selection.*), then train the final model with them")
+    p.add_argument("--write-config", metavar="PATH", help="with --select: also write the chosen config to PATH")
     p.add_argument("--run-name", metavar="NAME", help="run folder name under checkpoint.save_dir")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, value parsed as YAML (repeatable)")
@@ -154,6 +158,19 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
         raise UserError("--resume continues a run with its saved config and name; --set and --run-name cannot change them")
     # a resume uses the run's saved config; a new run's config errors answer at once, before torch is imported
     cfg = None if args.resume else load_config(args.config, args.overrides)
+    if args.write_config and not args.select:
+        raise UserError("--write-config needs --select (it writes the config the selection chose)")
+    if args.select:
+        if args.fold is not None or args.gather:
+            raise UserError("--select runs its own cross-validation: --fold and --gather do not apply")
+        from netad.training.select import format_selection, run_select
+
+        chosen = run_select(cfg, run_name=args.run_name, resume=args.resume, quiet=args.quiet,
+                            write_config=args.write_config)
+        if chosen is not None:
+            print()
+            print(format_selection(chosen))
+        return 0
     from netad.training.cv import train
     from netad.training.report import CVResult, cv_summary, single_summary
 

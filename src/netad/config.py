@@ -193,12 +193,46 @@ class DetectorsConfig(_Section):
     params: dict[DetectorName, dict[str, Any]] = Field(default_factory=dict)  # e.g. {iforest: {n_estimators: 300}}
 
 
+PortableDetector = Literal["pca", "kmeans", "ae", "vae"]  # the detectors a checkpoint can hold as tensors
+STACK_WEIGHT_NAMES = ("logit", "novelty", "bias")
+
+
 class HybridConfig(_Section):
     """``model.type: hybrid``: a detector fitted on the normal training rows flags traffic unlike them."""
 
-    detector: Literal["pca", "kmeans", "ae", "vae"] = "pca"  # the ones a checkpoint can hold as tensors
+    detector: PortableDetector = "pca"
     novelty_fpr: float = Field(0.05, gt=0.0, lt=0.5)  # share of normal validation rows the novelty part may flag
     params: dict[str, Any] = Field(default_factory=dict)  # detector parameters, e.g. {variance: 0.99}
+    #: or: flagged when either part reaches its threshold. stack: sigmoid(logit * w_logit + asinh(novelty) *
+    #: w_novelty + bias), weights learned on out-of-type held-out rows by train.py --select
+    combine: Literal["or", "stack"] = "or"
+    stack_weights: Optional[dict[str, float]] = None
+
+    @model_validator(mode="after")
+    def _stack_has_weights(self) -> "HybridConfig":
+        if self.stack_weights is not None and set(self.stack_weights) != set(STACK_WEIGHT_NAMES):
+            raise ValueError(f"hybrid.stack_weights needs exactly the keys {', '.join(STACK_WEIGHT_NAMES)}")
+        if self.combine == "stack" and self.stack_weights is None:
+            raise ValueError("hybrid.combine stack needs hybrid.stack_weights, learned on out-of-type rows: "
+                             "python train.py --select writes them")
+        return self
+
+
+class SelectionConfig(_Section):
+    """``train.py --select``: the hybrid candidates compared by by_type (or by_family) CV on the training file."""
+
+    detectors: list[PortableDetector] = Field(default_factory=lambda: ["pca", "kmeans", "ae", "vae"], min_length=1)
+    budgets: list[float] = Field(default_factory=lambda: [0.01, 0.02, 0.05, 0.1], min_length=1)  # novelty_fpr values
+    combine: list[Literal["or", "stack"]] = Field(default_factory=lambda: ["or", "stack"], min_length=1)
+    include_classifier: bool = True  # the classifier alone is a candidate too
+    metric: Literal["auroc", "auprc", "f1", "accuracy", "recall"] = "auroc"  # fold mean on held-out rows
+
+    @field_validator("budgets")
+    @classmethod
+    def _budgets_in_range(cls, value: list[float]) -> list[float]:
+        if any(not 0.0 < b < 0.5 for b in value):
+            raise ValueError("every budget must be in (0, 0.5): the share of normal validation rows flagged")
+        return sorted(set(value))
 
 
 class HuggingFaceConfig(_Section):
@@ -257,6 +291,7 @@ class Config(_Section):
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     hybrid: HybridConfig = Field(default_factory=HybridConfig)
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
     detectors: DetectorsConfig = Field(default_factory=DetectorsConfig)
     huggingface: HuggingFaceConfig = Field(default_factory=HuggingFaceConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)

@@ -47,9 +47,16 @@ def checkpoint_scores(ckpt: Path, frame: pd.DataFrame) -> np.ndarray:
     net.load_state_dict({k[len("model."):]: v for k, v in saved["state_dict"].items() if k.startswith("model.")})
     x = torch.from_numpy(TabularPreprocessor.from_state(ours["preprocessor"]).transform(frame.drop(columns=["label"])))
     with torch.no_grad():
-        p = torch.sigmoid(net(x))
+        logit = net(x)
+        p = torch.sigmoid(logit)
         if ours.get("novelty"):
             novelty = scorer_from_state(ours["novelty"])
+            fusion = ours["novelty"].get("fusion")
+            if fusion:  # stacking: a logistic model of the logit and asinh of the novelty score
+                w = fusion["weights"]
+                z = novelty(x).numpy()
+                return 1 / (1 + np.exp(-(w["logit"] * logit.double().numpy() + w["novelty"] * np.arcsinh(z)
+                                         + w["bias"])))
             p = combine(p, novelty(x), ours["threshold"], novelty.threshold)
     return p.numpy()
 
@@ -182,6 +189,40 @@ def test_hybrid_exports_with_its_novelty_detector(tmp_path, csv_path):
                                rtol=0, atol=1e-6)
 
 
+def test_stacked_hybrid_survives_export_and_the_hub_bit_for_bit(tmp_path, csv_path, hub, capsys):
+    """hybrid.combine stack: the fused score of the checkpoint, the exported folder and the Hub copy agree bit for
+    bit, match the stacking formula by hand, and are flagged at a threshold chosen on the validation rows' fused
+    scores."""
+    from netad.evaluation.evaluate import open_model, training_rows
+    from netad.inference import NetadPredictor
+    from netad.metrics import choose_threshold
+
+    cfg = fast_config(tmp_path, csv_path, model__type="hybrid", hybrid__detector="kmeans", **STACK)
+    run_single(cfg, run_name="stack", quiet=True)
+    ckpt = tmp_path / "checkpoints" / "best_model.ckpt"
+    saved = torch.load(ckpt, weights_only=True)
+    assert saved["netad"]["novelty"]["fusion"] == {"rule": "stack",
+                                                   "weights": {"logit": 0.8, "novelty": 1.5, "bias": -0.5}}
+    assert float(saved["state_dict"]["threshold"]) == pytest.approx(saved["netad"]["threshold"])
+    export = tmp_path / "export"
+    code, out, err = run_upload(capsys, "--checkpoint", str(ckpt), "--repo-id", "alice/stacked", "--token",
+                                hub.token, "--output", str(export))
+    assert code == 0, err
+    frame = pd.read_csv(csv_path)
+    rows = frame.drop(columns=["label"])
+    from_ckpt = NetadPredictor.from_checkpoint(ckpt)
+    from_hub = NetadPredictor.from_pretrained("alice/stacked")
+    assert from_hub.config["novelty"]["fusion"]["rule"] == "stack"
+    scores = from_ckpt.score(rows)
+    np.testing.assert_array_equal(NetadPredictor.from_pretrained(export).score(rows), scores)
+    np.testing.assert_array_equal(from_hub.score(rows), scores)
+    np.testing.assert_allclose(scores, checkpoint_scores(ckpt, frame), rtol=0, atol=1e-6)
+    # the threshold: the configured method on the validation rows' fused scores, not the classifier's threshold
+    val_features, val_labels = training_rows(open_model(ckpt))["validation"]
+    assert from_hub.threshold == pytest.approx(choose_threshold(from_ckpt.score(val_features), val_labels))
+    assert from_hub.predict(rows)["is_anomaly"].tolist() == (scores >= from_hub.threshold).astype(int).tolist()
+
+
 # ------------------------------------------------------------------ bad input
 
 
@@ -255,7 +296,10 @@ def test_unreachable_hub_through_the_script(model, tmp_path):
     assert proc.stdout == "" and not (tmp_path / "u").exists() and seconds < 10, (seconds, proc.stdout)
 
 
-@pytest.mark.parametrize("kind", ["classifier", "pca", "kmeans", "ae"])
+STACK = {"hybrid__combine": "stack", "hybrid__stack_weights": "{logit: 0.8, novelty: 1.5, bias: -0.5}"}
+
+
+@pytest.mark.parametrize("kind", ["classifier", "pca", "kmeans", "ae", "stack"])
 def test_onnx_export_matches_pytorch(tmp_path, csv_path, kind):
     import onnxruntime
 
@@ -265,6 +309,8 @@ def test_onnx_export_matches_pytorch(tmp_path, csv_path, kind):
     extra = {} if kind == "classifier" else {"model__type": "hybrid", "hybrid__detector": kind}
     if kind == "ae":
         extra["hybrid__params"] = "{epochs: 3}"
+    if kind == "stack":
+        extra.update(STACK, hybrid__detector="kmeans")
     cfg = fast_config(tmp_path, csv_path, **extra)
     run_single(cfg, run_name="ox", quiet=True)
     folder = export_checkpoint(tmp_path / "checkpoints" / "best_model.ckpt", tmp_path / "m", onnx=True)

@@ -32,7 +32,7 @@ from netad.inference.hub import CONFIG_NAME, WEIGHTS_NAME, hub_files
 from netad.inference.lookup import SplitInputMLP
 from netad.models.checkpoint import CHECKPOINT_KEY, read_checkpoint
 from netad.models.mlp import MLP, mlp_args, network_problem
-from netad.models.novelty import combine, scorer_from_state
+from netad.models.novelty import fusion_of, hybrid_score, scorer_from_state
 
 ARTIFACT_FORMAT = "netad-model"
 ARTIFACT_VERSION = 1
@@ -126,10 +126,12 @@ class NetadPredictor(
         self.preprocessor = TabularPreprocessor.from_state(config["preprocessing"])
         self.threshold = float(config["threshold"])
         self.novelty = None
+        self.fusion: Optional[dict[str, Any]] = None  # the hybrid's rule: None for "or", else the stack's weights
         if config.get("novelty"):
             tensors = {k[len("novelty."):]: v for k, v in weights.items() if k.startswith("novelty.")}
             try:
                 self.novelty = scorer_from_state(dict(config["novelty"], tensors=tensors))
+                self.fusion = fusion_of(config["novelty"])
             except CONTENT_ERRORS as exc:
                 raise ValueError(f"the novelty detector's state is unusable ({first_line(exc)})") from None
         pre = self.preprocessor.state
@@ -179,20 +181,23 @@ class NetadPredictor(
 
     def score_encoded(self, enc: Encoded) -> tuple[np.ndarray, Optional[np.ndarray]]:
         """Scores (and hybrid novelty scores) of rows already encoded by ``self.preprocessor``."""
-        logits = self._split_mlp(torch.from_numpy(enc.dense), [torch.from_numpy(c) for c in enc.codes])
-        p = torch.sigmoid(logits.float())
+        logits = self.logits_encoded(enc)
         if self.novelty is None:
-            return p.numpy(), None
+            return torch.sigmoid(logits.float()).numpy(), None
         with torch.no_grad():
             z = self.novelty(torch.from_numpy(self.preprocessor.to_matrix(enc)))
-            return combine(p, z, self.threshold, self.novelty.threshold).numpy(), z.numpy()
+            return hybrid_score(logits, z, self.threshold, self.novelty.threshold, self.fusion).numpy(), z.numpy()
+
+    def logits_encoded(self, enc: Encoded) -> torch.Tensor:
+        """The classifier's logits (before the sigmoid) of rows already encoded by ``self.preprocessor``."""
+        return self._split_mlp(torch.from_numpy(enc.dense), [torch.from_numpy(c) for c in enc.codes])
 
     def score_features(self, x: torch.Tensor) -> torch.Tensor:
         """Scores of already preprocessed rows (float32, ``config['preprocessing']['feature_names']`` order)."""
-        p = torch.sigmoid(self.net(x).float())
-        if self.novelty is not None:
-            p = combine(p, self.novelty(x), self.threshold, self.novelty.threshold)
-        return p
+        logits = self.net(x)
+        if self.novelty is None:
+            return torch.sigmoid(logits.float())
+        return hybrid_score(logits, self.novelty(x), self.threshold, self.novelty.threshold, self.fusion)
 
     def predict(self, rows: Rows) -> pd.DataFrame:
         """One row per input row: ``score`` and ``is_anomaly`` (0/1)."""

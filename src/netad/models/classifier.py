@@ -22,7 +22,7 @@ from netad.errors import CONTENT_ERRORS, UserError, first_line
 from netad.metrics import binary_metrics, choose_threshold
 from netad.models.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_KEY, checkpoint_problem, read_checkpoint
 from netad.models.mlp import MLP
-from netad.models.novelty import NoveltyScorer, combine, scorer_from_state
+from netad.models.novelty import NoveltyScorer, fusion_of, hybrid_score, scorer_from_state
 
 
 class AnomalyClassifier(L.LightningModule):
@@ -58,6 +58,7 @@ class AnomalyClassifier(L.LightningModule):
         # hybrid models: a novelty scorer fitted on normal training rows after the classifier (see attach_novelty)
         self.novelty: Optional[NoveltyScorer] = None
         self.novelty_state: Optional[dict[str, Any]] = None
+        self.fusion: Optional[dict[str, Any]] = None  # the hybrid's rule (None: "or"; see netad.models.novelty)
         self._train_loss: list[torch.Tensor] = []
         self._checkpoint_step: Optional[int] = None  # the global step of the checkpoint a resume restores
 
@@ -71,19 +72,20 @@ class AnomalyClassifier(L.LightningModule):
 
     def anomaly_score(self, x: torch.Tensor) -> torch.Tensor:
         """The model's score in [0, 1], flagged at ``self.threshold``: the classifier's probability,
-        or for a hybrid the rule of :func:`netad.models.novelty.combine`."""
-        p = torch.sigmoid(self(x).float())
+        or for a hybrid the rule of :func:`netad.models.novelty.hybrid_score`."""
+        logits = self(x)
         if self.novelty is None:
-            return p
+            return torch.sigmoid(logits.float())
         if self.novelty.threshold.device != x.device:  # kept outside the module registry: follow the batch
             self.novelty.to(x.device)
-        return combine(p, self.novelty(x), float(self.threshold), self.novelty.threshold)
+        return hybrid_score(logits, self.novelty(x), float(self.threshold), self.novelty.threshold, self.fusion)
 
     def attach_novelty(self, state: dict[str, Any]) -> None:
         """Make this a hybrid: ``state`` from a portable detector's ``novelty_state()``."""
         # set outside nn.Module's registry: the classifier's state_dict (and resumable training
         # checkpoints) stay the classifier's; the scorer travels as checkpoint["netad"]["novelty"]
         object.__setattr__(self, "novelty", scorer_from_state(state))
+        self.fusion = fusion_of(state)
         self.novelty_state = state
 
     def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

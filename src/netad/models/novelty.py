@@ -4,14 +4,21 @@ A detector fitted on normal rows (PCA, k-means ensemble, autoencoder, VAE; see
 ``netad.detectors``) exports its fitted arrays; :class:`NoveltyScorer` recomputes the same
 standardised score from them. The state is a dict of tensors and plain values: no pickle.
 
-The hybrid rule (:func:`combine`): a row is an anomaly when the classifier's probability
-reaches its threshold **or** the novelty score reaches its own (chosen on validation normal
-rows at a false-positive budget), expressed as one score flagged at the classifier's threshold.
+Two hybrid rules (:func:`hybrid_score`, the one function every scoring path calls):
+
+- ``or`` (:func:`combine`): a row is an anomaly when the classifier's probability reaches its
+  threshold **or** the novelty score reaches its own (chosen on validation normal rows at a
+  false-positive budget), expressed as one score flagged at the classifier's threshold;
+- ``stack``: logistic stacking, ``sigmoid(a * logit + b * asinh(z) + c)``, with weights learned on
+  out-of-type held-out rows (``train.py --select``) and flagged at a threshold chosen on the
+  validation rows' stacked scores. ``asinh`` keeps the novelty score's heavy tail from swamping the
+  logit while staying monotone.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import math
+from typing import Any, Optional, Sequence
 
 import torch
 from torch import nn
@@ -100,6 +107,50 @@ def combine(probability: torch.Tensor, novelty: torch.Tensor, classifier_thresho
     below = torch.sigmoid(z - novelty_threshold + torch.logit(t.clamp(1e-6, 1 - 1e-6))).clamp(max=under_t)
     combined = torch.where(z >= novelty_threshold, torch.maximum(p, above), torch.maximum(p, below))
     return combined.to(probability.dtype)
+
+
+FUSION_RULES = ("or", "stack")
+STACK_WEIGHTS = ("logit", "novelty", "bias")
+
+
+def fusion_of(state: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """A novelty state's fusion (None: the ``or`` rule), checked; bad contents raise ValueError in one line."""
+    fusion = state.get("fusion")
+    if fusion is None:
+        return None
+    if not isinstance(fusion, dict) or fusion.get("rule") not in FUSION_RULES:
+        raise ValueError(f"unknown fusion {fusion!r} (rules: {', '.join(FUSION_RULES)})")
+    if fusion["rule"] == "or":
+        return None
+    weights = fusion.get("weights")
+    if not isinstance(weights, dict) or set(weights) != set(STACK_WEIGHTS) or not all(
+            isinstance(weights[k], (int, float)) and not isinstance(weights[k], bool) and math.isfinite(weights[k])
+            for k in STACK_WEIGHTS):
+        raise ValueError(f"stack fusion needs finite weights {', '.join(STACK_WEIGHTS)}")
+    return fusion
+
+
+def _asinh(x: torch.Tensor) -> torch.Tensor:
+    """``asinh`` from operators every ONNX opset has (``aten::asinh`` has no ONNX export); exact to rounding."""
+    a = x.abs().clamp(max=1e150)  # a * a stays finite in float64
+    return torch.sign(x) * torch.log1p(a + a * a / (1.0 + torch.sqrt(a * a + 1.0)))
+
+
+def stack_features(logit: torch.Tensor, novelty: torch.Tensor) -> torch.Tensor:
+    """The stacker's inputs, float64 columns ``(logit, asinh(z))``."""
+    return torch.stack([logit.double().reshape(-1), _asinh(novelty.double().reshape(-1))], dim=1)
+
+
+def hybrid_score(logit: torch.Tensor, novelty: torch.Tensor, threshold: float, novelty_threshold: torch.Tensor,
+                 fusion: Optional[dict[str, Any]] = None) -> torch.Tensor:
+    """A hybrid's score (float32, flagged at ``score >= threshold``) from the classifier's logit and the
+    standardised novelty score: :func:`combine` (``or``), or the ``stack`` fusion's logistic score."""
+    if fusion is None:
+        return combine(torch.sigmoid(logit.float()), novelty, threshold, novelty_threshold)
+    w = fusion["weights"]
+    features = stack_features(logit, novelty)
+    stacked = w["logit"] * features[:, 0] + w["novelty"] * features[:, 1] + w["bias"]
+    return torch.sigmoid(stacked).float().reshape(logit.shape)
 
 
 def scorer_from_state(state: dict[str, Any]) -> NoveltyScorer:

@@ -29,8 +29,9 @@ def precision_at_base_rate(recall: float, fpr: float, base_rate: float = DEPLOYE
 
 
 def evaluation_card(cfg: Config, table: LabelledTable, splits: Splits, result: CVResult,
-                    digest: Optional[str] = None) -> str:
-    """The card's Markdown text; ``digest``: the data file's sha256 when the run already has it."""
+                    digest: Optional[str] = None, selection: Any = None) -> str:
+    """The card's Markdown text; ``digest``: the data file's sha256 when the run already has it; ``selection``:
+    the :class:`~netad.training.select.SelectionResult` of a ``train.py --select`` run."""
     cv, data, tc = cfg.cross_validation, cfg.data, cfg.training
     summary = result.summary
     n_anomalies = int(table.labels.sum())
@@ -65,15 +66,19 @@ def evaluation_card(cfg: Config, table: LabelledTable, splits: Splits, result: C
               + " | each fold's validation rows |",
               f"| decision threshold | `{cfg.threshold.method}` | each fold's validation rows |",
               "| architecture, learning rate and the other settings | the config, set by hand | none of the data |"]
-    if cfg.model.type == "hybrid":
+    if selection is not None:
+        lines += _selection_rows(selection)
+    elif cfg.model.type == "hybrid":
         lines.append(f"| hybrid detector `{cfg.hybrid.detector}`, budget {cfg.hybrid.novelty_fpr} | the config, "
                      f"set by hand | none of this run's data |")
+        lines.append("| the novelty detector's fit | fitted | each fold's normal training rows |")
     epochs = ", ".join(str(r["best_epoch"]) for r in result.folds)
     thresholds = ", ".join(f"{r['threshold']:.3f}" for r in result.folds)
     lines += ["", f"Epochs kept per fold: {epochs}. Thresholds per fold: {thresholds}.", "",
               "## Leakage check", ""]
     if result.leakage is None:
-        lines.append("Off (`data.leakage_check: off`).")
+        lines.append("Off (`data.leakage_check: off`)." if cfg.data.leakage_check == "off" else
+                     "Not run for this run (its folder has no `leakage_check.json`).")
     else:
         lines += [f"- **{m}**" for m in result.leakage] or [
             "No column alone separated the labels, no id rose with row order, no duplicate rows were shared "
@@ -96,12 +101,47 @@ def evaluation_card(cfg: Config, table: LabelledTable, splits: Splits, result: C
         lines.append(f"- on attack types the fold's model saw in training: {_f(kinds['seen_recall'])} "
                      f"({kinds['seen_rows']} rows); on types it never saw: {_f(kinds['unseen_recall'])} "
                      f"({kinds['unseen_rows']} rows)")
+    if selection is not None:
+        lines += _selection_section(selection)
     lines += ["", "## Checklist (after Arp et al., USENIX Security 2022)", ""]
-    lines += _checklist(cfg, result, by_type, n_anomalies / max(len(table), 1))
+    lines += _checklist(cfg, result, by_type, n_anomalies / max(len(table), 1), selection)
     return "\n".join(lines) + "\n"
 
 
-def _checklist(cfg: Config, result: CVResult, by_type: bool, share: float) -> list[str]:
+def _selection_rows(selection: Any) -> list[str]:
+    """The rows of "what chose what" that ``train.py --select`` adds."""
+    chosen, metric = selection.chosen, selection.metric
+    rows = [f"| model: **{chosen.name}**, among {len(selection.candidates)} candidates (detector, budget, rule) | "
+            f"best fold mean of `{metric}` (`train.py --select`, `selection.csv`) | each fold's held-out rows, "
+            f"attack types its models never saw |",
+            "| each candidate's novelty detector | fitted | each fold's normal training rows |",
+            "| each candidate's novelty threshold (budget) | the budget's share of normal rows | each fold's normal "
+            "validation rows |"]
+    if chosen.rule == "stack":
+        rows += ["| stacking weights (logit, asinh of the novelty score) | logistic regression | per fold: the "
+                 "other folds' held-out rows; final model: every fold's held-out rows |",
+                 f"| the stacked score's threshold | `{selection.config.threshold.method}` | the validation rows |"]
+    rows.append("| the final model's weights, epoch, threshold and novelty detector | as for each fold | the non-test "
+                "rows (training and validation parts) |")
+    return rows
+
+
+def _selection_section(selection: Any) -> list[str]:
+    metric = selection.metric
+    lines = ["", "## Model selection (`train.py --select`)", "",
+             f"Every candidate scored on the same {selection.strategy} folds' held-out rows; the table is "
+             f"`selection.csv`, the chosen config `selected_config.yaml`. The fold means are the selection's own "
+             f"figures: the winner's is slightly optimistic (the best of {len(selection.candidates)}).", "",
+             f"| candidate | {metric} | ROC AUC | accuracy | recall | false-positive rate |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for c in sorted(selection.candidates, key=lambda c: -c.summary[metric]["mean"]):
+        name = f"**{c.name}**" if c is selection.chosen else c.name
+        lines.append(f"| {name} | " + " | ".join(f"{_f(c.summary[k]['mean'])} ± {_f(c.summary[k]['std'])}"
+                                                  for k in (metric, "auroc", "accuracy", "recall", "fpr")) + " |")
+    return lines
+
+
+def _checklist(cfg: Config, result: CVResult, by_type: bool, share: float, selection: Any = None) -> list[str]:
     summary, kinds = result.summary, result.attack_types
     recall, fpr = summary["recall"]["mean"], summary["fpr"]["mean"]
     precision = precision_at_base_rate(recall, fpr)
@@ -113,7 +153,8 @@ def _checklist(cfg: Config, result: CVResult, by_type: bool, share: float) -> li
                     if kinds is not None else "held-out attacks are mostly of types the fold trained on")
                 + ", so the figures overstate how the model does on new attacks"
                 + ("" if kinds is None else "; `cross_validation.strategy: by_type` measures that"))
-    leak = ("the leakage check was off" if result.leakage is None else
+    leak = (("the leakage check was off" if cfg.data.leakage_check == "off" else "the leakage check did not run")
+            if result.leakage is None else
             f"the leakage check found {len(result.leakage)} problem{'s' if len(result.leakage) != 1 else ''} "
             "(above)" if result.leakage else "the leakage check found nothing")
     return [
@@ -124,8 +165,11 @@ def _checklist(cfg: Config, result: CVResult, by_type: bool, share: float) -> li
                                           "the file's order, would have been reported above; "
                                           if result.leakage is not None else "Not checked; ")
         + "artefacts that need several columns together are not detected.",
-        "- **Biased parameter selection.** The model's settings come from the config, set by hand; no setting "
-        "was chosen on the test hold-out or on the folds' held-out rows.",
+        ("- **Biased parameter selection.** The hybrid's detector, budget and combination rule were chosen on the "
+         f"{selection.strategy} folds' held-out rows (development rows only, never the test hold-out); the other "
+         "settings come from the config, set by hand." if selection is not None else
+         "- **Biased parameter selection.** The model's settings come from the config, set by hand; no setting "
+         "was chosen on the test hold-out or on the folds' held-out rows."),
         "- **Inappropriate baselines.** The same folds were scored by a majority-class predictor"
         + (" and by this model retrained on shuffled labels" if "permutation" in result.baselines else "")
         + "; the verdict above tests the ranking against chance.",

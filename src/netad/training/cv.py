@@ -201,9 +201,10 @@ class Training:
 
     def fit(self, name: str, train: np.ndarray, val: np.ndarray, *, eval_idx: Optional[np.ndarray] = None,
             seed: Optional[int] = None, log_metrics: bool = True, table: Optional[LabelledTable] = None,
-            meta: Optional[dict[str, Any]] = None) -> FitResult:
+            meta: Optional[dict[str, Any]] = None, cfg: Optional[Config] = None) -> FitResult:
         """The fit ``name``: its saved result when finished, else trained (from its last.ckpt if there is one)
-        under its lock, and its result saved in the manifest."""
+        under its lock, and its result saved in the manifest. ``cfg``: another config than the run's for this
+        fit (the model that ``train.py --select`` chose), recorded in its checkpoint."""
         done = self.run.load_result(name)
         if done is not None:
             self.say(f"{name}: finished earlier, skipped")
@@ -215,9 +216,12 @@ class Training:
             last = self.run.last_checkpoint(name)
             if last is not None:
                 self.say(f"{name}: continuing from {last}")
-            result = fit_split(self.cfg, self.table if table is None else table, train, val, self.run.path / name,
-                               name=name, run_name=self.run.name, eval_idx=eval_idx, seed=seed, resume_from=last,
-                               log=log_metrics, quiet=self.quiet, metadata=dict(self.metadata, **(meta or {})),
+            metadata = dict(self.metadata, **(meta or {}))
+            if cfg is not None:
+                metadata["config"] = cfg.to_dict()
+            result = fit_split(cfg or self.cfg, self.table if table is None else table, train, val,
+                               self.run.path / name, name=name, run_name=self.run.name, eval_idx=eval_idx, seed=seed,
+                               resume_from=last, log=log_metrics, quiet=self.quiet, metadata=metadata,
                                extra_callbacks=self.extra_callbacks(name) if self.extra_callbacks else None)
             if self.primary:
                 self.run.save_result(result)

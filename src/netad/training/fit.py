@@ -26,7 +26,7 @@ from netad.data.datamodule import NetworkDataModule
 from netad.data.loading import LabelledTable
 from netad.errors import UserError
 from netad.inference import NetadPredictor
-from netad.metrics import compute_metrics, held_out_metrics
+from netad.metrics import choose_threshold, compute_metrics, held_out_metrics
 from netad.models.checkpoint import CHECKPOINT_KEY, read_checkpoint
 from netad.models.classifier import AnomalyClassifier
 from netad.threads import limit_threads
@@ -139,24 +139,46 @@ class LastCheckpoint(ModelCheckpoint):
             self._written_at = time.monotonic()
 
 
+def fit_novelty_detector(name: str, params: dict[str, Any], x_train: np.ndarray, y_train: np.ndarray, seed: int,
+                         contamination: float = 0.05) -> Any:
+    """A portable detector fitted on the normal rows of ``x_train`` (preprocessed features); its warnings (a
+    detector whose scores cannot rank normal rows) are said once, and kept in its state."""
+    from netad.detectors import make_detector
+
+    detector = make_detector(name, random_state=seed, contamination=min(contamination, 0.49), **params)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        detector.fit(x_train, y_train)
+    for w in caught:
+        _warn_once(f"hybrid novelty part: {w.message}")
+    return detector
+
+
 def attach_novelty(cfg: Config, ckpt: dict[str, Any], path: Path, dm: NetworkDataModule, seed: int,
                    write: bool = True) -> None:
     """Hybrid models: fit ``hybrid.detector`` on the normal training rows, place its threshold on the
-    normal validation rows at ``hybrid.novelty_fpr``, and store it in the best checkpoint."""
-    from netad.detectors import make_detector
-
+    normal validation rows at ``hybrid.novelty_fpr``, and store it in the best checkpoint. With
+    ``hybrid.combine: stack`` the stacked score's threshold is chosen on the validation rows (as the
+    classifier's was), replacing the classifier's."""
     hc = cfg.hybrid
     x_train, y_train = dm.tensors["train"]
     x_val, y_val = dm.tensors["val"]
-    detector = make_detector(hc.detector, random_state=seed, contamination=min(hc.novelty_fpr, 0.49), **hc.params)
+    detector = fit_novelty_detector(hc.detector, hc.params, x_train.numpy(), y_train.numpy(), seed, hc.novelty_fpr)
     normal_val = x_val.numpy()[y_val.numpy() == 0]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        detector.fit(x_train.numpy(), y_train.numpy())
         detector.calibrate(normal_val, np.zeros(len(normal_val)), target_fpr=hc.novelty_fpr)
-    for w in caught:  # e.g. a detector whose scores cannot rank normal rows: said once, and kept in the state
+    for w in caught:
         _warn_once(f"hybrid novelty part: {w.message}")
-    ckpt[CHECKPOINT_KEY]["novelty"] = detector.novelty_state()
+    ours = ckpt[CHECKPOINT_KEY]
+    ours["novelty"] = detector.novelty_state()
+    if hc.combine == "stack":
+        ours["novelty"]["fusion"] = {"rule": "stack", "weights": dict(hc.stack_weights)}
+        with torch.no_grad():
+            val_scores = NetadPredictor.from_checkpoint_dict(ckpt, source=str(path)).score_features(x_val).numpy()
+        threshold = choose_threshold(val_scores, y_val.numpy(), cfg.threshold.method, cfg.threshold.target_fpr)
+        ours["threshold"] = threshold
+        ckpt["state_dict"]["threshold"] = torch.tensor(threshold, dtype=ckpt["state_dict"]["threshold"].dtype)
     if write:  # under DDP only the first process writes files
         with atomic_target(path) as tmp:
             torch.save(ckpt, tmp)
