@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import time
 from pathlib import Path
 
 
@@ -40,7 +41,19 @@ def read_records(path: Path) -> list:
     return records
 
 
-def summarize_run(path: Path) -> dict:
+def summarize_run(path: Path, wait_s: float = 15.0) -> dict:
+    """The run's name, job type, group and logged keys. The W&B service writes the file from its own
+    process: on a busy machine its last buffered block can land a moment after ``finish()`` returned,
+    so a file without its run record yet is read again (up to ``wait_s``)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        out = _summary(path)
+        if out["job_type"] is not None or time.monotonic() > deadline:
+            return out
+        time.sleep(0.2)
+
+
+def _summary(path: Path) -> dict:
     out = {"name": None, "job_type": None, "group": None, "keys": set()}
     for record in read_records(path):
         kind = record.WhichOneof("record_type")
