@@ -385,6 +385,12 @@ def predict_parser() -> argparse.ArgumentParser:
     p.add_argument("--rejects", metavar="CSV", help="rows that could not be scored (default: <output>.rejects.csv; "
                                                     "with --output - : <input stem>.rejects.csv in this folder)")
     p.add_argument("--chunk-size", type=int, default=100_000, metavar="N", help="rows read at a time (default 100000)")
+    p.add_argument("--explain", type=int, metavar="K",
+                   help="K more column pairs per row: the input columns that pushed its score most "
+                        "(why_<i>, why_<i>_contribution) and, for a hybrid, explained_by")
+    p.add_argument("--explain-flagged", action="store_true", help="with --explain: explain the flagged rows only")
+    p.add_argument("--explain-method", choices=["deeplift", "integrated_gradients"],
+                   help="with --explain (default: deeplift for ReLU-like networks, else integrated_gradients)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -396,7 +402,8 @@ def predict_main(argv: Optional[Sequence[str]] = None) -> int:
     from netad.serving.batch import score_file
 
     result = score_file(args.model, args.input, args.output, rejects_path=args.rejects, chunk_size=args.chunk_size,
-                        progress=not args.quiet)
+                        progress=not args.quiet, explain=args.explain, explain_flagged=args.explain_flagged,
+                        explain_method=args.explain_method)
     report = sys.stderr if result.direct else sys.stdout  # scores on stdout: the summary must not join them
     print(f"Scored {result.n_scored} of {result.n_rows} rows in {result.seconds:.2f} s "
           f"({result.rows_per_second:,.0f} rows/s): {result.n_flagged} flagged as anomalies -> {result.output}",

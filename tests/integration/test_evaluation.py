@@ -320,6 +320,14 @@ def test_assess_folds_matches_the_cv_table(trained, capsys, tmp_path):
     stats = dict((r[0], r[1:]) for r in saved["tables"]["Folds: mean, std, min, max"]["rows"])
     aurocs = [r["auroc"] for r in cv_rows]
     assert stats["auroc"] == pytest.approx([np.mean(aurocs), np.std(aurocs, ddof=1), min(aurocs), max(aurocs)])
+    # global importance per fold model on its own held-out rows, and its mean over the folds
+    by_fold = saved["tables"]["Global importance by fold (mean |attribution|)"]
+    assert by_fold["columns"] == ["column", "fold_0", "fold_1", "fold_2"]
+    overall = saved["tables"]["Global importance"]
+    means = {r[0]: r[1] for r in overall["rows"]}
+    for row in by_fold["rows"]:
+        assert means[row[0]] == pytest.approx(np.mean(row[1:]))
+    assert [r[0] for r in overall["rows"]] == sorted(means, key=lambda c: -means[c])
 
 
 def test_assess_single_split_run_has_no_fold_figure(tmp_path, csv_path, capsys):

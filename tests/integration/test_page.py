@@ -154,3 +154,34 @@ def test_html_in_records_and_column_names_is_shown_as_text(server, browser, tmp_
     records = [tr.find_elements(By.TAG_NAME, "td")[2].text for tr in
                browser.find_elements(By.CSS_SELECTOR, "#flagged tbody tr")]
     assert records and all(attack.replace('"', '""')[:20] in r or attack[:20] in r for r in records)
+
+
+def test_clicking_a_flagged_row_shows_why_as_bars(server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from netad.inference.explain import Explainer
+
+    frame = make_frame(n=120, seed=5).astype({"protocol": object})
+    frame.loc[:, "protocol"] = "<b>odd</b>"  # an unseen category, shown as text
+    path = tmp_path / "why.csv"
+    frame.to_csv(path, index=False)
+    assert "rows flagged" in upload(browser, server, path, server["key"])
+    first = browser.find_element(By.CSS_SELECTOR, "#flagged tbody tr.flagged-row")
+    row = int(first.find_elements(By.TAG_NAME, "td")[0].text) - 1
+    first.click()
+    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#flagged tr.why .bar"))
+    bars = browser.find_elements(By.CSS_SELECTOR, "#flagged tr.why .bar")
+    predictor = server["predictor"]
+    e = Explainer(predictor).explain_encoded(predictor.preprocessor.encode(frame[predictor.columns].iloc[[row]]))
+    index, values = e.top(5)
+    assert [b.get_attribute("data-column") for b in bars] == [e.columns[j] for j in index[0]]
+    np.testing.assert_allclose([float(b.get_attribute("data-contribution")) for b in bars], values[0], rtol=1e-5,
+                               atol=1e-6)
+    widths = [b.find_element(By.CSS_SELECTOR, ".fill").get_attribute("style") for b in bars]
+    assert widths[0] == "width: 100%;" and all(w.startswith("width: ") for w in widths)
+    names = [b.find_element(By.CSS_SELECTOR, ".name").text for b in bars]
+    assert "protocol = <b>odd</b>" in names or "protocol" not in [e.columns[j] for j in index[0]]
+    assert not browser.find_elements(By.CSS_SELECTOR, "#flagged tr.why b")
+    first.click()  # a second click hides it
+    assert not browser.find_elements(By.CSS_SELECTOR, "#flagged tr.why")

@@ -195,6 +195,9 @@ class NetworkDataModule(L.LightningDataModule):
             x = torch.from_numpy(self.preprocessor.transform(features.iloc[idx]))
             y = torch.from_numpy(labels[idx].astype(np.float32))
             self.tensors[name] = (x, y)
+        x, y = self.tensors["train"]
+        normal = x[y == 0]  # explanations are measured against typical normal training traffic
+        self.preprocessor.fit_baseline((normal if len(normal) else x).numpy())
 
     @property
     def input_dim(self) -> int:

@@ -7,6 +7,7 @@ without pickling, and ``transform`` reuses it at validation, test and inference 
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from itertools import repeat
@@ -185,6 +186,10 @@ def preprocessing_problem(state: Any, input_dim: Optional[int] = None) -> Option
         return f"preprocessing names {len(state['feature_names'])} features but makes {width}"
     if input_dim is not None and width != input_dim:
         return f"the network reads {input_dim} features, the preprocessing makes {width}"
+    baseline = state.get("baseline")
+    if baseline is not None and (not isinstance(baseline, list) or len(baseline) != width or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in baseline)):
+        return f"preprocessing 'baseline' does not hold one finite number per feature ({width})"
     return None
 
 
@@ -273,6 +278,38 @@ class TabularPreprocessor:
             "nan_policy": self.nan_policy,  # at inference: impute (median, zero) or refuse rows with gaps
         }
         return self
+
+    def fit_baseline(self, x: np.ndarray) -> "TabularPreprocessor":
+        """Store the reference row explanations are measured against (``state['baseline']``, one value per
+        feature): a typical row of ``x``, preprocessed rows (training: the normal training rows). Each numeric
+        and boolean feature gets its median, each one-hot block its most frequent category (ties: the first),
+        so the reference is a row real traffic could hold."""
+        self._check_fitted()
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != self.output_dim or not len(x):
+            raise ValueError(f"fit_baseline needs preprocessed rows of {self.output_dim} features, got {x.shape}")
+        k = len(self.state["numeric"]["columns"]) + len(self.state["boolean"]["columns"])
+        baseline = np.zeros(self.output_dim, dtype=np.float64)
+        baseline[:k] = np.median(x[:, :k], axis=0)
+        offset = k
+        for size in self.block_sizes():
+            baseline[offset + int(np.argmax(x[:, offset:offset + size].sum(axis=0)))] = 1.0
+            offset += size
+        self.state["baseline"] = [float(v) for v in baseline.astype(np.float32)]
+        return self
+
+    def column_starts(self) -> np.ndarray:
+        """Where each model column's features start (numeric, boolean, then each one-hot block): per-feature
+        values summed with ``np.add.reduceat(values, starts, axis=1)`` are per column."""
+        st = self.state
+        k = len(st["numeric"]["columns"]) + len(st["boolean"]["columns"])
+        return np.concatenate([np.arange(k), k + np.cumsum([0] + self.block_sizes()[:-1])]).astype(np.int64) \
+            if self.block_sizes() else np.arange(k, dtype=np.int64)
+
+    def model_columns(self) -> list[str]:
+        """The columns the features come from, in :meth:`column_starts` order (constant columns are not among them)."""
+        st = self.state
+        return list(st["numeric"]["columns"]) + list(st["boolean"]["columns"]) + list(st["categorical"]["columns"])
 
     def _impute_values(self, num: np.ndarray) -> np.ndarray:
         if num.shape[1] == 0:

@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from netad.errors import UserError
 from netad import metrics as M
 from netad.evaluation import plots
+from netad.evaluation.importance import global_importance, importance_over_folds
 from netad.evaluation.evaluate import (
     CHANCE_P,
     PARTS,
@@ -56,6 +57,9 @@ FIGURES = {
                    "types the model saw in its training rows apart from types it never saw.",
     "true_vs_predicted": "True against predicted class for the train, validation and evaluation rows. "
                          "A model far better on train than on the other parts has overfitted.",
+    "importance": "Global importance of each input column on the evaluation rows: the mean size of its "
+                  "contribution to the classifier's logit (per-record explanations averaged), and how much ROC AUC "
+                  "the model loses when the column's values are shuffled among the rows (permutation importance).",
 }
 
 logger = logging.getLogger("netad")
@@ -71,6 +75,7 @@ class AssessResult:
     fold_summary: dict[str, dict[str, float]] = field(default_factory=dict)
     evaluation: Optional[TestResult] = None
     logged: dict[str, str] = field(default_factory=dict)
+    importance: Optional[dict[str, Any]] = None
 
 
 def _recorded_types(table: Any, meta: dict[str, Any], key: str) -> Optional[np.ndarray]:
@@ -142,9 +147,13 @@ def assess_checkpoint(checkpoint: str | Path, *, data_path: Optional[str | Path]
     fold_rows, fold_summary = _cv_table(mut)
     if fold_rows:
         figures["fold_metrics"] = plots.fold_metrics(fold_rows, M.TABLE_METRICS, fold_summary)
+    found = _importance(mut, features, labels)
+    if found is not None:
+        figures["importance"] = plots.importance(found)
     default = mut.name if data_path is None else f"{mut.name}_{Path(data_path).stem}"
     out = Path(output) if output else Path("reports") / safe_name(default)
-    result = AssessResult(out, out / "report.html", {}, part_rows, fold_rows, fold_summary, evaluation)
+    result = AssessResult(out, out / "report.html", {}, part_rows, fold_rows, fold_summary, evaluation,
+                          importance=found)
     info = {"Model": mut.name, "Checkpoint": str(mut.path), "Evaluation rows": source,
             "Threshold": f"{threshold:.4f} (chosen on validation rows at training time)",
             "ROC AUC vs chance": _chance_text(evaluation.chance, "the evaluation rows"),
@@ -223,6 +232,7 @@ def assess_folds(*, checkpoint: Optional[str | Path] = None, run: Optional[str |
     thresholds = []
     first_parts: dict[str, np.ndarray] = {}
     test_labels = None
+    importances = []
     for path in paths:
         mut = open_model(path, overrides=overrides)
         fold = int(mut.metadata.get("fold", path.parent.name.split("_")[1]))
@@ -247,6 +257,9 @@ def assess_folds(*, checkpoint: Optional[str | Path] = None, run: Optional[str |
                 curves.append((f"fold {fold}", scores, labels))
                 pooled_scores.append(scores)
                 pooled_labels.append(labels)
+        found = _importance(mut, *parts["held-out"])
+        if found is not None:
+            importances.append(found)
         if not first_parts:
             first_parts = {f"train (fold {fold})": parts["train"][1], f"validation (fold {fold})": parts["validation"][1]}
             test_labels = parts["test"][1] if "test" in parts else None
@@ -268,6 +281,9 @@ def assess_folds(*, checkpoint: Optional[str | Path] = None, run: Optional[str |
         "fold_metrics": plots.fold_metrics(fold_rows, M.TABLE_METRICS, summary),
         "true_vs_predicted": plots.true_vs_predicted(confusion),
     }
+    found = importance_over_folds(importances) if importances and len(importances) == len(paths) else None
+    if found is not None:
+        figures["importance"] = plots.importance(found)
     chance = M.auroc_vs_chance(scores, labels)
     held = confusion["held-out"]
     pooled_fpr = held["fp"] / (held["fp"] + held["tn"]) if held["fp"] + held["tn"] else math.nan
@@ -281,7 +297,7 @@ def assess_folds(*, checkpoint: Optional[str | Path] = None, run: Optional[str |
     parts_table = {f"{part} (mean of folds)": {k: round(v["mean"]) if k.startswith("n_") else v["mean"]
                                                for k, v in M.summarize(rows).items()}
                    for part, rows in per_part.items()}
-    result = AssessResult(out, out / "report.html", {}, parts_table, fold_rows, summary)
+    result = AssessResult(out, out / "report.html", {}, parts_table, fold_rows, summary, importance=found)
     info = {"Run": str(run_dir), "Fold checkpoints": ", ".join(str(p) for p in paths),
             "Evaluation rows": "each fold model on the rows it held out (out-of-fold)",
             "Thresholds": f"one per fold, chosen on that fold's validation rows; mean {mean_threshold:.4f} "
@@ -335,7 +351,27 @@ def _tables(result: AssessResult) -> dict[str, tuple[list[str], list[list[Any]]]
         tables["Folds: mean, std, min, max"] = (
             ["metric"] + stats, [[k] + [result.fold_summary[k][s] for s in stats] for k in fold_keys
                                  if k in result.fold_summary])
+    found = result.importance
+    if found is not None:
+        keys = ["mean_abs_attribution", "permutation_auroc_drop", "permutation_std"]
+        if found.get("n_folds"):
+            keys.insert(1, "mean_abs_attribution_std")
+        tables["Global importance"] = (["column"] + keys, [[r["column"]] + [r[k] for k in keys]
+                                                           for r in found["columns"]])
+        if found.get("n_folds"):
+            folds = list(found["columns"][0]["folds"])
+            tables["Global importance by fold (mean |attribution|)"] = (
+                ["column"] + folds, [[r["column"]] + [r["folds"][f] for f in folds] for r in found["columns"]])
     return tables
+
+
+def _importance(mut: ModelUnderTest, features: Any, labels: np.ndarray) -> Optional[dict[str, Any]]:
+    """Global importance on the evaluation rows, or None (said in the log) for a model without a baseline."""
+    found = global_importance(mut.predictor, features, labels)
+    if found is None:
+        logger.info(f"{mut.path}: no explanation baseline (trained before netad explained scores): "
+                    f"no importance figure")
+    return found
 
 
 def _write(result: AssessResult, figures: dict[str, Figure], info: dict[str, str], title: str) -> None:

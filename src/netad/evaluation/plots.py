@@ -255,3 +255,26 @@ def leaderboard(entries: Sequence[dict[str, Any]], with_test: bool = False) -> F
     ax.set_title("Detectors on the same folds (thresholds chosen on validation rows)")
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncols=3)
     return fig
+
+
+def importance(found: dict[str, Any], limit: int = 20) -> Figure:
+    """Global importance of the ``limit`` top columns: mean |attribution| beside the permutation drop in ROC AUC
+    (error bars: std over the fold models, or over the shuffles)."""
+    rows = found["columns"][:limit]
+    fig = Figure(figsize=(8.4, max(2.6, 0.3 * len(rows) + 1.4)), dpi=110, layout="constrained")
+    left, right = fig.subplots(1, 2, sharey=True)
+    y = np.arange(len(rows))[::-1]
+    attr_err = [r.get("mean_abs_attribution_std", 0.0) for r in rows]
+    left.barh(y, [r["mean_abs_attribution"] for r in rows], xerr=attr_err if any(attr_err) else None,
+              color=NORMAL_COLOR)
+    left.set_yticks(y, [r["column"] for r in rows], fontsize=8)
+    left.set_xlabel("mean |contribution to the logit|")
+    left.set_title(f"Attribution ({found['method']})", fontsize=9)
+    drops = [r["permutation_auroc_drop"] for r in rows]
+    right.barh(y, np.nan_to_num(drops), xerr=[r["permutation_std"] for r in rows], color=ANOMALY_COLOR)
+    right.axvline(0, color=THRESHOLD_COLOR, linewidth=0.8)
+    right.set_xlabel("ROC AUC lost when the column is shuffled")
+    right.set_title(f"Permutation ({found['repeats']} shuffles)", fontsize=9)
+    folds = f", {found['n_folds']} fold models" if found.get("n_folds") else ""
+    fig.suptitle(f"Global importance on {found['rows']:,} evaluation rows{folds}", fontsize=10)
+    return fig

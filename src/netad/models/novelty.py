@@ -43,6 +43,12 @@ class PCAReconstructionError(nn.Module):
         error = ((centred - projected) ** 2).sum(dim=1)
         return torch.where(error <= self.noise_floor, torch.zeros_like(error), error)
 
+    def feature_errors(self, x: torch.Tensor) -> torch.Tensor:
+        """Each feature's part of the error (rows x features); rows within the noise floor get zeros."""
+        centred = x.double() - self.mean
+        parts = (centred - centred @ self.components.T @ self.components) ** 2
+        return torch.where((parts.sum(dim=1) <= self.noise_floor)[:, None], torch.zeros_like(parts), parts)
+
 
 class KMeansDistance(nn.Module):
     """Mean over k-means models of the (normalised) distance to the nearest centre."""
@@ -60,6 +66,16 @@ class KMeansDistance(nn.Module):
                  for i in range(self.n_models)]
         return torch.stack(dists).mean(dim=0)
 
+    def feature_errors(self, x: torch.Tensor) -> torch.Tensor:
+        """Each feature's share of the squared distance to the nearest centre, averaged over the models."""
+        x = x.double()
+        shares = torch.zeros_like(x)
+        for i in range(self.n_models):
+            centres = getattr(self, f"centres_{i}")
+            nearest = centres[torch.cdist(x, centres).argmin(dim=1)]
+            shares += _shares((x - nearest) ** 2)
+        return shares / self.n_models
+
 
 class ReconstructionMSE(nn.Module):
     """Per-row mean squared reconstruction error of an (eval-mode) autoencoder or VAE."""
@@ -74,6 +90,19 @@ class ReconstructionMSE(nn.Module):
         recon = out[0] if isinstance(out, tuple) else out
         return ((recon - x) ** 2).mean(dim=1).double()
 
+    def feature_errors(self, x: torch.Tensor) -> torch.Tensor:
+        """Each feature's squared reconstruction error (rows x features)."""
+        x = x.float()
+        out = self.net(x)
+        recon = out[0] if isinstance(out, tuple) else out
+        return ((recon - x) ** 2).double()
+
+
+def _shares(parts: torch.Tensor) -> torch.Tensor:
+    """Each row of non-negative parts divided by its sum (a row of zeros stays zeros)."""
+    total = parts.sum(dim=1, keepdim=True)
+    return torch.where(total > 0, parts / total.clamp(min=torch.finfo(parts.dtype).tiny), torch.zeros_like(parts))
+
 
 class NoveltyScorer(nn.Module):
     """Standardised novelty score ``(raw - center) / scale`` and its threshold."""
@@ -87,6 +116,12 @@ class NoveltyScorer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (self.raw(x) - self.center) / self.scale
+
+    def feature_shares(self, x: torch.Tensor) -> torch.Tensor:
+        """Each feature's share of the row's novelty (rows x features, each row summing to 1, or 0 for a row
+        with no error at all): its part of the reconstruction error (PCA, autoencoder, VAE) or of the squared
+        distance to the nearest centre (k-means)."""
+        return _shares(self.raw.feature_errors(x))
 
 
 def combine(probability: torch.Tensor, novelty: torch.Tensor, classifier_threshold: float,

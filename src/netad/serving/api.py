@@ -13,6 +13,7 @@ import html
 import io
 import json
 import logging
+import math
 import secrets
 import time
 from itertools import chain
@@ -27,6 +28,7 @@ from fastapi import FastAPI, File, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 
 from netad.data.preprocessing import parse_boolean
+from netad.inference.explain import explanation_info
 from netad.serving.page import PAGE
 
 import netad
@@ -232,6 +234,10 @@ class TypedRecords:
             return None
         return body if isinstance(body, list) else [body]
 
+    def values(self, records: list) -> Any:
+        """``values(name)``: that field's values, one per record."""
+        return lambda name: [getattr(r, self.attrs[name]) for r in records]
+
     def encode(self, records: list) -> tuple[Any, list]:
         """As :func:`records_to_encoded`, for decoded records."""
         n, width = len(records), self.width
@@ -243,6 +249,15 @@ class TypedRecords:
             numeric = np.fromiter(chain.from_iterable(map(self.numbers, records)), dtype=np.float64,
                                   count=n * width).reshape(n, width)
         return _encode(self.pre, numeric, lambda name: [getattr(r, self.attrs[name]) for r in records])
+
+
+def _json_value(value: Any) -> Any:
+    """A record's value as JSON gives it back: numbers stay numbers, a gap (NaN) is null."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def check_encoded(pre: Any, enc: Any) -> None:
@@ -358,7 +373,45 @@ def create_app(predictor: Any, *, model_name: str = "netad-model", api_key: Opti
     async def _api_error(request: Request, exc: ApiError) -> Response:
         return _json(exc.status, exc.body)
 
-    def _respond(enc: Any, warnings: list, started: float) -> Response:
+    explainer: list = []  # made on the first explained request (it loads Captum)
+    n_columns = len(predictor.preprocessor.model_columns())
+    explain_info = explanation_info(predictor)
+
+    def _explain_k(request: Request) -> Optional[int]:
+        """``?explain=K``: how many columns to name per record (None: no explanations)."""
+        raw = request.query_params.get("explain")
+        if raw is None:
+            return None
+        if explain_info is None:
+            raise ApiError(422, "this model holds no explanation baseline (trained before netad explained scores): "
+                                "train it again to explain its scores", field="explain")
+        k = int(raw) if raw.strip().isdigit() else None
+        if k is None or not 1 <= k <= n_columns:
+            raise ApiError(422, f"explain must be a whole number from 1 to {n_columns} (the columns the model reads)",
+                           field="explain", got=raw)
+        return k
+
+    def _explanations(enc: Any, k: int, values: Any) -> list[dict[str, Any]]:
+        if not explainer:
+            from netad.inference.explain import Explainer
+
+            explainer.append(Explainer(predictor))
+        e = explainer[0].explain_encoded(enc)
+        index, contributions = e.top(k)
+        names = e.columns
+        raw = {name: values(name) for name in {names[j] for j in np.unique(index)}}
+        out = []
+        for i in range(len(index)):
+            item: dict[str, Any] = {"explanation": [
+                {"column": names[j], "value": _json_value(raw[names[j]][i]), "contribution": c}
+                for j, c in zip(index[i].tolist(), contributions[i].tolist())]}
+            if e.explained_by is not None:
+                item["explained_by"] = str(e.explained_by[i])
+            out.append(item)
+        return out
+
+    def _respond(enc: Any, warnings: list, started: float, explain: Optional[int] = None,
+                 values: Any = None) -> Response:
         scores = predictor.score_encoded(enc)[0]
         finite = np.isfinite(scores)
         if not finite.all():  # finite features the network still overflows on: never a null score
@@ -368,9 +421,12 @@ def create_app(predictor: Any, *, model_name: str = "netad-model", api_key: Opti
                            **({"field": predictor.preprocessor.state["feature_names"][j]} if j is not None else {}))
         flagged = scores >= threshold
         log.debug("scored %d records, %d flagged", len(scores), int(flagged.sum()))
+        predictions = [{"score": s, "is_anomaly": f} for s, f in zip(scores.tolist(), flagged.tolist())]
+        if explain is not None:
+            for p, why in zip(predictions, _explanations(enc, explain, values)):
+                p.update(why)
         return _json(200, {"model": model_name, "api_version": API_VERSION, "threshold": threshold,
-                           "predictions": [{"score": s, "is_anomaly": f}
-                                           for s, f in zip(scores.tolist(), flagged.tolist())],
+                           "predictions": predictions,
                            "warnings": warnings, "processing_time_ms": (time.perf_counter() - started) * 1000.0})
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -388,18 +444,19 @@ def create_app(predictor: Any, *, model_name: str = "netad-model", api_key: Opti
                 "model_type": cfg.get("model_type", "classifier"), "threshold": threshold,
                 "threshold_method": cfg.get("threshold_method"), "schema": list(schema.values()),
                 "metrics": {"cross_validation": cfg.get("training", {}).get("cv_summary")},
-                "label": cfg.get("label")}
+                "label": cfg.get("label"), "explanation": explain_info}
 
     @app.post("/predict", openapi_extra=_record_schema(schema))
     async def predict(request: Request) -> Response:
         """Score one record (a JSON object) or a list of them."""
         started = time.perf_counter()
+        explain = _explain_k(request)
         raw = await request.body()
         if len(raw) > max_body_bytes:
             raise ApiError(413, "body too large", limit_bytes=max_body_bytes)
         records = typed.decode(raw)
         if records and len(records) <= max_records:
-            return _respond(*typed.encode(records), started)
+            return _respond(*typed.encode(records), started, explain, typed.values(records))
         body = _loads(raw)
         records = body if isinstance(body, list) else [body]
         if not records:
@@ -407,13 +464,14 @@ def create_app(predictor: Any, *, model_name: str = "netad-model", api_key: Opti
         if len(records) > max_records:
             raise ApiError(413, "too many records", limit=max_records, got=len(records))
         enc, warnings = records_to_encoded(predictor.preprocessor, records, schema)
-        return _respond(enc, warnings, started)
+        return _respond(enc, warnings, started, explain, lambda name: [r[name] for r in records])
 
     @app.post("/predict/csv")
-    async def predict_csv(file: UploadFile = File(...)) -> Response:
+    async def predict_csv(request: Request, file: UploadFile = File(...)) -> Response:
         """Score the rows of an uploaded CSV file (with a header row, or headerless for a model trained on
         headerless data)."""
         started = time.perf_counter()
+        explain = _explain_k(request)
         data = await file.read()
         if len(data) > max_body_bytes:
             raise ApiError(413, "body too large", limit_bytes=max_body_bytes)
@@ -436,7 +494,7 @@ def create_app(predictor: Any, *, model_name: str = "netad-model", api_key: Opti
             warnings += [{"record": int(i), "field": name, "value": str(frame[name].iloc[i]),
                           "note": "unseen category: scored through the unknown bucket"} for i in unseen]
         warnings.sort(key=lambda w: w["record"])
-        return _respond(enc, warnings, started)
+        return _respond(enc, warnings, started, explain, lambda name: frame[name].tolist())
 
     return app
 

@@ -376,25 +376,80 @@ class _Done:
                      sum(p.n_flagged for p in parts), sum(p.n_rejected for p in parts), imputed)
 
 
+def _rows_of(enc: Any, rows: np.ndarray) -> Any:
+    """Some rows of an :class:`~netad.data.preprocessing.Encoded`."""
+    return type(enc)(enc.dense[rows], [codes[rows] for codes in enc.codes])
+
+
+def _csv_field(text: str) -> str:
+    """``text`` as one CSV field: quoted (quotes doubled) where it holds a comma, a quote or a line break."""
+    return '"' + text.replace('"', '""') + '"' if any(ch in text for ch in ',"\r\n') else text
+
+
+class Explanations:
+    """The ``--explain K`` columns: for a hybrid ``explained_by`` (the part that fired), then for each of the
+    row's K largest contributions ``why_<i>`` (the input column) and ``why_<i>_contribution`` (logit units,
+    or the column's share of the novelty score when the novelty part explains the row). With ``flagged_only``
+    the rows below the threshold get empty fields (and cost nothing)."""
+
+    def __init__(self, predictor: Any, k: int, *, flagged_only: bool = False, method: Optional[str] = None) -> None:
+        from netad.inference.explain import Explainer
+
+        self.explainer = Explainer(predictor, method)
+        n = len(self.explainer.columns)
+        if not 1 <= k <= n:
+            raise UserError(f"--explain {k}: must be between 1 and {n} (the columns the model reads)")
+        self.k, self.flagged_only, self.hybrid = k, flagged_only, predictor.novelty is not None
+        self.names = (["explained_by"] if self.hybrid else []) + \
+            [name for i in range(1, k + 1) for name in (f"why_{i}", f"why_{i}_contribution")]
+        self._columns = {False: np.array(self.explainer.columns, dtype=object),
+                         True: np.array([_csv_field(c) for c in self.explainer.columns], dtype=object)}
+
+    def fields(self, enc: Any, flagged: np.ndarray, *, csv: bool = False) -> list[pa.Array]:
+        """One text array per column of :attr:`names`; ``csv``: as CSV text (column names quoted where needed)."""
+        n = len(flagged)
+        rows = np.flatnonzero(flagged) if self.flagged_only else None
+        if rows is not None and not len(rows):
+            return [pa.array(np.full(n, "", dtype=object), pa.string()) for _ in self.names]
+        e = self.explainer.explain_encoded(enc if rows is None else _rows_of(enc, rows))
+        index, values = e.top(self.k)
+
+        def spread(texts: pa.Array) -> pa.Array:
+            if rows is None:
+                return texts
+            full = np.full(n, "", dtype=object)
+            full[rows] = texts.to_numpy(zero_copy_only=False)
+            return pa.array(full, pa.string())
+
+        out = [spread(pa.array(e.explained_by, pa.string()))] if self.hybrid else []
+        names = self._columns[csv]
+        for i in range(self.k):
+            out.append(spread(pa.array(names[index[:, i]], pa.string())))
+            out.append(spread(pa.array(np.round(values[:, i].astype(np.float64), 6)).cast(pa.string())))
+        return out
+
+
 class _Scorer:
     """Scores pieces of the file; runs in the scoring threads. :meth:`fast` encodes the parsed columns
     with pyarrow and the preprocessor's shared encoder; a piece it does not take (a value that does not
     parse to the model's types, a gap the model does not impute, a misshapen record) goes through
-    :meth:`explain`, pandas and the preprocessor's row checks, which find and name the rows that cannot
+    :meth:`checked`, pandas and the preprocessor's row checks, which find and name the rows that cannot
     be scored. Either way the rows are written back with the values they were read with."""
 
-    def __init__(self, predictor: Any) -> None:
+    def __init__(self, predictor: Any, explanations: Optional["Explanations"] = None) -> None:
         self.predictor, self.pre = predictor, predictor.preprocessor
+        self.explanations = explanations
         st = self.pre.state
         self.imputes = st.get("nan_policy", "error") in ("median", "zero")
         self.numeric, self.boolean = st["numeric"]["columns"], st["boolean"]["columns"]
         self.categorical = st["categorical"]["columns"]
         self.gap_codes = [self.pre.gap_code(i) for i in range(len(self.categorical))]
-        self.extra = ["score", "is_anomaly"] + (["novelty_score"] if predictor.novelty is not None else [])
+        self.extra = ["score", "is_anomaly"] + (["novelty_score"] if predictor.novelty is not None else []) + \
+            (explanations.names if explanations is not None else [])
 
     def score(self, piece: _Piece) -> _Done:
         done = self.fast(piece)
-        return done if done is not None else self.explain(piece)
+        return done if done is not None else self.checked(piece)
 
     def score_block(self, block: PlainBlock, source: "_Source", max_rows: int) -> _Done:
         """A plain block in pieces of at most ``max_rows``: the model's columns parsed typed and
@@ -483,19 +538,22 @@ class _Scorer:
             return None
         flagged = scores >= self.predictor.threshold
         if piece.lines is None:
-            out = self.lines(table, scores, flagged, novelty)
-        else:  # the lines as read, the scores joined on
+            why = self.explanations.fields(enc, flagged) if self.explanations is not None else []
+            out = self.lines(table, scores, flagged, novelty, why)
+        else:  # the lines as read, the scores (and explanations, as CSV text) joined on
             fields = [score_text(scores), _FLAG_TEXT.take(pa.array(flagged.view(np.int8)))]
-            out = plain_blocks.with_fields(piece.lines, fields + ([novelty_text(novelty)] if novelty is not None else []))
+            fields += [novelty_text(novelty)] if novelty is not None else []
+            fields += self.explanations.fields(enc, flagged, csv=True) if self.explanations is not None else []
+            out = plain_blocks.with_fields(piece.lines, fields)
         return _Done(out, None, table.num_rows, int(flagged.sum()), 0, {})
 
     def lines(self, table: pa.Table, scores: np.ndarray, flagged: np.ndarray,
-              novelty: Optional[np.ndarray]) -> pa.Buffer:
-        """The rows as CSV lines, the scores appended."""
+              novelty: Optional[np.ndarray], why: list[pa.Array]) -> pa.Buffer:
+        """The rows as CSV lines, the scores (and explanations) appended."""
         columns = [*table.columns, score_text(scores), pa.array(flagged.astype(np.uint8))]
         if novelty is not None:  # a hybrid: the novelty detector's own score too
             columns.append(novelty_text(novelty))
-        return _csv(pa.Table.from_arrays(columns, names=table.column_names + self.extra))
+        return _csv(pa.Table.from_arrays(columns + why, names=table.column_names + self.extra))
 
     # ------------------------------------------------------------ pandas
     def frame(self, table: pa.Table) -> pd.DataFrame:
@@ -503,7 +561,7 @@ class _Scorer:
         frame = pd.DataFrame({c: _texts(table.column(c)) for c in self.predictor.columns}, dtype=object)
         return frame.where(~frame.isin(list(_PANDAS_NA)), np.nan)
 
-    def explain(self, piece: _Piece) -> _Done:
+    def checked(self, piece: _Piece) -> _Done:
         """The piece through pandas: each row scored, or rejected with the reason."""
         table = piece.table
         frame = self.frame(table)
@@ -514,14 +572,18 @@ class _Scorer:
         good = np.flatnonzero(reasons == "")
         out, n_flagged = None, 0
         if len(good):
-            scores, novelty = self.predictor.score_with_novelty(frame.iloc[good])
+            enc = self.pre.encode(frame.iloc[good][self.predictor.columns])
+            scores, novelty = self.predictor.score_encoded(enc)
             broken = ~np.isfinite(scores)  # values far outside the training range
             reasons[good[broken]] = "score overflowed: values far outside the training range"
             good, scores = good[~broken], scores[~broken]
             novelty = novelty[~broken] if novelty is not None else None
             if len(good):
                 flagged = scores >= self.predictor.threshold
-                out, n_flagged = self.lines(table.take(good), scores, flagged, novelty), int(flagged.sum())
+                why = self.explanations.fields(_rows_of(enc, np.flatnonzero(~broken)), flagged) \
+                    if self.explanations is not None else []
+                out = self.lines(table.take(good), scores, flagged, novelty, why)
+                n_flagged = int(flagged.sum())
         bad = np.flatnonzero(reasons != "")
         rejects = None
         if len(bad):
@@ -589,7 +651,8 @@ def _header_line(names: list[str]) -> bytes:
 
 def score_file(model: str | Path | Any, input_path: str | Path, output_path: str | Path, *,
                rejects_path: Optional[str | Path] = None, chunk_size: int = 100_000,
-               progress: bool = True) -> BatchResult:
+               progress: bool = True, explain: Optional[int] = None, explain_flagged: bool = False,
+               explain_method: Optional[str] = None) -> BatchResult:
     """Score ``input_path`` into ``output_path``; rejected rows go to ``rejects_path``
     (default: ``<output>.rejects.csv``, written only when there are any).
 
@@ -597,7 +660,12 @@ def score_file(model: str | Path | Any, input_path: str | Path, output_path: str
     threads, one per core, and written in file order. A new output file is written under a temporary
     name and renamed at the end, so a failed run leaves no half-written file under the final name;
     ``-`` (stdout) and special files such as ``/dev/stdout`` are written directly. Compressed inputs
-    (gzip, bzip2, xz, zstd) are read as they are."""
+    (gzip, bzip2, xz, zstd) are read as they are. ``explain``: K explanation columns per row
+    (:class:`Explanations`), for every row or, with ``explain_flagged``, for the flagged ones."""
+    if explain is not None and explain < 1:
+        raise UserError(f"--explain {explain}: must be 1 or more (the number of columns to name per row)")
+    if explain is None and (explain_flagged or explain_method):
+        raise UserError("--explain-flagged and --explain-method need --explain K")
     predictor = load_predictor(model) if isinstance(model, (str, Path)) else model
     input_path, output_path = Path(input_path), Path(output_path)
     if not input_path.is_file():
@@ -623,7 +691,8 @@ def score_file(model: str | Path | Any, input_path: str | Path, output_path: str
                         f"not the output or a terminal stream")
     start = time.perf_counter()
     workers = _workers()
-    scorer = _Scorer(predictor)
+    scorer = _Scorer(predictor, Explanations(predictor, explain, flagged_only=explain_flagged, method=explain_method)
+                     if explain is not None else None)
     source = _Source(input_path, predictor, block_bytes(input_path.stat().st_size, workers))
     bar = None
     if progress:
