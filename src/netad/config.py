@@ -295,9 +295,15 @@ class Config(_Section):
     detectors: DetectorsConfig = Field(default_factory=DetectorsConfig)
     huggingface: HuggingFaceConfig = Field(default_factory=HuggingFaceConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    #: the classifier's probability calibrated on the validation rows after training (the threshold is then
+    #: chosen on the calibrated scores): none | temperature (ranking kept exactly) | isotonic
+    calibration: Literal["none", "temperature", "isotonic"] = "none"
 
     @model_validator(mode="after")
     def _label_not_dropped(self) -> "Config":
+        if self.calibration != "none" and self.model.type == "hybrid":
+            raise ValueError(f"calibration {self.calibration} calibrates the classifier's probability; a hybrid's "
+                             f"score is not one (set calibration: none for model.type hybrid)")
         if self.data.label_column in self.data.drop_columns:
             raise ValueError("data.drop_columns must not contain data.label_column")
         if self.data.type_column is not None and self.data.type_column in self.data.drop_columns:

@@ -299,7 +299,7 @@ def test_unreachable_hub_through_the_script(model, tmp_path):
 STACK = {"hybrid__combine": "stack", "hybrid__stack_weights": "{logit: 0.8, novelty: 1.5, bias: -0.5}"}
 
 
-@pytest.mark.parametrize("kind", ["classifier", "pca", "kmeans", "ae", "stack"])
+@pytest.mark.parametrize("kind", ["classifier", "pca", "kmeans", "ae", "stack", "temperature"])
 def test_onnx_export_matches_pytorch(tmp_path, csv_path, kind):
     import onnxruntime
 
@@ -311,6 +311,8 @@ def test_onnx_export_matches_pytorch(tmp_path, csv_path, kind):
         extra["hybrid__params"] = "{epochs: 3}"
     if kind == "stack":
         extra.update(STACK, hybrid__detector="kmeans")
+    if kind == "temperature":  # a calibrated classifier
+        extra = {"calibration": "temperature"}
     cfg = fast_config(tmp_path, csv_path, **extra)
     run_single(cfg, run_name="ox", quiet=True)
     folder = export_checkpoint(tmp_path / "checkpoints" / "best_model.ckpt", tmp_path / "m", onnx=True)

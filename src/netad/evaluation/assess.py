@@ -123,6 +123,7 @@ def assess_checkpoint(checkpoint: str | Path, *, data_path: Optional[str | Path]
         raise UserError(f"{mut.path} records no test rows: pass --data with a labelled CSV")
     evaluation = score_rows(mut, features, labels, source, n_bootstrap, progress=progress, types=types)
     threshold = mut.threshold
+    raw = mut.predictor.uncalibrated_score(features) if mut.predictor.calibration is not None else None
 
     # train and validation rows, the run's test hold-out when --data evaluates elsewhere, the evaluation rows
     keep = ("train", "validation", "test") if data_path is not None else ("train", "validation")
@@ -138,7 +139,7 @@ def assess_checkpoint(checkpoint: str | Path, *, data_path: Optional[str | Path]
         "roc_curve": plots.roc_curves([(eval_name, evaluation.scores, evaluation.labels)]),
         "pr_curve": plots.pr_curves([(eval_name, evaluation.scores, evaluation.labels)]),
         "threshold_metrics": plots.threshold_metrics(evaluation.scores, evaluation.labels, threshold),
-        "calibration": plots.calibration(evaluation.scores, evaluation.labels),
+        "calibration": plots.calibration(evaluation.scores, evaluation.labels, before=raw),
         "true_vs_predicted": plots.true_vs_predicted(
             {p: M.confusion_counts(s, y, threshold) for p, (s, y) in scored.items()}),
     }
@@ -160,6 +161,7 @@ def assess_checkpoint(checkpoint: str | Path, *, data_path: Optional[str | Path]
             "Majority-class accuracy": f"{evaluation.majority_accuracy:.4f} on the evaluation rows "
                                        f"(model: {evaluation.metrics['accuracy']:.4f})",
             "Operating point": operating_point(evaluation.metrics["fpr"], f"the stored threshold {threshold:.4f}"),
+            "Calibration": _calibration_text(mut, evaluation.scores, evaluation.labels, raw),
             "Cross-validation verdict": cv_verdict(mut.metadata)}
     _write(result, figures, info, title=f"Assessment of {mut.name}")
     if log:
@@ -233,6 +235,7 @@ def assess_folds(*, checkpoint: Optional[str | Path] = None, run: Optional[str |
     first_parts: dict[str, np.ndarray] = {}
     test_labels = None
     importances = []
+    pooled_raw: list[np.ndarray] = []
     for path in paths:
         mut = open_model(path, overrides=overrides)
         fold = int(mut.metadata.get("fold", path.parent.name.split("_")[1]))
@@ -243,6 +246,8 @@ def assess_folds(*, checkpoint: Optional[str | Path] = None, run: Optional[str |
             raise UserError(f"{path} records no held-out rows (trained before this version): retrain the run")
         threshold = mut.threshold
         thresholds.append(threshold)
+        if mut.predictor.calibration is not None:
+            pooled_raw.append(mut.predictor.uncalibrated_score(parts["held-out"][0]))
         for part in ("train", "validation", "held-out"):
             features, labels = parts[part]
             scores = mut.score(features)
@@ -277,7 +282,8 @@ def assess_folds(*, checkpoint: Optional[str | Path] = None, run: Optional[str |
         "roc_curve": plots.roc_curves(curves),
         "pr_curve": plots.pr_curves(curves),
         "threshold_metrics": plots.threshold_metrics(scores, labels, mean_threshold),
-        "calibration": plots.calibration(scores, labels),
+        "calibration": plots.calibration(scores, labels,
+                                         before=np.concatenate(pooled_raw) if len(pooled_raw) == len(paths) else None),
         "fold_metrics": plots.fold_metrics(fold_rows, M.TABLE_METRICS, summary),
         "true_vs_predicted": plots.true_vs_predicted(confusion),
     }
@@ -306,6 +312,8 @@ def assess_folds(*, checkpoint: Optional[str | Path] = None, run: Optional[str |
             "Majority-class accuracy": f"{M.majority_accuracy(labels):.4f} on the held-out rows",
             "Operating point": operating_point(pooled_fpr, f"each fold's stored threshold (mean {mean_threshold:.4f})",
                                                flags="the fold models flag"),
+            "Calibration": _calibration_text(mut, scores, labels,
+                                             np.concatenate(pooled_raw) if len(pooled_raw) == len(paths) else None),
             "Cross-validation verdict": verdict}
     _write(result, figures, info, title=f"Assessment of run {run_dir.name}: {len(paths)} fold models")
     if log:
@@ -363,6 +371,16 @@ def _tables(result: AssessResult) -> dict[str, tuple[list[str], list[list[Any]]]
             tables["Global importance by fold (mean |attribution|)"] = (
                 ["column"] + folds, [[r["column"]] + [r["folds"][f] for f in folds] for r in found["columns"]])
     return tables
+
+
+def _calibration_text(mut: ModelUnderTest, scores: np.ndarray, labels: np.ndarray, raw: Optional[np.ndarray]) -> str:
+    """The evaluation rows' expected calibration error, and before the model's calibration when it has one."""
+    ece = M.expected_calibration_error(scores, labels)
+    if raw is None:
+        return f"none; expected calibration error {ece:.4f} on the evaluation rows"
+    method = mut.predictor.calibration.method
+    return (f"{method}, fitted on the validation rows; expected calibration error on the evaluation rows {ece:.4f} "
+            f"({M.expected_calibration_error(raw, labels):.4f} before calibration)")
 
 
 def _importance(mut: ModelUnderTest, features: Any, labels: np.ndarray) -> Optional[dict[str, Any]]:

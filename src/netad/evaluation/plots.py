@@ -141,13 +141,21 @@ def threshold_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) 
     return fig
 
 
-def calibration(scores: np.ndarray, labels: np.ndarray, n_bins: int = 10) -> Figure:
-    """Reliability curve: the observed anomaly rate per score bin against the mean score."""
+def calibration(scores: np.ndarray, labels: np.ndarray, n_bins: int = 10,
+                before: np.ndarray | None = None) -> Figure:
+    """Reliability curve: the observed anomaly rate per score bin against the mean score, with the expected
+    calibration error; ``before``: a calibrated model's scores before its calibration, drawn beside."""
     fig = Figure(figsize=(5.6, 5.6), dpi=110, layout="constrained")
     ax, hist = fig.subplots(2, 1, height_ratios=[3, 1], sharex=True)
     rel = M.reliability(scores, labels, n_bins)
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfectly calibrated")
-    ax.plot(rel["predicted"], rel["observed"], marker="o", color=ANOMALY_COLOR, label="model")
+    if before is not None:
+        raw = M.reliability(before, labels, n_bins)
+        ax.plot(raw["predicted"], raw["observed"], marker="s", color=NORMAL_COLOR, alpha=0.8,
+                label=f"before calibration (ECE {M.expected_calibration_error(before, labels, n_bins):.3f})")
+    ece = M.expected_calibration_error(scores, labels, n_bins)
+    ax.plot(rel["predicted"], rel["observed"], marker="o", color=ANOMALY_COLOR,
+            label=f"{'calibrated' if before is not None else 'model'} (ECE {ece:.3f})")
     ax.set_ylabel("observed anomaly rate")
     ax.set_ylim(0, 1.01)
     ax.set_title("Calibration (reliability) curve")

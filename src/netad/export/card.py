@@ -71,6 +71,9 @@ def _published(config: dict[str, Any]) -> list[str]:
             lines.append(f"- the imputation values (training medians) of each numeric column: {names}")
         else:
             lines.append(f"- no imputation values from the data (nan_policy `{pre.get('nan_policy', 'error')}`)")
+    if pre.get("baseline") is not None:
+        lines.append("- the explanation baseline: each numeric and boolean feature's median over the normal training "
+                     "rows (scaled) and each text column's most frequent value among them")
     if config["novelty"]:
         lines.append(f"- the `{config['novelty']['kind']}` novelty detector's fitted state (computed from the "
                      "normal training rows, in model.safetensors)")
@@ -82,8 +85,8 @@ def _published(config: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _fmt(v: Any) -> str:
-    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+def _fmt(v: Any, digits: int = 3) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
 
 
 def model_card(config: dict[str, Any], cv_summary: Optional[dict], cv_verdict: Optional[str],
@@ -124,6 +127,14 @@ def model_card(config: dict[str, Any], cv_summary: Optional[dict], cv_verdict: O
     lines += ["", "## Threshold", "",
               f"`is_anomaly = score >= {config['threshold']:.4f}`. The threshold was chosen on validation rows "
               f"({config['threshold_method']}), never on test rows."]
+    cal = config.get("calibration")
+    if cal:
+        ece = cal.get("validation_ece") or {}
+        lines += ["", "## Calibration", "",
+                  f"The probability is calibrated ({cal['method']}) on the validation rows after training, and the "
+                  f"threshold chosen on the calibrated scores. Expected calibration error on those rows: "
+                  f"{_fmt(ece.get('before'), 4)} before, {_fmt(ece.get('after'), 4)} after (measured on the rows it was "
+                  f"fitted on: test rows tell how it holds on new traffic)."]
     lines += ["", "## Cross-validation", ""]
     if cv_summary:
         lines += ["Metrics on each fold's held-out rows, mean ± std over folds:", "",

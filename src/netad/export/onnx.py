@@ -43,6 +43,10 @@ def export_onnx(predictor: NetadPredictor, path: Path, tolerance: float = 1e-5) 
         import onnxruntime
     except ImportError:
         raise UserError("--onnx needs the onnx packages: pip install onnx onnxruntime onnxscript") from None
+    if predictor.calibration is not None and predictor.calibration.method == "isotonic":
+        raise UserError("--onnx: an isotonic calibration has no ONNX form here (its breakpoint lookup, torch's "
+                        "searchsorted, is not an ONNX operator); train with calibration: temperature, or export "
+                        "without --onnx")
     module = _FeatureScorer(predictor).eval()
     width = predictor.config["architecture"]["input_dim"]
     example = torch.zeros(2, width)

@@ -31,6 +31,7 @@ from netad.errors import CONTENT_ERRORS, ModelLoadError, UserError, first_line
 from netad.inference.hub import CONFIG_NAME, WEIGHTS_NAME, hub_files
 from netad.inference.lookup import SplitInputMLP
 from netad.models.checkpoint import CHECKPOINT_KEY, read_checkpoint
+from netad.models.calibration import Calibration, calibration_problem
 from netad.models.mlp import MLP, mlp_args, network_problem
 from netad.models.novelty import fusion_of, hybrid_score, scorer_from_state
 
@@ -63,11 +64,25 @@ def model_problem(config: Any, weights: Any) -> Optional[str]:
         return "config.json 'data' is not a mapping"
     if config.get("novelty") is not None and not isinstance(config["novelty"], dict):
         return "config.json 'novelty' is not a mapping"
-    parts = ("mlp.", "novelty.") if config.get("novelty") else ("mlp.",)
+    calibration = config.get("calibration")
+    if calibration is not None:
+        if config.get("novelty"):
+            return "a hybrid's score is not a probability: config.json cannot calibrate it"
+        problem = calibration_problem(_calibration_state(calibration, weights))
+        if problem:
+            return problem
+    parts = ("mlp.",) + (("novelty.",) if config.get("novelty") else ()) + (("calibration.",) if calibration else ())
     unknown = [k for k in weights if not k.startswith(parts)]
     if unknown:
         return f"weight {unknown[0]} belongs to no part of the model"
     return None
+
+
+def _calibration_state(config: Any, weights: dict[str, Any]) -> Any:
+    """config.json's calibration section with its tensors (``calibration.*`` weights), as the checkpoint holds it."""
+    if not isinstance(config, dict):
+        return config
+    return dict(config, tensors={k[len("calibration."):]: v for k, v in weights.items() if k.startswith("calibration.")})
 
 
 def artifact_from_checkpoint(ckpt: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -80,6 +95,9 @@ def artifact_from_checkpoint(ckpt: dict[str, Any]) -> tuple[dict[str, Any], dict
     novelty = ours.get("novelty")
     if novelty:
         weights.update({f"novelty.{k}": v for k, v in novelty["tensors"].items()})
+    calibration = ours.get("calibration")
+    if calibration:
+        weights.update({f"calibration.{k}": v for k, v in calibration["tensors"].items()})
     config = {
         "format": ARTIFACT_FORMAT,
         "format_version": ARTIFACT_VERSION,
@@ -97,6 +115,7 @@ def artifact_from_checkpoint(ckpt: dict[str, Any]) -> tuple[dict[str, Any], dict
         "data": {"column_names": data.get("column_names"), "drop_columns": data.get("drop_columns", [])},
         "model_type": "hybrid" if novelty else "classifier",
         "novelty": {k: v for k, v in novelty.items() if k != "tensors"} if novelty else None,
+        "calibration": {k: v for k, v in calibration.items() if k != "tensors"} if calibration else None,
         "training": {"cv_summary": meta.get("cv_summary"), "cv_verdict": meta.get("cv_verdict"),
                      "epoch": ckpt.get("epoch")},
     }
@@ -127,6 +146,9 @@ class NetadPredictor(
         self.threshold = float(config["threshold"])
         self.novelty = None
         self.fusion: Optional[dict[str, Any]] = None  # the hybrid's rule: None for "or", else the stack's weights
+        self.calibration: Optional[Calibration] = None  # the classifier's calibrated probability (calibration:)
+        if config.get("calibration"):
+            self.calibration = Calibration(_calibration_state(config["calibration"], weights))
         if config.get("novelty"):
             tensors = {k[len("novelty."):]: v for k, v in weights.items() if k.startswith("novelty.")}
             try:
@@ -183,10 +205,14 @@ class NetadPredictor(
         """Scores (and hybrid novelty scores) of rows already encoded by ``self.preprocessor``."""
         logits = self.logits_encoded(enc)
         if self.novelty is None:
-            return torch.sigmoid(logits.float()).numpy(), None
+            return self.probability(logits).numpy(), None
         with torch.no_grad():
             z = self.novelty(torch.from_numpy(self.preprocessor.to_matrix(enc)))
             return hybrid_score(logits, z, self.threshold, self.novelty.threshold, self.fusion).numpy(), z.numpy()
+
+    def probability(self, logits: torch.Tensor) -> torch.Tensor:
+        """A classifier's score of its logits: the sigmoid, or the calibrated probability."""
+        return self.calibration(logits) if self.calibration is not None else torch.sigmoid(logits.float())
 
     def logits_encoded(self, enc: Encoded) -> torch.Tensor:
         """The classifier's logits (before the sigmoid) of rows already encoded by ``self.preprocessor``."""
@@ -196,8 +222,14 @@ class NetadPredictor(
         """Scores of already preprocessed rows (float32, ``config['preprocessing']['feature_names']`` order)."""
         logits = self.net(x)
         if self.novelty is None:
-            return torch.sigmoid(logits.float())
+            return self.probability(logits)
         return hybrid_score(logits, self.novelty(x), self.threshold, self.novelty.threshold, self.fusion)
+
+    def uncalibrated_score(self, rows: Rows) -> np.ndarray:
+        """A calibrated classifier's probability before its calibration: the sigmoid of its logits."""
+        frame = self._frame(rows)
+        with torch.no_grad():
+            return torch.sigmoid(self.logits_encoded(self.preprocessor.encode(frame[self.columns])).float()).numpy()
 
     def predict(self, rows: Rows) -> pd.DataFrame:
         """One row per input row: ``score`` and ``is_anomaly`` (0/1)."""

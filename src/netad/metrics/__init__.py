@@ -9,6 +9,7 @@ from netad.metrics.scores import (
     bootstrap_ci,
     compute_metrics,
     confusion_counts,
+    expected_calibration_error,
     false_positive_rate,
     held_out_metrics,
     pr_points,
@@ -27,6 +28,6 @@ __all__ = [
     "CHANCE_P", "CI_METRICS", "HIGH_FPR", "METRIC_NAMES", "MONITORABLE", "NO_FAMILY", "TABLE_METRICS",
     "auroc_vs_chance", "format_type_table", "seen_rows", "type_recall",
     "binary_metrics", "bootstrap_ci", "choose_threshold", "compute_metrics", "confusion_counts",
-    "false_positive_rate", "format_p", "held_out_metrics", "just_above", "majority_accuracy", "operating_point",
+    "expected_calibration_error", "false_positive_rate", "format_p", "held_out_metrics", "just_above", "majority_accuracy", "operating_point",
     "pr_points", "recall_at_fpr", "reliability", "roc_points", "summarize", "threshold_sweep", "to_unit_interval",
 ]

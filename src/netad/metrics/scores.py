@@ -202,6 +202,19 @@ def reliability(scores: Any, target: Any, n_bins: int = 10) -> dict[str, np.ndar
     return {"observed": observed, "predicted": predicted, "bin_counts": counts}
 
 
+def expected_calibration_error(scores: Any, target: Any, n_bins: int = 10) -> float:
+    """ECE: over ``n_bins`` equal-width score bins, the row-weighted mean gap between the bin's mean score and
+    its observed anomaly rate (0: a score of 0.8 means 80 % anomalies). NaN for no rows."""
+    scores = np.clip(np.asarray(scores, dtype=np.float64), 0.0, 1.0)
+    target = np.asarray(target, dtype=np.float64)
+    if not len(scores):
+        return math.nan
+    bins = np.minimum((scores * n_bins).astype(np.int64), n_bins - 1)
+    counts = np.bincount(bins, minlength=n_bins)
+    gap = np.abs(np.bincount(bins, scores, n_bins) - np.bincount(bins, target, n_bins))
+    return float(gap.sum() / counts.sum())
+
+
 def summarize(rows: list[dict[str, float]], keys: Optional[list[str]] = None) -> dict[str, dict[str, float]]:
     """Mean, std (sample, ddof=1), min and max of each metric over folds, NaNs ignored."""
     keys = keys or [k for k in rows[0] if isinstance(rows[0][k], (int, float))]

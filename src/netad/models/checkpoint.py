@@ -11,6 +11,7 @@ import torch
 
 from netad.data.preprocessing import preprocessing_problem
 from netad.errors import UserError
+from netad.models.calibration import calibration_problem
 from netad.models.mlp import network_problem
 
 CHECKPOINT_KEY = "netad"
@@ -73,4 +74,8 @@ def checkpoint_problem(ckpt: dict[str, Any]) -> Optional[str]:
         return f"the threshold is missing or not a number ({threshold!r})"
     if not isinstance(ours.get("metadata", {}), dict) or not isinstance(ours.get("novelty") or {}, dict):
         return f"'{CHECKPOINT_KEY}' section: metadata and novelty must be mappings"
+    if ours.get("calibration") is not None:
+        problem = calibration_problem(ours["calibration"])
+        if problem:
+            return problem
     return preprocessing_problem(ours.get("preprocessor"), hp["input_dim"])

@@ -21,6 +21,7 @@ import netad
 from netad.errors import CONTENT_ERRORS, UserError, first_line
 from netad.metrics import binary_metrics, choose_threshold
 from netad.models.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_KEY, checkpoint_problem, read_checkpoint
+from netad.models.calibration import Calibration
 from netad.models.mlp import MLP
 from netad.models.novelty import NoveltyScorer, fusion_of, hybrid_score, scorer_from_state
 
@@ -59,6 +60,8 @@ class AnomalyClassifier(L.LightningModule):
         self.novelty: Optional[NoveltyScorer] = None
         self.novelty_state: Optional[dict[str, Any]] = None
         self.fusion: Optional[dict[str, Any]] = None  # the hybrid's rule (None: "or"; see netad.models.novelty)
+        self.calibration: Optional[Calibration] = None  # fitted on validation rows after training (calibration:)
+        self.calibration_state: Optional[dict[str, Any]] = None
         self._train_loss: list[torch.Tensor] = []
         self._checkpoint_step: Optional[int] = None  # the global step of the checkpoint a resume restores
 
@@ -74,11 +77,19 @@ class AnomalyClassifier(L.LightningModule):
         """The model's score in [0, 1], flagged at ``self.threshold``: the classifier's probability,
         or for a hybrid the rule of :func:`netad.models.novelty.hybrid_score`."""
         logits = self(x)
+        if self.calibration is not None:
+            return self.calibration(logits)
         if self.novelty is None:
             return torch.sigmoid(logits.float())
         if self.novelty.threshold.device != x.device:  # kept outside the module registry: follow the batch
             self.novelty.to(x.device)
         return hybrid_score(logits, self.novelty(x), float(self.threshold), self.novelty.threshold, self.fusion)
+
+    def attach_calibration(self, state: dict[str, Any]) -> None:
+        """Calibrate the probability with ``state`` (:func:`netad.models.calibration.fit_calibration`); kept out of
+        the state_dict like the novelty scorer: it travels as checkpoint["netad"]["calibration"]."""
+        object.__setattr__(self, "calibration", Calibration(state))
+        self.calibration_state = state
 
     def attach_novelty(self, state: dict[str, Any]) -> None:
         """Make this a hybrid: ``state`` from a portable detector's ``novelty_state()``."""
@@ -254,6 +265,8 @@ class AnomalyClassifier(L.LightningModule):
         }
         if self.novelty_state is not None:
             checkpoint[CHECKPOINT_KEY]["novelty"] = self.novelty_state
+        if self.calibration_state is not None:
+            checkpoint[CHECKPOINT_KEY]["calibration"] = self.calibration_state
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         ours = checkpoint.get(CHECKPOINT_KEY, {})
@@ -261,6 +274,8 @@ class AnomalyClassifier(L.LightningModule):
         self.metadata = ours.get("metadata", {})
         if ours.get("novelty") is not None:
             self.attach_novelty(ours["novelty"])
+        if ours.get("calibration") is not None:
+            self.attach_calibration(ours["calibration"])
         self._checkpoint_step = checkpoint.get("global_step")
 
     def on_train_start(self) -> None:

@@ -26,7 +26,8 @@ from netad.data.datamodule import NetworkDataModule
 from netad.data.loading import LabelledTable
 from netad.errors import UserError
 from netad.inference import NetadPredictor
-from netad.metrics import choose_threshold, compute_metrics, held_out_metrics
+from netad.metrics import choose_threshold, compute_metrics, expected_calibration_error, held_out_metrics
+from netad.models.calibration import Calibration, fit_calibration
 from netad.models.checkpoint import CHECKPOINT_KEY, read_checkpoint
 from netad.models.classifier import AnomalyClassifier
 from netad.threads import limit_threads
@@ -184,6 +185,34 @@ def attach_novelty(cfg: Config, ckpt: dict[str, Any], path: Path, dm: NetworkDat
             torch.save(ckpt, tmp)
 
 
+def attach_calibration(cfg: Config, ckpt: dict[str, Any], path: Path, dm: NetworkDataModule,
+                       write: bool = True) -> None:
+    """``calibration: temperature | isotonic``: fit it on the validation rows' logits, choose the threshold again on
+    the calibrated validation scores (same rows, same rule), and store both in the best checkpoint, with the
+    validation rows' expected calibration error before and after."""
+    x_val, y_val = dm.tensors["val"]
+    labels = y_val.numpy()
+    if len(np.unique(labels)) < 2:
+        raise UserError(f"calibration {cfg.calibration}: the validation rows hold one class only: nothing to "
+                        f"calibrate against (more rows, or calibration: none)")
+    predictor = NetadPredictor.from_checkpoint_dict(ckpt, source=str(path))
+    with torch.no_grad():
+        logits = predictor.net(x_val)
+    state = fit_calibration(cfg.calibration, logits.numpy(), labels)
+    with torch.no_grad():
+        calibrated = Calibration(state)(logits).numpy()
+    state["validation_ece"] = {"before": expected_calibration_error(torch.sigmoid(logits).numpy(), labels),
+                               "after": expected_calibration_error(calibrated, labels)}
+    threshold = choose_threshold(calibrated, labels, cfg.threshold.method, cfg.threshold.target_fpr)
+    ours = ckpt[CHECKPOINT_KEY]
+    ours["calibration"] = state
+    ours["threshold"] = threshold
+    ckpt["state_dict"]["threshold"] = torch.tensor(threshold, dtype=ckpt["state_dict"]["threshold"].dtype)
+    if write:  # under DDP only the first process writes files
+        with atomic_target(path) as tmp:
+            torch.save(ckpt, tmp)
+
+
 def _run_trainer(trainer: L.Trainer, fn_name: str, *args: Any, **kwargs: Any) -> Any:
     """``trainer.fit`` / ``trainer.test``, with Ctrl-C kept a KeyboardInterrupt.
 
@@ -308,6 +337,9 @@ def _fit_split(cfg: Config, table: LabelledTable, train_idx: np.ndarray, val_idx
         if cfg.model.type == "hybrid":
             attach_novelty(cfg, best_ckpt, best_path, dm, seed, write=trainer.is_global_zero)
             trainer.strategy.barrier("netad.attach_novelty")
+        elif cfg.calibration != "none":
+            attach_calibration(cfg, best_ckpt, best_path, dm, write=trainer.is_global_zero)
+            trainer.strategy.barrier("netad.attach_calibration")
         # the validation and held-out rows scored as they are, by the code that serves the model
         predictor = NetadPredictor.from_checkpoint_dict(best_ckpt, source=str(best_path))
         threshold = predictor.threshold
