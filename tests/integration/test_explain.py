@@ -4,6 +4,7 @@ that fired, predict.py --explain, and POST /predict?explain=K."""
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pandas as pd
@@ -125,6 +126,12 @@ def test_predict_explain_writes_the_top_columns(models, tmp_path, capsys):
     assert code == 0, err
     plain = read_rows(out)
     assert [(r["why_1"], r["why_2_contribution"]) for r in plain] == [(r["why_1"], r["why_2_contribution"]) for r in rows]
+    code, _, err = cli(predict_main, capsys, "--model", str(models["classifier"]), "--input", str(source),
+                       "--output", str(out), "--explain", "2", "--explain-flagged", "--quiet")
+    assert code == 0, err
+    only = read_rows(out)
+    assert 0 < sum(r["is_anomaly"] == "1" for r in only) < len(only)
+    assert [r["why_1"] if r["is_anomaly"] == "1" else "" for r in rows] == [r["why_1"] for r in only]
 
     # a row the pandas route rejects: the rest keep their explanations; --explain-flagged leaves the others empty
     bad = frame.astype({"packet_size": object})
@@ -150,7 +157,10 @@ def test_predict_explain_for_a_hybrid_says_which_part(models, tmp_path, capsys):
     assert code == 0, err
     rows = read_rows(out)
     assert list(rows[0])[-5:] == ["is_anomaly", "novelty_score", "explained_by", "why_1", "why_1_contribution"]
-    assert {r["explained_by"] for r in rows} <= {"classifier", "novelty"}
+    model = NetadPredictor.from_checkpoint(models["pca"])
+    e = Explainer(model).explain_encoded(model.preprocessor.encode(make_frame(n=50, seed=4)[FEATURES]))
+    assert [r["explained_by"] for r in rows] == e.explained_by.tolist()
+    assert [r["why_1"] for r in rows] == [e.columns[i] for i in e.top(1)[0][:, 0]]
 
 
 @pytest.mark.parametrize("args, needle", [
@@ -183,6 +193,29 @@ def test_api_explains_records(models):
     upload = client.post("/predict/csv?explain=3", files={"file": ("r.csv", frame.to_csv(index=False))}).json()
     assert [p["explanation"] for p in upload["predictions"]] == [p["explanation"] for p in body["predictions"]]
     assert client.get("/model").json()["explanation"]["method"] == "deeplift"
-    for bad in ("0", "6", "two", "-1"):
+    general = [dict(r, packet_size=int(round(r["packet_size"]))) for r in records]  # an int: the general route
+    body = client.post("/predict?explain=1", json=general).json()
+    assert [p["explanation"][0]["value"] for p in body["predictions"]] == [
+        g[p["explanation"][0]["column"]] for g, p in zip(general, body["predictions"])]
+    for bad in ("0", "6", "two", "-1", "\u00b2", "9" * 5000, "3.0", ""):
         r = client.post(f"/predict?explain={bad}", json=records[0])
         assert r.status_code == 422 and r.json()["field"] == "explain", r.text
+
+
+def test_a_model_without_a_baseline_cannot_explain_but_still_scores(models, tmp_path, capsys):
+    from netad.export.artifact import export_checkpoint
+
+    folder = export_checkpoint(models["classifier"], tmp_path / "m")
+    config = json.loads((folder / "config.json").read_text())
+    del config["preprocessing"]["baseline"]
+    (folder / "config.json").write_text(json.dumps(config))
+    model = NetadPredictor.from_pretrained(folder)
+    client = TestClient(create_app(model))
+    record = {k: (v.item() if hasattr(v, "item") else v) for k, v in make_frame(n=5, seed=6)[FEATURES].iloc[0].items()}
+    assert client.post("/predict", json=record).status_code == 200
+    r = client.post("/predict?explain=2", json=record)
+    assert r.status_code == 422 and r.json()["field"] == "explain" and "train it again" in r.json()["error"]
+    assert client.get("/model").json()["explanation"] is None
+    code, _, err = cli(predict_main, capsys, "--model", str(folder), "--input", str(models["csv"]),
+                       "--output", str(tmp_path / "o.csv"), "--explain", "2", "--quiet")
+    assert_one_line_error(code, err, "train it again")

@@ -138,3 +138,29 @@ def test_global_importance_ranks_the_one_column_a_model_reads_first():
     assert both["columns"][0]["mean_abs_attribution"] == pytest.approx(rows["packet_size"]["mean_abs_attribution"])
     assert both["columns"][0]["folds"] == {"fold_0": rows["packet_size"]["mean_abs_attribution"],
                                            "fold_1": rows["packet_size"]["mean_abs_attribution"]}
+
+
+def test_each_one_hot_block_is_its_own_column():
+    frame = make_frame(n=400, seed=3)
+    frame["service"] = np.random.default_rng(1).choice(["http", "dns", "ftp", "ssh"], len(frame))
+    features = FEATURES + ["service"]
+    pre = TabularPreprocessor(log_transform="auto").fit(frame[features])
+    pre.fit_baseline(pre.transform(frame[features])[frame["label"].to_numpy() == 0])
+    model = predictor(pre, net_reading(pre, lambda name: name.startswith("service=")))
+    e = Explainer(model).explain_encoded(pre.encode(frame[features]))
+    assert e.columns == ["packet_size", "inter_arrival_time", "bytes", "is_tcp", "protocol", "service"]
+    assert np.abs(e.contributions[:, :5]).max() == 0.0 and np.abs(e.contributions[:, 5]).max() > 0
+
+
+def test_a_boolean_baseline_is_a_value_a_row_can_hold():
+    frame = make_frame(n=40, seed=3)
+    frame["is_tcp"] = [True, False] * 20  # an even split: the median would be 0.5
+    pre, _ = fitted(frame)
+    assert pre.state["baseline"][pre.state["feature_names"].index("is_tcp")] in (0.0, 1.0)
+
+
+@pytest.mark.parametrize("value", [10 ** 400, 1e300, float("inf")])
+def test_a_baseline_value_past_float32_is_named(value):
+    pre, _ = fitted()
+    broken = dict(pre.state, baseline=[value] + pre.state["baseline"][1:])
+    assert "one float32 number per feature" in preprocessing_problem(broken)

@@ -7,7 +7,6 @@ without pickling, and ``transform`` reuses it at validation, test and inference 
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 from itertools import repeat
@@ -152,6 +151,9 @@ def _names(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def preprocessing_problem(state: Any, input_dim: Optional[int] = None) -> Optional[str]:
     """What makes a fitted preprocessing state read from a file unusable (one line), or None: checked
     before use, so a damaged or crafted file fails at load time with a reason, not in the middle of scoring."""
@@ -188,8 +190,8 @@ def preprocessing_problem(state: Any, input_dim: Optional[int] = None) -> Option
         return f"the network reads {input_dim} features, the preprocessing makes {width}"
     baseline = state.get("baseline")
     if baseline is not None and (not isinstance(baseline, list) or len(baseline) != width or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in baseline)):
-        return f"preprocessing 'baseline' does not hold one finite number per feature ({width})"
+            isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) <= _FLOAT32_MAX for v in baseline)):
+        return f"preprocessing 'baseline' does not hold one float32 number per feature ({width})"
     return None
 
 
@@ -282,15 +284,18 @@ class TabularPreprocessor:
     def fit_baseline(self, x: np.ndarray) -> "TabularPreprocessor":
         """Store the reference row explanations are measured against (``state['baseline']``, one value per
         feature): a typical row of ``x``, preprocessed rows (training: the normal training rows). Each numeric
-        and boolean feature gets its median, each one-hot block its most frequent category (ties: the first),
+        feature gets its median, each boolean its most frequent value, each one-hot block its most frequent
+        category (ties: the first),
         so the reference is a row real traffic could hold."""
         self._check_fitted()
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.output_dim or not len(x):
             raise ValueError(f"fit_baseline needs preprocessed rows of {self.output_dim} features, got {x.shape}")
-        k = len(self.state["numeric"]["columns"]) + len(self.state["boolean"]["columns"])
+        n = len(self.state["numeric"]["columns"])
+        k = n + len(self.state["boolean"]["columns"])
         baseline = np.zeros(self.output_dim, dtype=np.float64)
-        baseline[:k] = np.median(x[:, :k], axis=0)
+        baseline[:n] = np.median(x[:, :n], axis=0)
+        baseline[n:k] = x[:, n:k].mean(axis=0) >= 0.5  # a flag's most frequent value (ties: set)
         offset = k
         for size in self.block_sizes():
             baseline[offset + int(np.argmax(x[:, offset:offset + size].sum(axis=0)))] = 1.0

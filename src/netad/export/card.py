@@ -72,8 +72,8 @@ def _published(config: dict[str, Any]) -> list[str]:
         else:
             lines.append(f"- no imputation values from the data (nan_policy `{pre.get('nan_policy', 'error')}`)")
     if pre.get("baseline") is not None:
-        lines.append("- the explanation baseline: each numeric and boolean feature's median over the normal training "
-                     "rows (scaled) and each text column's most frequent value among them")
+        lines.append("- the explanation baseline: each numeric feature's median over the normal training rows "
+                     "(scaled) and each boolean and text column's most frequent value among them")
     if config["novelty"]:
         lines.append(f"- the `{config['novelty']['kind']}` novelty detector's fitted state (computed from the "
                      "normal training rows, in model.safetensors)")

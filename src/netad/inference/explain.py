@@ -48,7 +48,7 @@ def explanation_info(predictor: Any) -> Optional[dict[str, Any]]:
         return None
     method = default_method(predictor.config["architecture"].get("activation", "relu"))
     return {"method": method, "target": "the classifier's logit (contributions add up to logit - baseline logit)",
-            "baseline": "a typical normal training row: median numbers, most frequent categories",
+            "baseline": "a typical normal training row: median numbers, most frequent flags and categories",
             "novelty": "each column's share of the novelty score" if predictor.novelty is not None else None,
             **({"steps": IG_STEPS} if method == "integrated_gradients" else {})}
 
@@ -153,7 +153,8 @@ class Explainer:
                 w = predictor.fusion["weights"]
                 base = stack_features(self.baseline_logit, self.baseline_novelty)[0]
                 terms = stack_features(logit, z) - base
-                by_novelty = (w["novelty"] * terms[:, 1] > w["logit"] * terms[:, 0]).numpy()
+                lift = w["novelty"] * terms[:, 1]
+                by_novelty = ((lift > 0) & (lift > w["logit"] * terms[:, 0])).numpy()
         explained_by = np.where(by_novelty, "novelty", "classifier")
         contributions = np.where(by_novelty[:, None], novelty, classifier)
         return Explanation(self.columns, contributions, classifier, novelty, explained_by, delta)

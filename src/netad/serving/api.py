@@ -385,7 +385,8 @@ def create_app(predictor: Any, *, model_name: str = "netad-model", api_key: Opti
         if explain_info is None:
             raise ApiError(422, "this model holds no explanation baseline (trained before netad explained scores): "
                                 "train it again to explain its scores", field="explain")
-        k = int(raw) if raw.strip().isdigit() else None
+        text = raw.strip()
+        k = int(text) if text.isascii() and text.isdecimal() and len(text) <= 6 else None
         if k is None or not 1 <= k <= n_columns:
             raise ApiError(422, f"explain must be a whole number from 1 to {n_columns} (the columns the model reads)",
                            field="explain", got=raw)
