@@ -470,6 +470,39 @@ def serve_main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
+def drift_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m netad drift",
+                                description="Is new traffic still like the model's training traffic?")
+    p.add_argument("--model", required=True, metavar="PATH_OR_REPO",
+                   help="a checkpoint (.ckpt), an exported model folder, or a Hub repo id user/name")
+    p.add_argument("--input", required=True, metavar="CSV", help="the new records (no label needed; .gz etc. read too)")
+    p.add_argument("--output", metavar="DIR", help="drift.csv, drift.json, drift.png (default reports/drift_<input>)")
+    p.add_argument("--fail-on-drift", action="store_true", help="exit 1 when a column or the score drifted")
+    p.add_argument("--quiet", action="store_true", help="only the verdict line")
+    return p
+
+
+@user_errors
+def drift_main(argv: Optional[Sequence[str]] = None) -> int:
+    args = drift_parser().parse_args(argv)
+    _setup_logging(quiet=True)
+    from netad.evaluation.drift import drift_check, format_table, write_report
+    from netad.inference import load_predictor
+    from netad.tracking.publish import safe_name
+
+    predictor = load_predictor(args.model)
+    result = drift_check(predictor, args.input)
+    out = Path(args.output) if args.output else Path("reports") / safe_name(f"drift_{Path(args.input).stem}")
+    files = write_report(result, out)
+    if not args.quiet:
+        print(f"Drift of {result.n_rows:,} rows of {args.input} against the training rows of {args.model}:")
+        print(format_table(result.rows))
+        print(f"-> {files['csv']}, {files['json']}, {files['figure']}")
+    print(result.verdict)
+    score_drifted = any(r["drifted"] for r in result.rows if r["kind"] == "score")
+    return 1 if args.fail_on_drift and (result.drifted or score_drifted) else 0
+
+
 COMMANDS = {
     "train": (train_main, "train the classifier: one split, or stratified k-fold CV (train.py)"),
     "test": (test_main, "measure a trained model at its stored threshold (test.py)"),
@@ -478,6 +511,7 @@ COMMANDS = {
     "upload": (upload_main, "export a model and publish it to the Hugging Face Hub (upload_to_hub.py)"),
     "predict": (predict_main, "score a CSV of records in batch (predict.py)"),
     "serve": (serve_main, "a REST API and web page for a model"),
+    "drift": (drift_main, "new traffic against the model's training-data summary: PSI and tests per column"),
 }
 
 

@@ -74,6 +74,10 @@ def _published(config: dict[str, Any]) -> list[str]:
     if pre.get("baseline") is not None:
         lines.append("- the explanation baseline: each numeric feature's median over the normal training rows "
                      "(scaled) and each boolean and text column's most frequent value among them")
+    if config.get("data_summary"):
+        lines.append("- the training-data summary for drift checks (`netad drift`): each numeric column's deciles and "
+                     "its distribution at the 1st to 99th percentiles (not its minimum or maximum), each boolean and "
+                     "text column's value counts, and the model's score distribution on the validation rows")
     if config["novelty"]:
         lines.append(f"- the `{config['novelty']['kind']}` novelty detector's fitted state (computed from the "
                      "normal training rows, in model.safetensors)")

@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 
 import netad
 from netad.data.preprocessing import Encoded, TabularPreprocessor, preprocessing_problem
+from netad.data.summary import summary_problem
 from netad.errors import CONTENT_ERRORS, ModelLoadError, UserError, first_line
 from netad.inference.hub import CONFIG_NAME, WEIGHTS_NAME, hub_files
 from netad.inference.lookup import SplitInputMLP
@@ -64,6 +65,10 @@ def model_problem(config: Any, weights: Any) -> Optional[str]:
         return "config.json 'data' is not a mapping"
     if config.get("novelty") is not None and not isinstance(config["novelty"], dict):
         return "config.json 'novelty' is not a mapping"
+    if config.get("data_summary") is not None:
+        problem = summary_problem(config["data_summary"])
+        if problem:
+            return problem
     calibration = config.get("calibration")
     if calibration is not None:
         if config.get("novelty"):
@@ -116,6 +121,7 @@ def artifact_from_checkpoint(ckpt: dict[str, Any]) -> tuple[dict[str, Any], dict
         "model_type": "hybrid" if novelty else "classifier",
         "novelty": {k: v for k, v in novelty.items() if k != "tensors"} if novelty else None,
         "calibration": {k: v for k, v in calibration.items() if k != "tensors"} if calibration else None,
+        "data_summary": ours.get("data_summary"),  # netad drift: training columns and scores, no rows
         "training": {"cv_summary": meta.get("cv_summary"), "cv_verdict": meta.get("cv_verdict"),
                      "epoch": ckpt.get("epoch")},
     }

@@ -24,6 +24,7 @@ from netad.lightning_setup import quiet_lightning
 from netad.config import Config
 from netad.data.datamodule import NetworkDataModule
 from netad.data.loading import LabelledTable
+from netad.data.summary import SCORE_EDGES, SCORE_POINTS, numeric_summary, summarize_training_rows
 from netad.errors import UserError
 from netad.inference import NetadPredictor
 from netad.metrics import choose_threshold, compute_metrics, expected_calibration_error, held_out_metrics
@@ -213,6 +214,29 @@ def attach_calibration(cfg: Config, ckpt: dict[str, Any], path: Path, dm: Networ
             torch.save(ckpt, tmp)
 
 
+def attach_summary(ckpt: dict[str, Any], path: Path, dm: NetworkDataModule, predictor: NetadPredictor,
+                   write: bool = True) -> None:
+    """Store the compact training-data summary drift checks compare new traffic with
+    (:mod:`netad.data.summary`): the training rows' columns, the scores of the normal validation rows, and how
+    many validation rows the model flags."""
+    features = dm.table.features
+    summary = summarize_training_rows(features.iloc[dm.train_idx][predictor.columns], predictor.preprocessor.state)
+    labels = dm.table.labels[dm.val_idx]
+    scores = predictor.score(features.iloc[dm.val_idx])
+    # the scores of the validation rows (the training traffic's mix, which new traffic is compared with), and of
+    # its normal rows alone
+    summary["score"] = dict(numeric_summary(scores, SCORE_EDGES, SCORE_POINTS), rows_from="validation rows")
+    summary["score_normal"] = dict(numeric_summary(scores[labels == 0], SCORE_EDGES, SCORE_POINTS),
+                                   rows_from="normal validation rows")
+    flagged = scores >= predictor.threshold
+    summary["flagged"] = {"rows": int(len(scores)), "flagged": int(flagged.sum()),
+                          "normal_rows": int((labels == 0).sum()), "normal_flagged": int(flagged[labels == 0].sum())}
+    ckpt[CHECKPOINT_KEY]["data_summary"] = summary
+    if write:  # under DDP only the first process writes files
+        with atomic_target(path) as tmp:
+            torch.save(ckpt, tmp)
+
+
 def _run_trainer(trainer: L.Trainer, fn_name: str, *args: Any, **kwargs: Any) -> Any:
     """``trainer.fit`` / ``trainer.test``, with Ctrl-C kept a KeyboardInterrupt.
 
@@ -343,6 +367,8 @@ def _fit_split(cfg: Config, table: LabelledTable, train_idx: np.ndarray, val_idx
         # the validation and held-out rows scored as they are, by the code that serves the model
         predictor = NetadPredictor.from_checkpoint_dict(best_ckpt, source=str(best_path))
         threshold = predictor.threshold
+        attach_summary(best_ckpt, best_path, dm, predictor, write=trainer.is_global_zero)
+        trainer.strategy.barrier("netad.attach_summary")
         if eval_idx is not None:  # this split's held-out rows: test/... metrics, logged beside the epochs
             eval_scores = predictor.score(dm.table.features.iloc[eval_idx])
             eval_metrics = held_out_metrics(eval_scores, dm.table.labels[eval_idx], threshold)
