@@ -427,6 +427,9 @@ def serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-records", type=int, default=10_000, help="records per request, 1 or more (default 10000)")
     p.add_argument("--max-body-mb", type=float, default=10.0,
                    help="request body limit in MB, more than 0 (default 10)")
+    p.add_argument("--drift-window", type=int, default=10_000, metavar="N",
+                   help="GET /metrics: flagged rate, unknown-category rate and per-column PSI over the last N "
+                        "records (default 10000; 0: counters only)")
     p.add_argument("--threads", type=int, default=1,
                    help="PyTorch threads, 1 or more (default 1: requests are small, and idle threads spinning on "
                         "other cores cost more than they give)")
@@ -443,6 +446,8 @@ def serve_main(argv: Optional[Sequence[str]] = None) -> int:
         raise UserError(f"--threads {args.threads}: must be 1 or more")
     if args.max_records < 1:
         raise UserError(f"--max-records {args.max_records}: must be 1 or more")
+    if not 0 <= args.drift_window <= 10_000_000:
+        raise UserError(f"--drift-window {args.drift_window}: must be between 0 and 10000000")
     if not 0 < args.max_body_mb < float("inf"):  # NaN fails too
         raise UserError(f"--max-body-mb {args.max_body_mb}: must be a number of megabytes above 0")
     max_body_bytes = max(1, int(args.max_body_mb * 1024 * 1024))
@@ -463,7 +468,7 @@ def serve_main(argv: Optional[Sequence[str]] = None) -> int:
     torch.set_num_threads(args.threads)
     app = create_app(predictor, model_name=Path(str(args.model)).stem if Path(str(args.model)).is_file()
                      else str(args.model), api_key=api_key, max_records=args.max_records,
-                     max_body_bytes=max_body_bytes)
+                     max_body_bytes=max_body_bytes, drift_window=args.drift_window)
     print(f"Serving {args.model} on http://{args.host}:{args.port} (docs: /docs"
           f"{'; X-API-Key required' if api_key else ''})", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)

@@ -1,7 +1,7 @@
 """REST API over an exported model (FastAPI): ``python -m netad serve --model PATH_OR_REPO``.
 
 Endpoints: ``POST /predict`` (one record or a list), ``POST /predict/csv`` (a CSV upload),
-``GET /health``, ``GET /model``; OpenAPI docs at ``/docs``. Bad input never crashes the
+``GET /health``, ``GET /model``, ``GET /metrics`` (Prometheus); OpenAPI docs at ``/docs``. Bad input never crashes the
 server: every problem is a 4xx with a JSON body naming the field and what is wrong. With an
 API key, every endpoint but ``/health`` and the page at ``/`` needs the ``X-API-Key`` header. Logs hold counts,
 never record contents or keys.
@@ -26,9 +26,11 @@ import orjson
 import pandas as pd
 from fastapi import FastAPI, File, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from netad.data.preprocessing import parse_boolean
 from netad.inference.explain import explanation_info
+from netad.serving.monitoring import ApiMetrics
 from netad.serving.page import PAGE
 
 import netad
@@ -276,14 +278,32 @@ class _Guard:
 
     OPEN = ("/health", "/")
 
-    def __init__(self, app: Any, api_key: Optional[str], max_body_bytes: int) -> None:
+    def __init__(self, app: Any, api_key: Optional[str], max_body_bytes: int, metrics: Optional[ApiMetrics] = None) -> None:
         self.app, self.key, self.max_body = app, api_key.encode() if api_key else None, max_body_bytes
+        self.metrics = metrics
 
     def _too_large(self) -> Response:
         # Connection: close, so the server stops reading the rest of the body instead of discarding it
         return _json(413, {"error": "body too large", "limit_bytes": self.max_body}, headers={"Connection": "close"})
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or self.metrics is None:
+            await self._handle(scope, receive, send)
+            return
+        started, status = time.perf_counter(), 500
+
+        async def counted_send(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self._handle(scope, receive, counted_send)
+        finally:
+            self.metrics.request(scope["path"], status, time.perf_counter() - started)
+
+    async def _handle(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -359,7 +379,8 @@ def _record_schema(schema: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def create_app(predictor: Any, *, model_name: str = "netad-model", api_key: Optional[str] = None,
-               max_records: int = 10_000, max_body_bytes: int = 10 * 1024 * 1024) -> FastAPI:
+               max_records: int = 10_000, max_body_bytes: int = 10 * 1024 * 1024,
+               drift_window: int = 10_000) -> FastAPI:
     app = FastAPI(title="netad anomaly scoring", version=API_VERSION,
                   description="Scores network records with a trained netad model.")
     schema = {s["name"]: s for s in _schema(predictor)}
@@ -367,7 +388,8 @@ def create_app(predictor: Any, *, model_name: str = "netad-model", api_key: Opti
     threshold = float(predictor.threshold)
     column_names = predictor.config.get("data", {}).get("column_names")
     csv_dtypes = predictor.preprocessor.csv_dtypes()  # category columns read as text
-    app.add_middleware(_Guard, api_key=api_key, max_body_bytes=max_body_bytes)
+    metrics = ApiMetrics(predictor, drift_window)
+    app.add_middleware(_Guard, api_key=api_key, max_body_bytes=max_body_bytes, metrics=metrics)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> Response:
@@ -421,6 +443,7 @@ def create_app(predictor: Any, *, model_name: str = "netad-model", api_key: Opti
             raise ApiError(422, "values too large for the model: its score overflows", record=i,
                            **({"field": predictor.preprocessor.state["feature_names"][j]} if j is not None else {}))
         flagged = scores >= threshold
+        metrics.records(enc, flagged)
         log.debug("scored %d records, %d flagged", len(scores), int(flagged.sum()))
         predictions = [{"score": s, "is_anomaly": f} for s, f in zip(scores.tolist(), flagged.tolist())]
         if explain is not None:
@@ -437,6 +460,12 @@ def create_app(predictor: Any, *, model_name: str = "netad-model", api_key: Opti
     @app.get("/health")
     def health() -> dict[str, Any]:
         return {"status": "ok", "model": model_name}
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        """Counters, latency and the rolling window's flagged rate, unknown-category rate and per-column PSI
+        (Prometheus text format)."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/model")
     def model_info() -> dict[str, Any]:
