@@ -7,6 +7,7 @@ import copy
 import functools
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -493,11 +494,11 @@ def drift_main(argv: Optional[Sequence[str]] = None) -> int:
     _setup_logging(quiet=True)
     from netad.evaluation.drift import drift_check, format_table, write_report
     from netad.inference import load_predictor
-    from netad.tracking.publish import safe_name
 
     predictor = load_predictor(args.model)
     result = drift_check(predictor, args.input)
-    out = Path(args.output) if args.output else Path("reports") / safe_name(f"drift_{Path(args.input).stem}")
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(args.input).name.split(".")[0]) or "input"
+    out = Path(args.output) if args.output else Path("reports") / f"drift_{stem}"
     files = write_report(result, out)
     if not args.quiet:
         print(f"Drift of {result.n_rows:,} rows of {args.input} against the training rows of {args.model}:")

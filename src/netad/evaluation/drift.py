@@ -114,7 +114,8 @@ def read_input(predictor: Any, path: Path) -> Any:
             reader.close()
             raw.close()
 
-    head = opened(lambda r: pacsv.open_csv(r, read_options=read).schema.names)
+    small = pacsv.ReadOptions(column_names=names, block_size=1 << 20) if names else pacsv.ReadOptions(block_size=1 << 20)
+    head = opened(lambda r: pacsv.open_csv(r, read_options=small).schema.names)  # the header: one small block
     missing = [c for c in predictor.columns if c not in head]
     if missing:
         raise UserError(f"{path}: lacks columns the model reads: {', '.join(missing)} (it has: "
@@ -234,7 +235,7 @@ def write_report(result: DriftResult, out: Path) -> dict[str, Path]:
     """``drift.csv`` (the table), ``drift.json`` (table, flagged rate, verdict) and ``drift.png`` in ``out``."""
     import json
 
-    from netad.evaluation import plots
+    from netad.io import atomic_target
 
     out.mkdir(parents=True, exist_ok=True)
     files = {"csv": out / "drift.csv", "json": out / "drift.json", "figure": out / "drift.png"}
@@ -242,8 +243,35 @@ def write_report(result: DriftResult, out: Path) -> dict[str, Path]:
     files["json"].write_text(json.dumps({"rows": result.n_rows, "verdict": result.verdict, "drifted": result.drifted,
                                          "flagged": result.flagged, "columns": result.rows, "psi_drift": PSI_DRIFT,
                                          "p_drift": P_DRIFT}, indent=2, default=float) + "\n")
-    plots.save_png(plots.drift(result.rows, PSI_DRIFT), files["figure"])
+    figure = drift_figure(result.rows, PSI_DRIFT)
+    with atomic_target(files["figure"]) as tmp:
+        figure.savefig(tmp, format="png")
     return files
+
+
+def drift_figure(rows: list[dict[str, Any]], cut: float, limit: int = 30) -> Any:
+    """PSI per column (the ``limit`` largest) and of the score, drifted ones in red, the drift cut dashed. (Here,
+    not in :mod:`netad.evaluation.plots`, which loads the metrics stack: drift needs matplotlib alone.)"""
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    from netad.evaluation.colors import ANOMALY_COLOR, NORMAL_COLOR, THRESHOLD_COLOR
+
+    shown = [r for r in rows if r["kind"] != "score"][:limit] + [r for r in rows if r["kind"] == "score"]
+    fig = Figure(figsize=(7.2, max(2.6, 0.28 * len(shown) + 1.2)), dpi=110, layout="constrained")
+    ax = fig.add_subplot()
+    y = np.arange(len(shown))[::-1]
+    colors = [ANOMALY_COLOR if r["drifted"] else NORMAL_COLOR for r in shown]
+    bars = ax.barh(y, [r["psi"] for r in shown], color=colors)
+    ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
+    ax.set_yticks(y, [r["column"] for r in shown], fontsize=8)
+    ax.axvline(cut, color=THRESHOLD_COLOR, linestyle="--", linewidth=1)
+    ax.set_xlabel(f"population stability index against the training rows (drift: >= {cut} and p < {P_DRIFT})")
+    drifted = sum(r["drifted"] for r in shown if r["kind"] != "score")
+    ax.set_title(f"Drift per column: {drifted} drifted", fontsize=9)
+    ax.legend(handles=[Patch(color=ANOMALY_COLOR, label="drifted"), Patch(color=NORMAL_COLOR, label="stable")],
+              loc="lower right", fontsize=8)
+    return fig
 
 
 def format_table(rows: list[dict[str, Any]], limit: Optional[int] = 20) -> str:

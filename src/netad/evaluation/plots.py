@@ -18,9 +18,7 @@ from matplotlib.patches import Patch
 from netad.io import atomic_target
 from netad import metrics as M
 
-NORMAL_COLOR = "#4C72B0"
-ANOMALY_COLOR = "#DD5143"
-THRESHOLD_COLOR = "#222222"
+from netad.evaluation.colors import ANOMALY_COLOR, NORMAL_COLOR, THRESHOLD_COLOR  # noqa: F401 - used here and re-exported
 CLASS_NAMES = ("normal", "anomaly")
 
 
@@ -287,20 +285,3 @@ def importance(found: dict[str, Any], limit: int = 20) -> Figure:
     fig.suptitle(f"Global importance on {found['rows']:,} evaluation rows{folds}", fontsize=10)
     return fig
 
-
-def drift(rows: Sequence[dict[str, Any]], cut: float, limit: int = 30) -> Figure:
-    """PSI per column (the ``limit`` largest) and of the score, drifted ones in red, the drift cut dashed."""
-    shown = [r for r in rows if r["kind"] != "score"][:limit] + [r for r in rows if r["kind"] == "score"]
-    fig, ax = _figure(7.2, max(2.6, 0.28 * len(shown) + 1.2))
-    y = np.arange(len(shown))[::-1]
-    colors = [ANOMALY_COLOR if r["drifted"] else NORMAL_COLOR for r in shown]
-    bars = ax.barh(y, [r["psi"] for r in shown], color=colors)
-    ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
-    ax.set_yticks(y, [r["column"] for r in shown], fontsize=8)
-    ax.axvline(cut, color=THRESHOLD_COLOR, linestyle="--", linewidth=1)
-    ax.set_xlabel(f"population stability index against the training rows (drift: >= {cut} and p < 0.01)")
-    drifted = sum(r["drifted"] for r in shown if r["kind"] != "score")
-    ax.set_title(f"Drift per column: {drifted} drifted", fontsize=9)
-    ax.legend(handles=[Patch(color=ANOMALY_COLOR, label="drifted"), Patch(color=NORMAL_COLOR, label="stable")],
-              loc="lower right", fontsize=8)
-    return fig
