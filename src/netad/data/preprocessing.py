@@ -132,6 +132,10 @@ class Encoded:
     dense: np.ndarray
     codes: list[np.ndarray]
 
+    def take(self, rows: np.ndarray) -> "Encoded":
+        """Some of its rows (indices or a boolean mask)."""
+        return Encoded(self.dense[rows], [codes[rows] for codes in self.codes])
+
 
 def infer_kinds(frame: pd.DataFrame) -> dict[str, str]:
     """'boolean', 'numeric' or 'categorical' for each column."""

@@ -23,12 +23,11 @@ import numpy as np
 import pandas as pd
 
 from netad.data.preprocessing import parse_boolean
-from netad.data.summary import GAP, OTHER
+from netad.data.summary import GAP, OTHER, counts_of, psi
 from netad.errors import UserError
 
 PSI_DRIFT = 0.2  # the usual reading: below 0.1 stable, 0.1-0.2 some shift, above 0.2 a real change
 P_DRIFT = 0.01
-_FLOOR = 1e-4  # a bin's share is at least this in PSI (an empty bin would make it infinite)
 
 
 @dataclass
@@ -39,13 +38,6 @@ class DriftResult:
     drifted: list[str]
     verdict: str
     files: dict[str, Path] = field(default_factory=dict)
-
-
-def psi(expected: np.ndarray, actual: np.ndarray) -> float:
-    """Population stability index of two count vectors over the same bins."""
-    e = np.maximum(np.asarray(expected, dtype=np.float64) / max(1.0, float(np.sum(expected))), _FLOOR)
-    a = np.maximum(np.asarray(actual, dtype=np.float64) / max(1.0, float(np.sum(actual))), _FLOOR)
-    return float(np.sum((a - e) * np.log(a / e)))
 
 
 def numeric_drift(summary: dict[str, Any], values: np.ndarray) -> dict[str, Any]:
@@ -145,20 +137,6 @@ def _texts(column: Any) -> tuple[list[Optional[str]], np.ndarray]:
     return encoded.dictionary.to_pylist(), encoded.indices.to_numpy(zero_copy_only=False)
 
 
-def _counts(values: list[Any], index: np.ndarray, known: Optional[list[str]] = None) -> dict[str, int]:
-    """Counts per value (as :func:`netad.data.summary.value_counts` makes them) from distinct values and indices."""
-    per = np.bincount(index, minlength=len(values))
-    out: dict[str, int] = {}
-    for value, n in zip(values, per.tolist()):
-        key = GAP if value is None else str(value)
-        if known is not None and key != GAP and key not in known:
-            key = OTHER
-        out[key] = out.get(key, 0) + n
-    if known is not None:
-        out = {**{k: out.get(k, 0) for k in known}, OTHER: out.get(OTHER, 0), **({GAP: out[GAP]} if GAP in out else {})}
-    return out
-
-
 def drift_check(predictor: Any, path: str | Path) -> DriftResult:
     """Every column the model reads, its score and flagged rate, against the model's training-data summary."""
     summary = predictor.config.get("data_summary")
@@ -179,12 +157,12 @@ def drift_check(predictor: Any, path: str | Path) -> DriftResult:
         seen = [None if f is None else str(f) for f in flags]
         booleans[col] = np.array([np.nan if f is None else float(f) for f in flags])[index]
         rows.append({"column": col, "kind": "boolean",
-                     **counts_drift(summary["columns"][col]["counts"], _counts(seen, index))})
+                     **counts_drift(summary["columns"][col]["counts"], counts_of(seen, index))})
     for i, col in enumerate(state["categorical"]["columns"]):
         values, index = _texts(table.column(col))
         known = [k for k in summary["columns"][col]["counts"] if k not in (OTHER, GAP)]
         rows.append({"column": col, "kind": "categorical",
-                     **counts_drift(summary["columns"][col]["counts"], _counts(values, index, known))})
+                     **counts_drift(summary["columns"][col]["counts"], counts_of(values, index, known))})
         lookup = pre.category_codes(i, ["" if v is None else v for v in values])
         lookup[[j for j, v in enumerate(values) if v is None]] = pre.gap_code(i)
         codes[col] = lookup[index]
@@ -195,8 +173,7 @@ def drift_check(predictor: Any, path: str | Path) -> DriftResult:
     scored = np.isfinite(enc.dense).all(axis=1)
     for c in state["boolean"]["columns"]:
         scored &= np.isfinite(booleans[c])
-    scores = predictor.score_encoded(type(enc)(enc.dense[scored], [c[scored] for c in enc.codes]))[0] \
-        if not scored.all() else predictor.score_encoded(enc)[0]
+    scores = predictor.score_encoded(enc if scored.all() else enc.take(scored))[0]
     score_row = {"column": "(score)", "kind": "score", **numeric_drift(summary["score"], scores)}
     for row in rows + [score_row]:
         row["drifted"] = bool(row["psi"] >= PSI_DRIFT and row["p_value"] < P_DRIFT)

@@ -250,7 +250,7 @@ class TypedRecords:
         else:
             numeric = np.fromiter(chain.from_iterable(map(self.numbers, records)), dtype=np.float64,
                                   count=n * width).reshape(n, width)
-        return _encode(self.pre, numeric, lambda name: [getattr(r, self.attrs[name]) for r in records])
+        return _encode(self.pre, numeric, self.values(records))
 
 
 def _json_value(value: Any) -> Any:

@@ -376,11 +376,6 @@ class _Done:
                      sum(p.n_flagged for p in parts), sum(p.n_rejected for p in parts), imputed)
 
 
-def _rows_of(enc: Any, rows: np.ndarray) -> Any:
-    """Some rows of an :class:`~netad.data.preprocessing.Encoded`."""
-    return type(enc)(enc.dense[rows], [codes[rows] for codes in enc.codes])
-
-
 def _csv_field(text: str) -> str:
     """``text`` as one CSV field: quoted (quotes doubled) where it holds a comma, a quote or a line break."""
     return '"' + text.replace('"', '""') + '"' if any(ch in text for ch in ',"\r\n') else text
@@ -411,7 +406,7 @@ class Explanations:
         rows = np.flatnonzero(flagged) if self.flagged_only else None
         if rows is not None and not len(rows):
             return [pa.array(np.full(n, "", dtype=object), pa.string()) for _ in self.names]
-        e = self.explainer.explain_encoded(enc if rows is None else _rows_of(enc, rows))
+        e = self.explainer.explain_encoded(enc if rows is None else enc.take(rows))
         index, values = e.top(self.k)
 
         def spread(texts: pa.Array) -> pa.Array:
@@ -580,7 +575,7 @@ class _Scorer:
             novelty = novelty[~broken] if novelty is not None else None
             if len(good):
                 flagged = scores >= self.predictor.threshold
-                why = self.explanations.fields(_rows_of(enc, np.flatnonzero(~broken)), flagged) \
+                why = self.explanations.fields(enc.take(~broken), flagged) \
                     if self.explanations is not None else []
                 out = self.lines(table.take(good), scores, flagged, novelty, why)
                 n_flagged = int(flagged.sum())

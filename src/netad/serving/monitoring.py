@@ -16,14 +16,10 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
+from netad.data.summary import psi
+
 ENDPOINTS = ("/predict", "/predict/csv", "/model", "/health", "/", "/metrics")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
-
-
-def _psi(expected: np.ndarray, actual: np.ndarray, floor: float = 1e-4) -> float:
-    e = np.maximum(expected / max(1.0, expected.sum()), floor)
-    a = np.maximum(actual / max(1.0, actual.sum()), floor)
-    return float(np.sum((a - e) * np.log(a / e)))
 
 
 class _Column:
@@ -112,12 +108,11 @@ class ApiMetrics:
 
     def records(self, enc: Any, flagged: np.ndarray) -> None:
         n = len(flagged)
-        unknown = np.zeros(n, dtype=bool)
-        for codes, bucket in zip(enc.codes, self._unknown_codes):
-            unknown |= codes == bucket
+        unseen = [codes == bucket for codes, bucket in zip(enc.codes, self._unknown_codes)]
+        unknown = np.logical_or.reduce(unseen) if unseen else np.zeros(n, dtype=bool)
         self.scored.inc(n)
         self.flagged.inc(int(flagged.sum()))
-        self.unknown.inc(int(sum(int((codes == b).sum()) for codes, b in zip(enc.codes, self._unknown_codes))))
+        self.unknown.inc(int(sum(int(u.sum()) for u in unseen)))
         if not self.window:
             return
         keep = slice(max(0, n - self.window), n)  # a batch larger than the window: its last records
@@ -155,9 +150,9 @@ class _WindowCollector:
                                 value=float(flags.mean()))
         yield GaugeMetricFamily("netad_window_unknown_category_rate", "share of the window's records with a text "
                                 "value never seen in training", value=float(unknown.mean()))
-        psi = GaugeMetricFamily("netad_column_psi", "population stability index of the window's records against "
+        family = GaugeMetricFamily("netad_column_psi", "population stability index of the window's records against "
                                 "the training rows", labels=["column"])
         for j, col in enumerate(m.columns):
             actual = np.bincount(bins[:, j], minlength=len(col.expected)).astype(np.float64)
-            psi.add_metric([col.name], _psi(col.expected, actual))
-        yield psi
+            family.add_metric([col.name], psi(col.expected, actual))
+        yield family

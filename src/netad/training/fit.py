@@ -156,10 +156,9 @@ def fit_novelty_detector(name: str, params: dict[str, Any], x_train: np.ndarray,
     return detector
 
 
-def attach_novelty(cfg: Config, ckpt: dict[str, Any], path: Path, dm: NetworkDataModule, seed: int,
-                   write: bool = True) -> None:
+def attach_novelty(cfg: Config, ckpt: dict[str, Any], dm: NetworkDataModule, seed: int) -> None:
     """Hybrid models: fit ``hybrid.detector`` on the normal training rows, place its threshold on the
-    normal validation rows at ``hybrid.novelty_fpr``, and store it in the best checkpoint. With
+    normal validation rows at ``hybrid.novelty_fpr``, and store it in the best checkpoint's dict. With
     ``hybrid.combine: stack`` the stacked score's threshold is chosen on the validation rows (as the
     classifier's was), replacing the classifier's."""
     hc = cfg.hybrid
@@ -177,17 +176,14 @@ def attach_novelty(cfg: Config, ckpt: dict[str, Any], path: Path, dm: NetworkDat
     if hc.combine == "stack":
         ours["novelty"]["fusion"] = {"rule": "stack", "weights": dict(hc.stack_weights)}
         with torch.no_grad():
-            val_scores = NetadPredictor.from_checkpoint_dict(ckpt, source=str(path)).score_features(x_val).numpy()
+            val_scores = NetadPredictor.from_checkpoint_dict(ckpt, source="best checkpoint").score_features(
+                x_val).numpy()
         threshold = choose_threshold(val_scores, y_val.numpy(), cfg.threshold.method, cfg.threshold.target_fpr)
         ours["threshold"] = threshold
         ckpt["state_dict"]["threshold"] = torch.tensor(threshold, dtype=ckpt["state_dict"]["threshold"].dtype)
-    if write:  # under DDP only the first process writes files
-        with atomic_target(path) as tmp:
-            torch.save(ckpt, tmp)
 
 
-def attach_calibration(cfg: Config, ckpt: dict[str, Any], path: Path, dm: NetworkDataModule,
-                       write: bool = True) -> None:
+def attach_calibration(cfg: Config, ckpt: dict[str, Any], dm: NetworkDataModule) -> None:
     """``calibration: temperature | isotonic``: fit it on the validation rows' logits, choose the threshold again on
     the calibrated validation scores (same rows, same rule), and store both in the best checkpoint, with the
     validation rows' expected calibration error before and after."""
@@ -196,7 +192,7 @@ def attach_calibration(cfg: Config, ckpt: dict[str, Any], path: Path, dm: Networ
     if len(np.unique(labels)) < 2:
         raise UserError(f"calibration {cfg.calibration}: the validation rows hold one class only: nothing to "
                         f"calibrate against (more rows, or calibration: none)")
-    predictor = NetadPredictor.from_checkpoint_dict(ckpt, source=str(path))
+    predictor = NetadPredictor.from_checkpoint_dict(ckpt, source="best checkpoint")
     with torch.no_grad():
         logits = predictor.net(x_val)
     state = fit_calibration(cfg.calibration, logits.numpy(), labels)
@@ -209,20 +205,16 @@ def attach_calibration(cfg: Config, ckpt: dict[str, Any], path: Path, dm: Networ
     ours["calibration"] = state
     ours["threshold"] = threshold
     ckpt["state_dict"]["threshold"] = torch.tensor(threshold, dtype=ckpt["state_dict"]["threshold"].dtype)
-    if write:  # under DDP only the first process writes files
-        with atomic_target(path) as tmp:
-            torch.save(ckpt, tmp)
 
 
-def attach_summary(ckpt: dict[str, Any], path: Path, dm: NetworkDataModule, predictor: NetadPredictor,
-                   write: bool = True) -> None:
+def attach_summary(ckpt: dict[str, Any], dm: NetworkDataModule, predictor: NetadPredictor,
+                   scores: np.ndarray) -> None:
     """Store the compact training-data summary drift checks compare new traffic with
-    (:mod:`netad.data.summary`): the training rows' columns, the scores of the normal validation rows, and how
-    many validation rows the model flags."""
+    (:mod:`netad.data.summary`): the training rows' columns, the validation rows' ``scores`` (all, and the normal
+    ones), and how many validation rows the model flags."""
     features = dm.table.features
     summary = summarize_training_rows(features.iloc[dm.train_idx][predictor.columns], predictor.preprocessor.state)
     labels = dm.table.labels[dm.val_idx]
-    scores = predictor.score(features.iloc[dm.val_idx])
     # the scores of the validation rows (the training traffic's mix, which new traffic is compared with), and of
     # its normal rows alone
     summary["score"] = dict(numeric_summary(scores, SCORE_EDGES, SCORE_POINTS), rows_from="validation rows")
@@ -232,9 +224,6 @@ def attach_summary(ckpt: dict[str, Any], path: Path, dm: NetworkDataModule, pred
     summary["flagged"] = {"rows": int(len(scores)), "flagged": int(flagged.sum()),
                           "normal_rows": int((labels == 0).sum()), "normal_flagged": int(flagged[labels == 0].sum())}
     ckpt[CHECKPOINT_KEY]["data_summary"] = summary
-    if write:  # under DDP only the first process writes files
-        with atomic_target(path) as tmp:
-            torch.save(ckpt, tmp)
 
 
 def _run_trainer(trainer: L.Trainer, fn_name: str, *args: Any, **kwargs: Any) -> Any:
@@ -358,17 +347,21 @@ def _fit_split(cfg: Config, table: LabelledTable, train_idx: np.ndarray, val_idx
             raise KeyboardInterrupt
         best_path = Path(best_cb.best_model_path)
         best_ckpt = read_checkpoint(best_path, trained_model=True)
+        # what comes after training (novelty part or calibration, the drift summary) joins the best checkpoint,
+        # written once
         if cfg.model.type == "hybrid":
-            attach_novelty(cfg, best_ckpt, best_path, dm, seed, write=trainer.is_global_zero)
-            trainer.strategy.barrier("netad.attach_novelty")
+            attach_novelty(cfg, best_ckpt, dm, seed)
         elif cfg.calibration != "none":
-            attach_calibration(cfg, best_ckpt, best_path, dm, write=trainer.is_global_zero)
-            trainer.strategy.barrier("netad.attach_calibration")
+            attach_calibration(cfg, best_ckpt, dm)
         # the validation and held-out rows scored as they are, by the code that serves the model
         predictor = NetadPredictor.from_checkpoint_dict(best_ckpt, source=str(best_path))
         threshold = predictor.threshold
-        attach_summary(best_ckpt, best_path, dm, predictor, write=trainer.is_global_zero)
-        trainer.strategy.barrier("netad.attach_summary")
+        val_scores = predictor.score(dm.table.features.iloc[val_idx])
+        attach_summary(best_ckpt, dm, predictor, val_scores)
+        if trainer.is_global_zero:  # under DDP only the first process writes files
+            with atomic_target(best_path) as tmp:
+                torch.save(best_ckpt, tmp)
+        trainer.strategy.barrier("netad.best_checkpoint")
         if eval_idx is not None:  # this split's held-out rows: test/... metrics, logged beside the epochs
             eval_scores = predictor.score(dm.table.features.iloc[eval_idx])
             eval_metrics = held_out_metrics(eval_scores, dm.table.labels[eval_idx], threshold)
@@ -376,7 +369,6 @@ def _fit_split(cfg: Config, table: LabelledTable, train_idx: np.ndarray, val_idx
     finally:
         finish_loggers(loggers)
 
-    val_scores = predictor.score(dm.table.features.iloc[val_idx])
     val_metrics = compute_metrics(val_scores, dm.table.labels[val_idx], threshold)
     result = FitResult(
         name=name,
