@@ -187,7 +187,8 @@ def test_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="test.py", description="Evaluate a trained model at its stored threshold.")
     p.add_argument("--model", "--checkpoint", dest="checkpoint", default="checkpoints/best_model.ckpt", metavar="PATH",
                    help="checkpoint to evaluate (default: checkpoints/best_model.ckpt)")
-    p.add_argument("--data", metavar="PATH", help="labelled CSV of the training schema (default: the run's test rows)")
+    p.add_argument("--data", metavar="PATH", help="labelled records of the training schema: a CSV or Parquet file, "
+                                                  "a folder or a glob (default: the run's test rows)")
     p.add_argument("--config", metavar="PATH",
                    help="YAML config whose data section says how to read --data (default: the saved config)")
     p.add_argument("--results", default="test_results.csv", metavar="PATH",
@@ -232,7 +233,8 @@ def assess_parser() -> argparse.ArgumentParser:
     p.add_argument("--use-folds", action="store_true",
                    help="assess every fold checkpoint of the CV run (the --model's run, or --run)")
     p.add_argument("--run", metavar="RUN_FOLDER", help="CV run folder for --use-folds, e.g. checkpoints/cv-...")
-    p.add_argument("--data", metavar="PATH", help="labelled CSV to evaluate on (default: the run's test rows)")
+    p.add_argument("--data", metavar="PATH", help="labelled records to evaluate on: a CSV or Parquet file, a folder "
+                                                  "or a glob (default: the run's test rows)")
     p.add_argument("--config", metavar="PATH", help="YAML config whose data section says how to read --data")
     p.add_argument("--output", metavar="DIR",
                    help="report folder (default: reports/<run>_<split>, reports/<run>_<split>_<data file stem> "
@@ -282,7 +284,8 @@ def compare_parser() -> argparse.ArgumentParser:
     p.add_argument("--detectors", metavar="NAMES",
                    help="comma-separated subset, e.g. classifier,iforest,pca (default: detectors.names in the config)")
     p.add_argument("--data", "--test-data", dest="test_data", metavar="PATH",
-                   help="labelled CSV of the same schema, scored by every fold's models: adds test columns")
+                   help="labelled records of the same schema (CSV or Parquet; a file, a folder or a glob), "
+                        "scored by every fold's models: adds test columns")
     p.add_argument("--output", metavar="DIR", help="output folder (default: reports/compare-<time>)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, value parsed as YAML (repeatable)")
@@ -376,13 +379,15 @@ def upload_main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def predict_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="predict.py", description="Score a CSV of records with a trained model.")
+    p = argparse.ArgumentParser(prog="predict.py", description="Score records (CSV or Parquet) with a trained model.")
     p.add_argument("--model", required=True, metavar="PATH_OR_REPO",
                    help="a checkpoint (.ckpt), an exported model folder, or a Hub repo id user/name")
-    p.add_argument("--input", required=True, metavar="CSV",
-                   help="records to score (no label needed; .gz, .bz2, .xz and .zst files are read as they are)")
-    p.add_argument("--output", required=True, metavar="CSV",
-                   help="the input rows plus score and is_anomaly (- for stdout); never the input file")
+    p.add_argument("--input", required=True, metavar="PATH",
+                   help="records to score (no label needed): a CSV (.gz, .bz2, .xz and .zst read as they are) or "
+                        "Parquet file, or a folder or a quoted glob ('flows/*.parquet') of them")
+    p.add_argument("--output", required=True, metavar="PATH",
+                   help="the input rows plus score and is_anomaly: a CSV file (- for stdout), a .parquet file for "
+                        "Parquet input, or a folder for several input files; never the input file")
     p.add_argument("--rejects", metavar="CSV", help="rows that could not be scored (default: <output>.rejects.csv; "
                                                     "with --output - : <input stem>.rejects.csv in this folder)")
     p.add_argument("--chunk-size", type=int, default=100_000, metavar="N", help="rows read at a time (default 100000)")
@@ -400,17 +405,19 @@ def predict_parser() -> argparse.ArgumentParser:
 def predict_main(argv: Optional[Sequence[str]] = None) -> int:
     args = predict_parser().parse_args(argv)
     _setup_logging(quiet=True)
-    from netad.serving.batch import score_file
+    from netad.serving.columnar import score_inputs
 
-    result = score_file(args.model, args.input, args.output, rejects_path=args.rejects, chunk_size=args.chunk_size,
-                        progress=not args.quiet, explain=args.explain, explain_flagged=args.explain_flagged,
-                        explain_method=args.explain_method)
+    result = score_inputs(args.model, args.input, args.output, rejects_path=args.rejects, chunk_size=args.chunk_size,
+                          progress=not args.quiet, explain=args.explain, explain_flagged=args.explain_flagged,
+                          explain_method=args.explain_method)
     report = sys.stderr if result.direct else sys.stdout  # scores on stdout: the summary must not join them
-    print(f"Scored {result.n_scored} of {result.n_rows} rows in {result.seconds:.2f} s "
+    files = f" of {result.files} files" if result.files > 1 else ""
+    print(f"Scored {result.n_scored} of {result.n_rows} rows{files} in {result.seconds:.2f} s "
           f"({result.rows_per_second:,.0f} rows/s): {result.n_flagged} flagged as anomalies -> {result.output}",
           file=report)
     if result.rejects:
-        print(f"{result.n_rejected} rows could not be scored -> {result.rejects} (row number and reason for each)",
+        where = f"{result.rejects}/*.rejects.*" if result.files > 1 else result.rejects
+        print(f"{result.n_rejected} rows could not be scored -> {where} (row number and reason for each)",
               file=report)
     for col, count in result.imputed_non_numbers.items():
         print(f"warning: column '{col}': {count} cells were not numbers and were imputed like gaps "
@@ -481,7 +488,9 @@ def drift_parser() -> argparse.ArgumentParser:
                                 description="Is new traffic still like the model's training traffic?")
     p.add_argument("--model", required=True, metavar="PATH_OR_REPO",
                    help="a checkpoint (.ckpt), an exported model folder, or a Hub repo id user/name")
-    p.add_argument("--input", required=True, metavar="CSV", help="the new records (no label needed; .gz etc. read too)")
+    p.add_argument("--input", required=True, metavar="PATH",
+                   help="the new records (no label needed): a CSV (.gz etc. read too) or Parquet file, or a folder "
+                        "or a quoted glob of them")
     p.add_argument("--output", metavar="DIR", help="drift.csv, drift.json, drift.png (default reports/drift_<input>)")
     p.add_argument("--fail-on-drift", action="store_true", help="exit 1 when a column or the score drifted")
     p.add_argument("--quiet", action="store_true", help="only the verdict line")
@@ -497,7 +506,9 @@ def drift_main(argv: Optional[Sequence[str]] = None) -> int:
 
     predictor = load_predictor(args.model)
     result = drift_check(predictor, args.input)
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(args.input).name.split(".")[0]) or "input"
+    from netad.data.sources import source_name
+
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", source_name(args.input).split(".")[0]) or "input"
     out = Path(args.output) if args.output else Path("reports") / f"drift_{stem}"
     files = write_report(result, out)
     if not args.quiet:

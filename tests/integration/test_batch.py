@@ -132,8 +132,8 @@ def fast_blocks(monkeypatch) -> list:
     from netad.serving import batch
 
     taken = []
-    fast = batch._Scorer.fast
-    monkeypatch.setattr(batch._Scorer, "fast", lambda self, *a: taken.append(fast(self, *a)) or taken[-1])
+    fast = batch.Scorer.fast
+    monkeypatch.setattr(batch.Scorer, "fast", lambda self, *a: taken.append(fast(self, *a)) or taken[-1])
     return taken
 
 
@@ -186,7 +186,7 @@ def test_a_gap_in_a_category_gets_the_pandas_routes_code(trained):
     frame.loc[2, "protocol"] = np.nan
     pandas_code = predictor.preprocessor.encode(frame[predictor.columns]).codes[0][2]
     assert predictor.preprocessor.gap_code(0) == pandas_code
-    assert batch._Scorer(predictor).gap_codes[0] == pandas_code
+    assert batch.Scorer(predictor).gap_codes[0] == pandas_code
     expected = categories.index("nan") if int(pd.__version__.split(".")[0]) < 3 else len(categories)
     assert pandas_code == expected
 
@@ -226,7 +226,7 @@ def test_many_pieces_through_several_threads(trained, tmp_path, monkeypatch, cas
     if case == "small_blocks":
         monkeypatch.setattr(batch, "_MAX_BLOCK_BYTES", 4096)
         monkeypatch.setattr(batch, "_MIN_BLOCK_BYTES", 4096)
-    monkeypatch.setattr(batch, "_workers", lambda: 3)
+    monkeypatch.setattr(batch, "scoring_threads", lambda: 3)
     n = 3000
     frame = make_frame(n=n, seed=12).assign(note=[f"row{i}" for i in range(n)])  # every line distinct
     path = tmp_path / "many.csv"
@@ -268,7 +268,7 @@ def test_values_come_back_as_pythons_csv_module_reads_them(trained, tmp_path, mo
     expected = batch.load_predictor(trained["ckpt"]).score(frame)
     for route in ("fast", "pandas"):
         if route == "pandas":
-            monkeypatch.setattr(batch._Scorer, "fast", lambda self, piece: None)
+            monkeypatch.setattr(batch.Scorer, "fast", lambda self, piece: None)
         out = tmp_path / f"{route}.csv"
         result = batch.score_file(trained["ckpt"], path, out, progress=False)
         assert (result.n_rows, result.n_rejected) == (300, 0)
@@ -286,7 +286,7 @@ def test_quoted_fields_with_line_breaks_across_blocks(trained, tmp_path, monkeyp
 
     monkeypatch.setattr(batch, "_MAX_BLOCK_BYTES", block_bytes)
     monkeypatch.setattr(batch, "_MIN_BLOCK_BYTES", block_bytes)
-    monkeypatch.setattr(batch, "_workers", lambda: 3)
+    monkeypatch.setattr(batch, "scoring_threads", lambda: 3)
     frame = make_frame(n=200, seed=14).astype({"packet_size": object})
     frame["note"] = [f'said "hi"\nthen,\r\nleft {i}' if i % 3 == 0 else f"plain {i}" for i in range(200)]
     frame.loc[150, "packet_size"] = "abc"
@@ -400,7 +400,7 @@ def test_number_like_categories_are_read_as_written_on_every_route(numberlike, t
     batch.score_file(predictor, path, tmp_path / "out.csv", chunk_size=20, progress=False)
     assert [t is not None for t in taken] == [True, True, True]
     np.testing.assert_allclose(pd.read_csv(tmp_path / "out.csv")["score"], expected, rtol=0, atol=2e-6)
-    monkeypatch.setattr(batch._Scorer, "fast", lambda self, piece: None)  # every piece through pandas
+    monkeypatch.setattr(batch.Scorer, "fast", lambda self, piece: None)  # every piece through pandas
     batch.score_file(predictor, path, tmp_path / "out.csv", chunk_size=20, progress=False)
     np.testing.assert_allclose(pd.read_csv(tmp_path / "out.csv")["score"], expected, rtol=0, atol=2e-6)
 

@@ -34,7 +34,7 @@ def run(capsys, *args):
 
 def pandas_only(monkeypatch) -> None:
     """Every piece of the file through the pandas route (the fast path turns each one away)."""
-    monkeypatch.setattr(batch._Scorer, "fast", lambda self, piece: None)
+    monkeypatch.setattr(batch.Scorer, "fast", lambda self, piece: None)
 
 
 def one_error_line(err: str) -> str:

@@ -64,8 +64,8 @@ def test_plain_blocks_write_what_the_streaming_reader_writes(model, tmp_path, mo
     path.write_bytes(gzip.compress(data) if kind == "gzip" else data)
 
     blocks = []
-    score_block = batch._Scorer.score_block
-    monkeypatch.setattr(batch._Scorer, "score_block", lambda self, block, *a: blocks.append(block) or
+    score_block = batch.Scorer.score_block
+    monkeypatch.setattr(batch.Scorer, "score_block", lambda self, block, *a: blocks.append(block) or
                         score_block(self, block, *a))
     plain = score(model, path, tmp_path, "plain")
     assert blocks, "no plain block was scored"

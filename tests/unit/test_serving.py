@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from netad.serving.batch import _MAX_BLOCK_BYTES, _MIN_BLOCK_BYTES, SCORE_DECIMALS, _workers, block_bytes, score_text
+from netad.serving.batch import _MAX_BLOCK_BYTES, _MIN_BLOCK_BYTES, SCORE_DECIMALS, scoring_threads, block_bytes, score_text
 
 
 def test_score_text_is_printf_fixed_point():
@@ -25,16 +25,16 @@ def test_block_bytes_gives_each_thread_two_blocks_of_a_small_file():
 def test_scoring_threads_follow_affinity_and_a_container_quota(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(6)))
     cpu_max = tmp_path / "cpu.max"
-    assert _workers(cpu_max) == 6  # no cgroup file: the affinity
+    assert scoring_threads(cpu_max) == 6  # no cgroup file: the affinity
     cpu_max.write_text("max 100000\n")
-    assert _workers(cpu_max) == 6  # no quota
+    assert scoring_threads(cpu_max) == 6  # no quota
     cpu_max.write_text("200000 100000\n")
-    assert _workers(cpu_max) == 2  # two CPUs' worth
+    assert scoring_threads(cpu_max) == 2  # two CPUs' worth
     cpu_max.write_text("50000 100000\n")
-    assert _workers(cpu_max) == 1
+    assert scoring_threads(cpu_max) == 1
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))
     cpu_max.write_text("max 100000\n")
-    assert _workers(cpu_max) == 8  # capped
+    assert scoring_threads(cpu_max) == 8  # capped
 
 
 def run_guard(app, chunks, limit, headers=()):

@@ -1,8 +1,8 @@
-"""Read a labelled CSV into features and 0/1 labels, with clear errors for bad input."""
+"""Read labelled records (CSV or Parquet; a file, a folder or a glob) into features and 0/1 labels, with
+clear errors for bad input."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +13,7 @@ import pandas as pd
 
 from netad.config import DataConfig
 from netad.data.compression import compression_of, decompressing
+from netad.data.sources import data_files, file_digest, is_parquet, schema_mismatch, with_text_columns  # noqa: F401 (file_digest: re-exported)
 from netad.errors import UserError
 
 log = logging.getLogger("netad")
@@ -35,13 +36,56 @@ class LabelledTable:
         return len(self.labels)
 
 
-def file_digest(path: str | Path) -> str:
-    """sha256 of a file: which data a run, its splits and its checkpoints were made from."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def read_frame(spec: str | Path, column_names: Optional[list[str]] = None,
+               text_columns: Sequence[str] = ()) -> pd.DataFrame:
+    """Every file ``spec`` names (see :mod:`netad.data.sources`), one after the other, as one frame. The files
+    must share their columns (in any order; the first file's order is kept)."""
+    files = data_files(spec)
+    frames = [read_file(f, column_names, text_columns) for f in files]
+    first = frames[0]
+    for f, frame in zip(files[1:], frames[1:]):
+        problem = schema_mismatch(f, frame.columns, files[0], first.columns)
+        if problem:
+            raise UserError(problem)
+    if len(frames) == 1:
+        return first
+    return pd.concat([frame[first.columns] for frame in frames], ignore_index=True)
+
+
+def read_file(path: str | Path, column_names: Optional[list[str]] = None,
+              text_columns: Sequence[str] = ()) -> pd.DataFrame:
+    """One CSV or Parquet file (see :func:`read_csv`, :func:`read_parquet`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"data file not found: {path}")
+    if path.stat().st_size == 0:
+        raise UserError(f"data file is empty: {path}")
+    if is_parquet(path):
+        return read_parquet(path, column_names, text_columns)
+    return read_csv(path, column_names, text_columns)
+
+
+def read_parquet(path: str | Path, column_names: Optional[list[str]] = None,
+                 text_columns: Sequence[str] = ()) -> pd.DataFrame:
+    """A Parquet file with the column types of its schema, except ``text_columns``, read as text (see
+    :func:`read_csv`), and dictionary (category) columns as their values. ``column_names``, which name the
+    columns of CSV files without a header, must be its columns."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise UserError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
+    if column_names:
+        problem = schema_mismatch(path, table.column_names, Path("data.column_names"), column_names)
+        if problem:
+            raise UserError(problem)
+    table = with_text_columns(table, table.column_names, text_columns)
+    if table.num_rows == 0:
+        raise UserError(f"data file has no rows: {path}")
+    return table.to_pandas()
 
 
 def read_csv(path: str | Path, column_names: Optional[list[str]] = None,
@@ -187,7 +231,7 @@ def load_table(cfg: DataConfig, path: Optional[str | Path] = None, require_label
     see :func:`read_csv`.
     """
     path = Path(path or cfg.data_path)
-    frame = read_csv(path, cfg.column_names, text_columns)
+    frame = read_frame(path, cfg.column_names, text_columns)
     missing_drop = [c for c in cfg.drop_columns if c not in frame.columns]
     if missing_drop:
         raise UserError(f"data.drop_columns names columns not in {path}: {', '.join(missing_drop)}"

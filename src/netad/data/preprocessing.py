@@ -10,7 +10,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from itertools import repeat
-from typing import Any, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
 import pandas as pd
@@ -199,6 +199,84 @@ def preprocessing_problem(state: Any, input_dim: Optional[int] = None) -> Option
     return None
 
 
+_GAP = object()  # a missing value, as one value (NaN != NaN)
+
+
+class _BlockStatistics:
+    """What :meth:`TabularPreprocessor.fit_blocks` counts in its first pass, block by block, so that over all
+    blocks it equals what one block of all the rows gives: :func:`infer_kinds`, ``nunique(dropna=False)``,
+    the minimum and maximum, and text value counts (``astype(str).value_counts()``)."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.columns: list[Any] = []
+        self.dtype_kind: dict[Any, str] = {}  # 'bool', 'numeric' or 'text' (pandas dtype of every block)
+        self.bool_like: dict[Any, Optional[set]] = {}  # text columns: lowered values while all are booleans
+        self.distinct: dict[Any, Optional[set]] = {}  # up to two distinct values; None: more
+        self.low: dict[Any, float] = {}
+        self.high: dict[Any, float] = {}
+        self.gaps: dict[Any, int] = {}
+        self.counts: dict[Any, dict[str, int]] = {}
+
+    def add(self, block: pd.DataFrame) -> None:
+        if not self.columns:
+            self.columns = list(block.columns)
+        elif list(block.columns) != self.columns:
+            raise UserError("training blocks differ in their columns")
+        self.rows += len(block)
+        for col in self.columns:
+            series = block[col]
+            kind = "bool" if series.dtype == bool else "numeric" if pd.api.types.is_numeric_dtype(series) else \
+                "text" if series.dtype == object or isinstance(series.dtype, pd.StringDtype) else "other"
+            if self.dtype_kind.setdefault(col, kind) != kind:
+                self.dtype_kind[col] = "mixed"
+            if kind == "text":
+                values = self.bool_like.setdefault(col, set())
+                if values is not None:
+                    lowered = set(series.dropna().astype(str).str.strip().str.lower().unique())
+                    self.bool_like[col] = values | lowered if lowered <= BOOL_VALUES else None
+            if kind not in ("bool", "numeric"):
+                counts = self.counts.setdefault(col, {})
+                for value, n in series.astype(str).value_counts(sort=False).items():
+                    counts[value] = counts.get(value, 0) + int(n)
+            if kind == "numeric" and len(series):
+                x = series.to_numpy(dtype=np.float64)
+                gaps = int(np.isnan(x).sum())
+                self.gaps[col] = self.gaps.get(col, 0) + gaps
+                if gaps < len(x):
+                    self.low[col] = min(self.low.get(col, np.inf), float(np.nanmin(x)))
+                    self.high[col] = max(self.high.get(col, -np.inf), float(np.nanmax(x)))
+            few = self.distinct.setdefault(col, set())
+            if few is not None:
+                for value in pd.unique(series)[:3]:
+                    few.add(_GAP if pd.isna(value) else value)
+                self.distinct[col] = few if len(few) <= 1 else None
+
+    def kinds(self) -> dict[Any, str]:
+        """'boolean', 'numeric' or 'categorical' for each column, as :func:`infer_kinds` on all rows."""
+        out = {}
+        for col in self.columns:
+            kind, flags = self.dtype_kind[col], self.bool_like.get(col)
+            if kind == "bool" or (kind == "text" and flags and flags - {"0", "1"}):
+                out[col] = "boolean"
+            elif kind == "numeric":
+                out[col] = "numeric"
+            else:
+                out[col] = "categorical"
+        return out
+
+    def constant(self, col: Any) -> bool:
+        return self.distinct[col] is not None
+
+    def extremes(self, numeric: list[Any], impute: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each numeric column's minimum and maximum once its gaps hold ``impute``."""
+        low = np.array([min(self.low.get(c, np.inf), v) if self.gaps.get(c) else self.low.get(c, v)
+                        for c, v in zip(numeric, impute)], dtype=np.float64)
+        high = np.array([max(self.high.get(c, -np.inf), v) if self.gaps.get(c) else self.high.get(c, v)
+                         for c, v in zip(numeric, impute)], dtype=np.float64)
+        return low, high
+
+
 class TabularPreprocessor:
     """Turns raw feature columns into a float32 matrix; fitted on training rows only."""
 
@@ -222,32 +300,51 @@ class TabularPreprocessor:
 
     # ------------------------------------------------------------------ fit
     def fit(self, frame: pd.DataFrame) -> "TabularPreprocessor":
+        """Fit on training rows held in memory: one block, which is its own sample (so every statistic is exact)."""
+        return self.fit_blocks(lambda: iter([frame]), frame)
+
+    def fit_blocks(self, blocks: Callable[[], Iterable[pd.DataFrame]], sample: pd.DataFrame) -> "TabularPreprocessor":
+        """Fit on training rows that come in blocks (rows too many for memory). ``blocks()`` yields the same rows,
+        in the same order, each time it is called: a first pass counts, a second fits the scaler on the imputed,
+        log-transformed values. Exact over all rows: column kinds, constant columns, minimum and maximum, category
+        counts and the scaler (scikit-learn's ``partial_fit``; one block is its ``fit``). From ``sample``, rows drawn
+        uniformly from the same rows (all of them when they fit in memory): the median imputed for gaps
+        (``nan_policy: median``), the 99th percentile ``log_transform: auto`` compares the maximum with, and the
+        identifier check of text columns."""
         self._lookups = {}
-        kinds = infer_kinds(frame)
-        constant = [c for c in frame.columns if frame[c].nunique(dropna=False) <= 1]
+        seen = _BlockStatistics()
+        for block in blocks():
+            seen.add(block)
+        if seen.rows == 0:
+            raise UserError("no training rows to fit the preprocessing on")
+        kinds = seen.kinds()
+        columns = list(kinds)
+        constant = [c for c in columns if seen.constant(c)]
         if constant:
             warnings.warn(NetadWarning(
                 f"dropping columns that are constant in the training rows: {', '.join(map(str, constant))}"),
                 stacklevel=2,
             )
         if isinstance(self.log_transform, list):
-            unknown = [c for c in self.log_transform if c not in frame.columns]
+            unknown = [c for c in self.log_transform if c not in columns]
             if unknown:
                 raise UserError(f"data.log_transform names columns not in the data: {', '.join(unknown)}")
         numeric = [c for c, k in kinds.items() if k == "numeric" and c not in constant]
         boolean = [c for c, k in kinds.items() if k == "boolean" and c not in constant]
         categorical = [c for c, k in kinds.items() if k == "categorical" and c not in constant]
 
-        num = frame[numeric].to_numpy(dtype=np.float64) if numeric else np.zeros((len(frame), 0))
-        impute = self._impute_values(num)
-        num = np.where(np.isnan(num), impute, num)
-        log_mask = self._log_mask(numeric, num)
-        num = np.where(log_mask, np.log1p(np.maximum(num, 0.0)), num)
-        center, scale = self._fit_scaler(num)
+        drawn = sample[numeric].to_numpy(dtype=np.float64) if numeric else np.zeros((len(sample), 0))
+        impute = self._impute_values(drawn)
+        drawn = np.where(np.isnan(drawn), impute, drawn)
+        low, high = seen.extremes(numeric, impute)
+        log_mask = self._log_mask(numeric, low, high, drawn)
+        imputed = (np.where(np.isnan(x), impute, x) for x in (b[numeric].to_numpy(dtype=np.float64) for b in blocks()))
+        center, scale = self._fit_scaler((np.where(log_mask, np.log1p(np.maximum(num, 0.0)), num) for num in imputed),
+                                         len(numeric))
 
         identifier_like = {}
         for col in categorical:
-            reason = identifier_reason(frame[col])
+            reason = identifier_reason(sample[col])
             if reason:
                 identifier_like[str(col)] = reason
                 warnings.warn(NetadWarning(
@@ -256,9 +353,8 @@ class TabularPreprocessor:
                     f"consider data.drop_columns"), stacklevel=2)
         categories = []
         for col in categorical:
-            counts = frame[col].astype(str).value_counts(sort=True)
             # most frequent first, ties broken by name so the encoding is deterministic
-            ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+            ordered = sorted(seen.counts[col].items(), key=lambda kv: (-kv[1], kv[0]))
             categories.append([name for name, _ in ordered[: self.max_categories]])
 
         feature_names = list(map(str, numeric)) + list(map(str, boolean))
@@ -266,7 +362,7 @@ class TabularPreprocessor:
             feature_names += [f"{col}={c}" for c in cats] + [f"{col}={UNKNOWN}"]
         self.state = {
             "version": STATE_VERSION,
-            "input_columns": list(map(str, frame.columns)),
+            "input_columns": list(map(str, columns)),
             "kinds": {str(k): v for k, v in kinds.items()},
             "dropped_constant": list(map(str, constant)),
             "numeric": {
@@ -330,28 +426,33 @@ class TabularPreprocessor:
             return np.nan_to_num(med, nan=0.0)
         return np.zeros(num.shape[1])
 
-    def _log_mask(self, numeric: list[str], num: np.ndarray) -> np.ndarray:
-        if self.log_transform == "none" or num.shape[1] == 0:
+    def _log_mask(self, numeric: list[str], low: np.ndarray, high: np.ndarray, drawn: np.ndarray) -> np.ndarray:
+        """Which numeric columns are log-transformed: ``low``/``high`` are each column's minimum and maximum
+        (gaps imputed), ``drawn`` the sampled rows (gaps imputed)."""
+        if self.log_transform == "none" or len(numeric) == 0:
             return np.zeros(len(numeric), dtype=bool)
         if isinstance(self.log_transform, list):
             return np.array([c in self.log_transform for c in numeric], dtype=bool)
         # auto: non-negative counts whose tail is heavy (max far above the 99th percentile scale)
-        nonneg = num.min(axis=0) >= 0
-        q99 = np.percentile(num, 99, axis=0)
-        heavy = num.max(axis=0) > 10 * np.maximum(q99, 1.0)
-        spread = num.max(axis=0) > 100
+        nonneg = low >= 0
+        q99 = np.percentile(drawn, 99, axis=0)
+        heavy = high > 10 * np.maximum(q99, 1.0)
+        spread = high > 100
         return nonneg & (heavy | spread)
 
-    def _fit_scaler(self, num: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _fit_scaler(self, blocks: Iterable[np.ndarray], width: int) -> tuple[np.ndarray, np.ndarray]:
+        """Center and scale of each of ``width`` numeric columns, from blocks of their (imputed, log-transformed)
+        values (not read when there is nothing to scale)."""
         from sklearn.preprocessing import MinMaxScaler, StandardScaler  # fitting only: scoring never loads sklearn
 
-        width = num.shape[1]
         if self.scaler == "none" or width == 0:
             return np.zeros(width), np.ones(width)
+        sk = StandardScaler() if self.scaler == "standard" else MinMaxScaler()
+        for num in blocks:
+            if len(num):
+                sk.partial_fit(num)
         if self.scaler == "standard":
-            sk = StandardScaler().fit(num)
             return sk.mean_, sk.scale_
-        sk = MinMaxScaler().fit(num)
         rng = sk.data_max_ - sk.data_min_
         return sk.data_min_, np.where(rng > 0, rng, 1.0)
 

@@ -20,6 +20,7 @@ from typing import Any, Optional
 import numpy as np
 from matplotlib.figure import Figure
 
+from netad.data.sources import source_name
 from netad.errors import UserError
 from netad import metrics as M
 from netad.evaluation import plots
@@ -151,7 +152,7 @@ def assess_checkpoint(checkpoint: str | Path, *, data_path: Optional[str | Path]
     found = _importance(mut, features, labels)
     if found is not None:
         figures["importance"] = plots.importance(found)
-    default = mut.name if data_path is None else f"{mut.name}_{Path(data_path).stem}"
+    default = mut.name if data_path is None else f"{mut.name}_{source_name(data_path)}"
     out = Path(output) if output else Path("reports") / safe_name(default)
     result = AssessResult(out, out / "report.html", {}, part_rows, fold_rows, fold_summary, evaluation,
                           importance=found)

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from netad.data.preprocessing import parse_boolean
+from netad.data.sources import data_files, is_parquet, with_text_columns
 from netad.data.summary import GAP, OTHER, counts_of, psi
 from netad.errors import UserError
 
@@ -78,20 +79,45 @@ def counts_drift(train: dict[str, int], new: dict[str, int]) -> dict[str, Any]:
     return out
 
 
-def read_input(predictor: Any, path: Path) -> Any:
-    """The model's columns of a CSV (compressed too) as a pyarrow table (text columns as text)."""
+def read_input(predictor: Any, path: str | Path) -> Any:
+    """The model's columns of every file ``path`` names (a CSV, compressed too, or Parquet file; a folder or a
+    glob of them) as one pyarrow table, text columns as text."""
+    import pyarrow as pa
+
+    state = predictor.preprocessor.state
+    text = state["categorical"]["columns"] + state["boolean"]["columns"]
+    tables = [_read_file(predictor, f, text) for f in data_files(path, "input")]
+    table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+    if table.num_rows == 0:
+        raise UserError(f"input {'file' if len(tables) == 1 else 'files'} hold{'s' if len(tables) == 1 else ''} "
+                        f"no rows: {path}")
+    return table
+
+
+def _read_file(predictor: Any, path: Path, text: list[str]) -> Any:
     import pyarrow as pa
     import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
 
     from netad.data.compression import decompressing, open_binary
 
-    if not path.is_file():
-        raise UserError(f"input file not found: {path}")
     if path.stat().st_size == 0:
         raise UserError(f"input file is empty: {path}")
+
+    def lacks(head: list[str]) -> None:
+        missing = [c for c in predictor.columns if c not in head]
+        if missing:
+            raise UserError(f"{path}: lacks columns the model reads: {', '.join(missing)} (it has: "
+                            f"{', '.join(head[:12])}{', ...' if len(head) > 12 else ''})")
+
+    if is_parquet(path):
+        try:
+            source = pq.ParquetFile(path)
+            lacks(source.schema_arrow.names)
+            return with_text_columns(source.read(columns=predictor.columns), predictor.columns, text)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise UserError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
     names = (predictor.config.get("data") or {}).get("column_names")
-    state = predictor.preprocessor.state
-    text = {c: pa.string() for c in state["categorical"]["columns"] + state["boolean"]["columns"]}
     read = pacsv.ReadOptions(column_names=names, block_size=8 << 20) if names else pacsv.ReadOptions(block_size=8 << 20)
 
     def opened(how: Any) -> Any:
@@ -107,16 +133,10 @@ def read_input(predictor: Any, path: Path) -> Any:
             raw.close()
 
     small = pacsv.ReadOptions(column_names=names, block_size=1 << 20) if names else pacsv.ReadOptions(block_size=1 << 20)
-    head = opened(lambda r: pacsv.open_csv(r, read_options=small).schema.names)  # the header: one small block
-    missing = [c for c in predictor.columns if c not in head]
-    if missing:
-        raise UserError(f"{path}: lacks columns the model reads: {', '.join(missing)} (it has: "
-                        f"{', '.join(head[:12])}{', ...' if len(head) > 12 else ''})")
-    convert = pacsv.ConvertOptions(column_types=text, include_columns=predictor.columns, strings_can_be_null=True)
-    table = opened(lambda r: pacsv.read_csv(r, read_options=read, convert_options=convert))
-    if table.num_rows == 0:
-        raise UserError(f"input file holds no rows: {path}")
-    return table
+    lacks(opened(lambda r: pacsv.open_csv(r, read_options=small).schema.names))  # the header: one small block
+    convert = pacsv.ConvertOptions(column_types={c: pa.string() for c in text}, include_columns=predictor.columns,
+                                   strings_can_be_null=True)
+    return opened(lambda r: pacsv.read_csv(r, read_options=read, convert_options=convert))
 
 
 def _numbers(column: Any) -> np.ndarray:
@@ -143,7 +163,6 @@ def drift_check(predictor: Any, path: str | Path) -> DriftResult:
     if summary is None:
         raise UserError("this model carries no training-data summary (trained before netad checked drift): "
                         "train it again (train.py) and export it again to check drift")
-    path = Path(path)
     table = read_input(predictor, path)
     pre = predictor.preprocessor
     state = pre.state

@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from netad.config import Config, apply_overrides, config_from_dict, load_config
-from netad.data.loading import LabelledTable, check_columns, file_digest, load_table
+from netad.data.loading import LabelledTable, check_columns, load_table
+from netad.data.sources import data_digest, exists
 from netad.data.preprocessing import TabularPreprocessor
 from netad.errors import UserError
 from netad.inference import NetadPredictor
@@ -106,13 +107,13 @@ def labelled_file(mut: ModelUnderTest, data_path: str | Path, purpose: str = "te
 
 def training_table(mut: ModelUnderTest) -> LabelledTable:
     data_path = Path(mut.saved_cfg.data.data_path)
-    if not data_path.is_file():
+    if not exists(data_path):
         raise UserError(f"training data {data_path} not found: run from the folder the model was trained in, "
                         f"or pass --data")
     table = load_table(mut.saved_cfg.data)
     meta = mut.metadata
     if (meta.get("data_rows") not in (None, len(table))
-            or meta.get("data_sha256") not in (None, file_digest(data_path))):
+            or meta.get("data_sha256") not in (None, data_digest(data_path))):
         raise UserError(f"{data_path} is not the file this model was trained on (its contents changed): "
                         f"the recorded train/validation/test rows would point at other rows; pass --data")
     return table

@@ -49,6 +49,7 @@ class BatchResult:
     seconds: float
     direct: bool = False  # written to the process's stdout or stderr
     imputed_non_numbers: dict[str, int] = field(default_factory=dict)  # column -> cells that were not numbers
+    files: int = 1  # input files scored (a folder or a glob: several, written into the output folder)
 
     @property
     def rows_per_second(self) -> float:
@@ -74,7 +75,7 @@ def block_bytes(file_size: int, workers: int) -> int:
     return max(_MIN_BLOCK_BYTES, min(_MAX_BLOCK_BYTES, file_size // (2 * workers)))
 
 
-def _workers(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+def scoring_threads(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
     """Scoring threads: one per core this process may use (its CPU affinity, and a container's CPU
     quota where cgroup v2 sets one), at most 8, so the blocks in flight stay small."""
     try:
@@ -107,7 +108,7 @@ def novelty_text(novelty: np.ndarray) -> pa.Array:
     return pa.array(np.char.mod(f"%.{SCORE_DECIMALS}f", np.asarray(novelty, dtype=np.float64)), pa.string())
 
 
-def _csv(table: pa.Table) -> pa.Buffer:
+def csv_lines(table: pa.Table) -> pa.Buffer:
     """``table`` as CSV lines: values as they are, or, where one holds a comma, a quote or a line break,
     every text value of the table quoted."""
     sink = pa.BufferOutputStream()
@@ -350,18 +351,19 @@ class _Source:
 
 
 @dataclass
-class _Done:
-    """A scored piece: its output lines, its rejects' lines, and counts."""
+class Done:
+    """A scored piece: its output (CSV lines; a table on the columnar route), its rejected rows (the same), and
+    counts."""
 
-    out: Optional[pa.Buffer]
-    rejects: Optional[pa.Buffer]
+    out: Optional[Any]
+    rejects: Optional[Any]
     n_rows: int
     n_flagged: int
     n_rejected: int
     imputed: dict[str, int]
 
     @staticmethod
-    def merge(parts: list["_Done"]) -> "_Done":
+    def merge(parts: list["Done"]) -> "Done":
         """Pieces scored one after another, as one."""
         if len(parts) == 1:
             return parts[0]
@@ -371,9 +373,24 @@ class _Done:
         for p in parts:
             for col, count in p.imputed.items():
                 imputed[col] = imputed.get(col, 0) + count
-        return _Done(pa.py_buffer(b"".join(outs)) if outs else None,
+        return Done(pa.py_buffer(b"".join(outs)) if outs else None,
                      pa.py_buffer(b"".join(rejects)) if rejects else None, sum(p.n_rows for p in parts),
                      sum(p.n_flagged for p in parts), sum(p.n_rejected for p in parts), imputed)
+
+
+class Tally:
+    """Counts over the pieces of a run, in the order they are written."""
+
+    def __init__(self) -> None:
+        self.n_rows = self.n_flagged = self.n_rejected = 0
+        self.imputed: dict[str, int] = {}
+
+    def add(self, done: Done) -> None:
+        self.n_rows += done.n_rows
+        self.n_flagged += done.n_flagged
+        self.n_rejected += done.n_rejected
+        for col, count in done.imputed.items():
+            self.imputed[col] = self.imputed.get(col, 0) + count
 
 
 def _csv_field(text: str) -> str:
@@ -424,7 +441,7 @@ class Explanations:
         return out
 
 
-class _Scorer:
+class Scorer:
     """Scores pieces of the file; runs in the scoring threads. :meth:`fast` encodes the parsed columns
     with pyarrow and the preprocessor's shared encoder; a piece it does not take (a value that does not
     parse to the model's types, a gap the model does not impute, a misshapen record) goes through
@@ -442,11 +459,11 @@ class _Scorer:
         self.extra = ["score", "is_anomaly"] + (["novelty_score"] if predictor.novelty is not None else []) + \
             (explanations.names if explanations is not None else [])
 
-    def score(self, piece: _Piece) -> _Done:
+    def score(self, piece: _Piece) -> Done:
         done = self.fast(piece)
         return done if done is not None else self.checked(piece)
 
-    def score_block(self, block: PlainBlock, source: "_Source", max_rows: int) -> _Done:
+    def score_block(self, block: PlainBlock, source: "_Source", max_rows: int) -> Done:
         """A plain block in pieces of at most ``max_rows``: the model's columns parsed typed and
         scored by :meth:`fast`, each line written back as it was read; a block it does not take
         goes through the streaming reader's pieces of text, as the rest of the file would."""
@@ -461,8 +478,8 @@ class _Scorer:
                     break
                 dones.append(done)
             else:
-                return _Done.merge(dones)
-        return _Done.merge([self.score(piece) for piece in source.block_pieces(block, max_rows)])
+                return Done.merge(dones)
+        return Done.merge([self.score(piece) for piece in source.block_pieces(block, max_rows)])
 
     # ------------------------------------------------------------ pyarrow
     def _numbers(self, column: pa.ChunkedArray) -> Optional[np.ndarray]:
@@ -520,7 +537,7 @@ class _Scorer:
                  for i, c in enumerate(self.categorical)]
         return self.pre.encode_arrays(numeric, booleans, codes, finite=not self.imputes)
 
-    def fast(self, piece: _Piece) -> Optional[_Done]:
+    def fast(self, piece: _Piece) -> Optional[Done]:
         """The piece scored from its parsed columns, or None when pandas should read it."""
         if piece.misshapen is not None:  # records to reject among its rows
             return None
@@ -540,7 +557,7 @@ class _Scorer:
             fields += [novelty_text(novelty)] if novelty is not None else []
             fields += self.explanations.fields(enc, flagged, csv=True) if self.explanations is not None else []
             out = plain_blocks.with_fields(piece.lines, fields)
-        return _Done(out, None, table.num_rows, int(flagged.sum()), 0, {})
+        return Done(out, None, table.num_rows, int(flagged.sum()), 0, {})
 
     def lines(self, table: pa.Table, scores: np.ndarray, flagged: np.ndarray,
               novelty: Optional[np.ndarray], why: list[pa.Array]) -> pa.Buffer:
@@ -548,7 +565,7 @@ class _Scorer:
         columns = [*table.columns, score_text(scores), pa.array(flagged.astype(np.uint8))]
         if novelty is not None:  # a hybrid: the novelty detector's own score too
             columns.append(novelty_text(novelty))
-        return _csv(pa.Table.from_arrays(columns + why, names=table.column_names + self.extra))
+        return csv_lines(pa.Table.from_arrays(columns + why, names=table.column_names + self.extra))
 
     # ------------------------------------------------------------ pandas
     def frame(self, table: pa.Table) -> pd.DataFrame:
@@ -556,16 +573,29 @@ class _Scorer:
         frame = pd.DataFrame({c: _texts(table.column(c)) for c in self.predictor.columns}, dtype=object)
         return frame.where(~frame.isin(list(_PANDAS_NA)), np.nan)
 
-    def checked(self, piece: _Piece) -> _Done:
+    def checked(self, piece: _Piece) -> Done:
         """The piece through pandas: each row scored, or rejected with the reason."""
         table = piece.table
+        rows = self.checked_rows(table, piece.misshapen)
+        out = self.lines(table.take(rows.good), rows.scores, rows.flagged, rows.novelty, rows.why) \
+            if len(rows.good) else None
+        rejects = None
+        if len(rows.bad):
+            rejected = table.take(rows.bad).append_column("row", pa.array(piece.rows[rows.bad])).append_column(
+                "reason", pa.array(rows.reasons[rows.bad].tolist(), pa.string()))
+            rejects = csv_lines(rejected)
+        return Done(out, rejects, table.num_rows, int(rows.flagged.sum()), len(rows.bad), rows.imputed)
+
+    def checked_rows(self, table: pa.Table, misshapen: Optional[np.ndarray] = None) -> "CheckedRows":
+        """The model's columns of ``table`` through pandas and the preprocessor's row checks: which rows are
+        scored (and their scores), which are not and why. ``misshapen``: reasons already known ('' elsewhere)."""
         frame = self.frame(table)
         reasons = self.pre.row_problems(frame)
-        if piece.misshapen is not None:
-            reasons[piece.misshapen != ""] = piece.misshapen[piece.misshapen != ""]
+        if misshapen is not None:
+            reasons[misshapen != ""] = misshapen[misshapen != ""]
         imputed = self.pre.unparsable_numbers(frame[reasons == ""]) if self.imputes else {}
         good = np.flatnonzero(reasons == "")
-        out, n_flagged = None, 0
+        scores, flagged, novelty, why = np.zeros(0, np.float32), np.zeros(0, bool), None, []
         if len(good):
             enc = self.pre.encode(frame.iloc[good][self.predictor.columns])
             scores, novelty = self.predictor.score_encoded(enc)
@@ -573,19 +603,26 @@ class _Scorer:
             reasons[good[broken]] = "score overflowed: values far outside the training range"
             good, scores = good[~broken], scores[~broken]
             novelty = novelty[~broken] if novelty is not None else None
-            if len(good):
-                flagged = scores >= self.predictor.threshold
-                why = self.explanations.fields(enc.take(~broken), flagged) \
-                    if self.explanations is not None else []
-                out = self.lines(table.take(good), scores, flagged, novelty, why)
-                n_flagged = int(flagged.sum())
-        bad = np.flatnonzero(reasons != "")
-        rejects = None
-        if len(bad):
-            rejected = table.take(bad).append_column("row", pa.array(piece.rows[bad])).append_column(
-                "reason", pa.array(reasons[bad].tolist(), pa.string()))
-            rejects = _csv(rejected)
-        return _Done(out, rejects, table.num_rows, n_flagged, len(bad), imputed)
+            flagged = scores >= self.predictor.threshold
+            if len(good) and self.explanations is not None:
+                why = self.explanations.fields(enc.take(~broken), flagged)
+        return CheckedRows(good, scores, flagged, novelty, why, reasons, np.flatnonzero(reasons != ""), imputed)
+
+
+@dataclass
+class CheckedRows:
+    """What :meth:`Scorer.checked_rows` found: the rows scored (``good``) with their scores, flags, novelty
+    scores and explanation fields, each row's reason ('' when scored), the rows not scored (``bad``), and the
+    cells that were not numbers but imputed."""
+
+    good: np.ndarray
+    scores: np.ndarray
+    flagged: np.ndarray
+    novelty: Optional[np.ndarray]
+    why: list[pa.Array]
+    reasons: np.ndarray
+    bad: np.ndarray
+    imputed: dict[str, int]
 
 
 def _is_stream(path: Path, fd: int) -> bool:
@@ -685,8 +722,8 @@ def score_file(model: str | Path | Any, input_path: str | Path, output_path: str
         raise UserError(f"--rejects {given_rejects or rejects_path}: the rejected rows need a file of their own, "
                         f"not the output or a terminal stream")
     start = time.perf_counter()
-    workers = _workers()
-    scorer = _Scorer(predictor, Explanations(predictor, explain, flagged_only=explain_flagged, method=explain_method)
+    workers = scoring_threads()
+    scorer = Scorer(predictor, Explanations(predictor, explain, flagged_only=explain_flagged, method=explain_method)
                      if explain is not None else None)
     source = _Source(input_path, predictor, block_bytes(input_path.stat().st_size, workers))
     bar = None
@@ -694,8 +731,7 @@ def score_file(model: str | Path | Any, input_path: str | Path, output_path: str
         from tqdm.auto import tqdm
 
         bar = tqdm(total=input_path.stat().st_size, unit="B", unit_scale=True, desc="scoring", disable=None)
-    n_rows = n_rejected = n_flagged = 0
-    imputed: dict[str, int] = {}
+    tally = Tally()
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one core per scoring thread
     writing = output_path  # which file an error without a file name is about (a stream, a special file)
@@ -711,7 +747,7 @@ def score_file(model: str | Path | Any, input_path: str | Path, output_path: str
 
             def finish_oldest() -> None:
                 """Write the oldest piece in flight: its scored lines, and its rejected rows."""
-                nonlocal n_rows, n_rejected, n_flagged, rej, writing
+                nonlocal rej, writing
                 done = in_flight.popleft().result()
                 if done.out is not None:
                     out.write(done.out)
@@ -723,11 +759,7 @@ def score_file(model: str | Path | Any, input_path: str | Path, output_path: str
                         rej.write(header + b",row,reason\n")
                     rej.write(done.rejects)
                     writing = output_path
-                n_rows += done.n_rows
-                n_flagged += done.n_flagged
-                n_rejected += done.n_rejected
-                for col, count in done.imputed.items():
-                    imputed[col] = imputed.get(col, 0) + count
+                tally.add(done)
 
             # pieces are read here and scored in the pool; they are written in file order, and at
             # most one piece per thread waits beside the ones being scored
@@ -753,6 +785,6 @@ def score_file(model: str | Path | Any, input_path: str | Path, output_path: str
         source.close()
         if bar is not None:
             bar.close()
-    return BatchResult(output_path, rejects_path if rej is not None else None, n_rows, n_rows - n_rejected,
-                       n_rejected, n_flagged, time.perf_counter() - start, direct=out_kind in ("stdout", "stderr"),
-                       imputed_non_numbers=imputed)
+    return BatchResult(output_path, rejects_path if rej is not None else None, tally.n_rows,
+                       tally.n_rows - tally.n_rejected, tally.n_rejected, tally.n_flagged, time.perf_counter() - start,
+                       direct=out_kind in ("stdout", "stderr"), imputed_non_numbers=tally.imputed)

@@ -10,7 +10,8 @@ import math
 from typing import Any, Optional
 
 from netad.config import Config
-from netad.data.loading import LabelledTable, file_digest
+from netad.data.loading import LabelledTable
+from netad.data.sources import data_digest
 from netad.training.report import TYPE_COLUMNS, CVResult
 from netad.training.runs import Splits
 
@@ -40,7 +41,7 @@ def evaluation_card(cfg: Config, table: LabelledTable, splits: Splits, result: C
              f"Run `{result.run_dir.name}`, written by netad after cross-validation. Every figure comes from the "
              f"run folder's files (`cv_results.json`, `oof_predictions.csv`).", "",
              "## Data", "",
-             f"- File `{table.source}`, sha256 `{digest or file_digest(table.source)}`",
+             f"- File `{table.source}`, sha256 `{digest or data_digest(table.source)}`",
              f"- {len(table)} rows, {n_anomalies} anomalous ({n_anomalies / max(len(table), 1):.1%}); label column "
              f"`{data.label_column}`" + (f", normal value `{data.normal_value}`" if data.normal_value is not None else "")]
     if table.types is not None:

@@ -23,7 +23,8 @@ import torch
 import yaml
 
 from netad.config import Config, config_from_dict
-from netad.data.loading import LabelledTable, file_digest
+from netad.data.loading import LabelledTable
+from netad.data.sources import data_digest
 from netad.data.splits import FoldSplit
 from netad.errors import RunInterrupted, UserError
 from netad.io import write_text_atomic
@@ -186,7 +187,7 @@ def find_run(path: str | Path) -> tuple[RunFolder, Config]:
 def run_metadata(cfg: Config, run: RunFolder, table: LabelledTable, test: np.ndarray) -> dict[str, Any]:
     """What every checkpoint of a run carries: where it came from and which rows are its test set."""
     return {"run_dir": str(run.path), "run_name": run.name, "data_path": table.source,
-            "data_sha256": file_digest(table.source), "data_rows": len(table),
+            "data_sha256": data_digest(table.source), "data_rows": len(table),
             "label_column": cfg.data.label_column, "normal_value": cfg.data.normal_value,
             # one tensor, not thousands of pickled ints: this is written with every checkpoint
             "test_indices": torch.from_numpy(test.astype(np.int64)), "config": cfg.to_dict()}
@@ -212,7 +213,7 @@ class Splits:
 def save_splits(run: RunFolder, table: LabelledTable, splits: Splits) -> None:
     single = {k: getattr(splits, k).tolist() for k in ("train", "val") if getattr(splits, k) is not None}
     write_json(run.path / "splits.json", {"n_rows": len(table), "data_path": table.source,
-                                          "data_sha256": file_digest(table.source), "dev": splits.dev.tolist(),
+                                          "data_sha256": data_digest(table.source), "dev": splits.dev.tolist(),
                                           "test": splits.test.tolist(), "folds": [f.to_json() for f in splits.folds],
                                           **single}, compact=True)
 
@@ -221,7 +222,7 @@ def load_splits(run: RunFolder, table: LabelledTable) -> Splits:
     """The splits a run was made with; a resume must use the very same rows of the very same file."""
     path = run.path / "splits.json"
     saved = _splits_file(run)
-    if saved.get("data_sha256") not in (None, file_digest(table.source)) or saved["n_rows"] != len(table):
+    if saved.get("data_sha256") not in (None, data_digest(table.source)) or saved["n_rows"] != len(table):
         raise UserError(f"{table.source} has changed since run '{run.name}' was made on it: "
                         f"its splits no longer point at the same rows; start a new run")
     try:
