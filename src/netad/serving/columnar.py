@@ -66,7 +66,7 @@ class TableScorer:
                 flagged = scores >= self.predictor.threshold
                 why = self.explanations.fields(enc, flagged) if self.explanations is not None else []
                 return Done(self.joined(table, scores, flagged, novelty, why), None, table.num_rows,
-                              int(flagged.sum()), 0)
+                            int(flagged.sum()), 0, {})
         return self.checked(table, view, first_row)
 
     def joined(self, table: pa.Table, scores: np.ndarray, flagged: np.ndarray, novelty: Optional[np.ndarray],
