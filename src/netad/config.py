@@ -112,6 +112,10 @@ class DataConfig(_Section):
     #: before training: a column that alone separates the labels, an id in a sorted file, duplicate rows
     #: shared with the test hold-out (netad.data.leakage); warn, error (one line, nothing trained) or off
     leakage_check: Literal["warn", "error", "off"] = "warn"
+    #: true: the rows are read into memory; false: out of core, block by block from their files, each fold's rows
+    #: preprocessed once into files in the run folder (netad.data.outofcore); auto: out of core above 500 million
+    #: values (rows times columns)
+    in_memory: Union[bool, Literal["auto"]] = "auto"
 
     @field_validator("leakage_check", mode="before")
     @classmethod

@@ -107,7 +107,7 @@ class TensorRows(Dataset):
         return self.x.index_select(0, rows), self.y.index_select(0, rows)  # a third of advanced indexing's cost
 
 
-def _as_is(item: Any) -> Any:
+def as_is(item: Any) -> Any:
     """The DataLoader's collate for items that are already batches."""
     return item
 
@@ -130,7 +130,7 @@ class TensorBatchLoader(DataLoader):
         sampler = EpochPermutation(len(y), batch_size, shuffle, seed, rank, world_size, steps_per_item, x.device)
         # a generator of its own: each iterator draws a seed from it, which must not move the global RNG that
         # seeds dropout (a resumed run repeats an uninterrupted one)
-        super().__init__(TensorRows(x, y), batch_size=None, sampler=sampler, collate_fn=_as_is,
+        super().__init__(TensorRows(x, y), batch_size=None, sampler=sampler, collate_fn=as_is,
                          generator=torch.Generator().manual_seed(seed))
 
     @property
@@ -207,6 +207,18 @@ class NetworkDataModule(L.LightningDataModule):
     def train_labels(self) -> np.ndarray:
         return self.table.labels[self.train_idx]
 
+    def scores(self, predictor: Any, part: str, rows: np.ndarray) -> np.ndarray:
+        """The predictor's scores of a part's ``rows`` (``val``, or ``eval``: held-out rows this module need not
+        have encoded), from the raw rows as they are served."""
+        return predictor.score(self.table.features.iloc[rows])
+
+    def summary_rows(self) -> Any:
+        """The training rows a drift summary describes: all of them."""
+        return self.table.features.iloc[self.train_idx]
+
+    def remove_files(self) -> None:
+        """Nothing: the rows live in memory."""
+
     def device_tensors(self, part: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """``tensors[part]`` on ``device``, copied there once and kept (``tensors`` itself stays on the CPU)."""
         x, y = self.tensors[part]
@@ -217,22 +229,16 @@ class NetworkDataModule(L.LightningDataModule):
             self._on_device[key] = (x.to(device), y.to(device))
         return self._on_device[key]
 
-    def _loader(self, part: str, shuffle: bool = False) -> TensorBatchLoader:
+    def _loader(self, part: str) -> TensorBatchLoader:
         trainer = self.trainer  # set by Lightning while this datamodule serves a fit or test
         device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
         x, y = self.device_tensors(part, device)
-        batch = self.cfg.training.batch_size if part == "train" else max(self.cfg.training.batch_size, 4096)
-        # only training rows are split between DDP processes: every process validates and tests on all rows,
-        # so thresholds, monitored metrics and checkpoint choices agree without any gathering
-        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None and part == "train" else (0, 1)
-        # training batches go to the model in groups (one trainer step, several optimizer steps); under DDP one at
-        # a time, since every backward pass must follow its own forward pass through the DDP wrapper
-        steps = (STEPS_PER_TRAINER_STEP if world == 1 else 1) if part == "train" else None
-        return TensorBatchLoader(x, y, batch, shuffle=shuffle, seed=self.seed, rank=rank, world_size=world,
+        batch, rank, world, steps = loader_settings(trainer, self.cfg.training.batch_size, part)
+        return TensorBatchLoader(x, y, batch, shuffle=part == "train", seed=self.seed, rank=rank, world_size=world,
                                  steps_per_item=steps)
 
     def train_dataloader(self) -> TensorBatchLoader:
-        return self._loader("train", shuffle=True)
+        return self._loader("train")
 
     def val_dataloader(self) -> TensorBatchLoader:
         return self._loader("val")
@@ -242,3 +248,16 @@ class NetworkDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> TensorBatchLoader:
         return self._loader("eval")
+
+
+def loader_settings(trainer: Any, batch_size: int, part: str) -> tuple[int, int, int, Optional[int]]:
+    """(rows per batch, DDP rank, world size, optimizer steps per item) of a part's loader. Only training rows are
+    split between DDP processes: every process validates and tests on all rows, so thresholds, monitored metrics
+    and checkpoint choices agree without any gathering. Training batches go to the model in groups (one trainer
+    step, several optimizer steps); under DDP one at a time, since every backward pass must follow its own forward
+    pass through the DDP wrapper. Evaluation batches are large (4096 rows or more)."""
+    training = part == "train"
+    batch = batch_size if training else max(batch_size, 4096)
+    rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None and training else (0, 1)
+    steps = (STEPS_PER_TRAINER_STEP if world == 1 else 1) if training else None
+    return batch, rank, world, steps

@@ -15,7 +15,7 @@ trained) or ``off``.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
@@ -108,11 +108,11 @@ def _row_hashes(features: pd.DataFrame, labels: np.ndarray) -> np.ndarray:
     return pd.util.hash_pandas_object(frame, index=False).to_numpy()
 
 
-def duplicate_findings(features: pd.DataFrame, labels: np.ndarray, dev: np.ndarray,
-                       test: np.ndarray) -> list[Finding]:
+def duplicate_findings(features: Optional[pd.DataFrame], labels: np.ndarray, dev: np.ndarray,
+                       test: np.ndarray, hashes: Optional[np.ndarray] = None) -> list[Finding]:
     """Exact rows (features and label) that the test hold-out shares with the development rows, or that
-    repeat inside the development rows."""
-    hashes = _row_hashes(features, labels)
+    repeat inside the development rows. ``hashes``: each row's hash, when the rows are not in memory."""
+    hashes = _row_hashes(features, labels) if hashes is None else hashes
     found = []
     shared = int(np.isin(hashes[test], hashes[dev]).sum()) if len(test) else 0
     if len(test) and shared / len(test) >= DUPLICATE_SHARE:
@@ -129,11 +129,35 @@ def duplicate_findings(features: pd.DataFrame, labels: np.ndarray, dev: np.ndarr
     return found
 
 
-def leakage_findings(features: pd.DataFrame, labels: np.ndarray, dev: np.ndarray, test: np.ndarray,
-                     seed: int = 0) -> list[Finding]:
-    """Every check, on the development rows (the column checks on at most :data:`MAX_ROWS` of them)."""
+def _checked_rows(dev: np.ndarray, seed: int) -> np.ndarray:
     rows = np.sort(dev)
     if len(rows) > MAX_ROWS:
         rows = np.sort(np.random.default_rng(seed).choice(rows, MAX_ROWS, replace=False))
+    return rows
+
+
+def leakage_findings(features: pd.DataFrame, labels: np.ndarray, dev: np.ndarray, test: np.ndarray,
+                     seed: int = 0) -> list[Finding]:
+    """Every check, on the development rows (the column checks on at most :data:`MAX_ROWS` of them)."""
+    rows = _checked_rows(dev, seed)
     found = column_findings(features.iloc[rows].reset_index(drop=True), labels[rows], rows.astype(np.float64))
     return found + duplicate_findings(features, labels, dev, test)
+
+
+def streamed_leakage_findings(table: Any, dev: np.ndarray, test: np.ndarray, seed: int = 0) -> list[Finding]:
+    """:func:`leakage_findings` for rows read block by block (a :class:`~netad.data.streaming.StreamedTable`), in
+    one pass: the column checks on the same rows, the duplicate checks on every row's hash (number columns
+    hashed as float64, so a block that reads a column as integers hashes as one that reads it with gaps)."""
+    rows = _checked_rows(dev, seed)
+    picked, hashes = [], []
+    for block in table.blocks:
+        stop = block.start + len(block.labels)
+        lo, hi = np.searchsorted(rows, [block.start, stop])
+        if hi > lo:
+            picked.append(block.features.iloc[rows[lo:hi] - block.start])
+        numbers = {c: np.float64 for c in block.features.columns
+                   if pd.api.types.is_numeric_dtype(block.features[c]) and block.features[c].dtype != bool}
+        hashes.append(_row_hashes(block.features.astype(numbers), table.labels[block.start:stop]))
+    features = pd.concat(picked, ignore_index=True)
+    found = column_findings(features, table.labels[rows], rows.astype(np.float64))
+    return found + duplicate_findings(None, table.labels, dev, test, hashes=np.concatenate(hashes))

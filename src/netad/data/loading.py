@@ -232,6 +232,16 @@ def load_table(cfg: DataConfig, path: Optional[str | Path] = None, require_label
     """
     path = Path(path or cfg.data_path)
     frame = read_frame(path, cfg.column_names, text_columns)
+    return labelled(frame, cfg, path, require_labels=require_labels, allow_one_class=allow_one_class,
+                    text_columns=text_columns)
+
+
+def labelled(frame: pd.DataFrame, cfg: DataConfig, path: Any, *, require_labels: bool = True,
+             allow_one_class: bool = False, text_columns: Sequence[str] = (), bad_cells: bool = True) -> LabelledTable:
+    """The rows of ``frame`` (read from ``path``) as features and labels: configured columns dropped, labels and
+    attack types read, the NaN policy applied. ``bad_cells``: text columns that hold numbers but in a few cells
+    become number columns (:func:`numbers_with_bad_cells`; not for one block of a file among others, whose
+    columns must keep the types the other blocks have)."""
     missing_drop = [c for c in cfg.drop_columns if c not in frame.columns]
     if missing_drop:
         raise UserError(f"data.drop_columns names columns not in {path}: {', '.join(missing_drop)}"
@@ -241,7 +251,8 @@ def load_table(cfg: DataConfig, path: Optional[str | Path] = None, require_label
         if require_labels:
             raise UserError(f"label column '{cfg.label_column}' not found in {path} (columns: {_columns_list(frame)})"
                             f"{near_miss(cfg.label_column, frame.columns, 'data.label_column')}")
-        frame = numbers_with_bad_cells(frame, path, keep_text=text_columns)
+        if bad_cells:
+            frame = numbers_with_bad_cells(frame, path, keep_text=text_columns)
         return LabelledTable(frame, np.full(len(frame), -1, dtype=np.int64), str(path))
     labels = encode_labels(frame[cfg.label_column], cfg.label_column, cfg.normal_value, allow_one_class)
     types = attack_types(frame, labels, cfg, path, required=not allow_one_class)
@@ -249,7 +260,8 @@ def load_table(cfg: DataConfig, path: Optional[str | Path] = None, require_label
         [cfg.type_column] if types is not None else [])])))
     if features.shape[1] == 0:
         raise UserError(f"{path}: no feature columns besides the label")
-    features = numbers_with_bad_cells(features, path, keep_text=text_columns)
+    if bad_cells:
+        features = numbers_with_bad_cells(features, path, keep_text=text_columns)
     if types is not None:
         features["__type__"] = types  # dropped with the rows the NaN policy drops, then taken off again
     features, labels = apply_nan_policy(features, labels, cfg.nan_policy, path)
@@ -280,20 +292,28 @@ def attack_types(frame: pd.DataFrame, labels: np.ndarray, cfg: DataConfig, path:
         raise UserError(f"data.type_column '{column}' is empty in {int((blank & (labels == 1)).sum())} anomalous "
                         f"rows of {path}")
     types = text.where(~blank, "normal").to_numpy(dtype=object)
-    attack = np.unique(types[labels == 1])
-    if required and len(attack) < 2:
+    if required:
+        check_attack_types(set(types[labels == 1]), set(types), cfg, path)
+    return types
+
+
+def check_attack_types(attack: set, present: set, cfg: DataConfig, path: Any) -> None:
+    """A training file's attack types (those of its anomalous rows; ``present``: every type in it) must be more
+    than one, and ``data.type_families`` must give each a family."""
+    column = cfg.type_column
+    attack = sorted(attack)
+    if len(attack) < 2:
         only = f" ('{attack[0]}')" if len(attack) else ""
         raise UserError(f"data.type_column '{column}' holds one value for every anomalous row{only}: it names no "
                         f"attack types (it may be a copy of the label); name the column of attack types")
-    if cfg.type_families and required:  # an evaluation file's types without a family are reported apart
+    if cfg.type_families:  # an evaluation file's types without a family are reported apart
         family_of = cfg.family_of
         unmapped = [t for t in attack if t not in family_of]
         if unmapped:
-            absent = sorted(t for t in family_of if t not in set(types))
+            absent = sorted(t for t in family_of if t not in present)
             hint = f"; it lists {', '.join(absent[:6])}, which are not in the file" if absent else ""
             raise UserError(f"data.type_families gives no family to attack type{'s' if len(unmapped) > 1 else ''} "
                             f"{', '.join(unmapped[:8])} of {path}{hint}")
-    return types
 
 
 def apply_nan_policy(features: pd.DataFrame, labels: np.ndarray, policy: str, path: Path) -> tuple[pd.DataFrame, np.ndarray]:

@@ -303,20 +303,23 @@ class TabularPreprocessor:
         """Fit on training rows held in memory: one block, which is its own sample (so every statistic is exact)."""
         return self.fit_blocks(lambda: iter([frame]), frame)
 
-    def fit_blocks(self, blocks: Callable[[], Iterable[pd.DataFrame]], sample: pd.DataFrame) -> "TabularPreprocessor":
+    def fit_blocks(self, blocks: Callable[[], Iterable[pd.DataFrame]],
+                   sample: pd.DataFrame | Callable[[], pd.DataFrame]) -> "TabularPreprocessor":
         """Fit on training rows that come in blocks (rows too many for memory). ``blocks()`` yields the same rows,
         in the same order, each time it is called: a first pass counts, a second fits the scaler on the imputed,
         log-transformed values. Exact over all rows: column kinds, constant columns, minimum and maximum, category
         counts and the scaler (scikit-learn's ``partial_fit``; one block is its ``fit``). From ``sample``, rows drawn
         uniformly from the same rows (all of them when they fit in memory): the median imputed for gaps
         (``nan_policy: median``), the 99th percentile ``log_transform: auto`` compares the maximum with, and the
-        identifier check of text columns."""
+        identifier check of text columns. ``sample`` may be a function called after the first pass (which may
+        draw it)."""
         self._lookups = {}
         seen = _BlockStatistics()
         for block in blocks():
             seen.add(block)
         if seen.rows == 0:
             raise UserError("no training rows to fit the preprocessing on")
+        sample = sample() if callable(sample) else sample
         kinds = seen.kinds()
         columns = list(kinds)
         constant = [c for c in columns if seen.constant(c)]

@@ -128,7 +128,7 @@ def score_parquet(predictor: Any, input_path: Path, output_path: Path, *, reject
     Record batches of at most ``chunk_size`` rows are scored in threads, one per core, and written in order;
     the files appear under their names only when the run succeeded."""
     try:
-        source = pq.ParquetFile(input_path)
+        source = pq.ParquetFile(input_path, pre_buffer=False)  # pre-buffered reads keep every batch read
     except (pa.ArrowInvalid, OSError) as exc:
         raise UserError(f"{input_path}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
     scorer = TableScorer(predictor, explanations)

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from typing import Any, Optional
 
 import numpy as np
@@ -39,7 +41,7 @@ def permuted_table(cfg: Config, table: LabelledTable, fold: FoldSplit) -> Labell
     labels = table.labels.copy()
     fit_rows = np.concatenate([fold.train, fold.val])
     labels[fit_rows] = rng.permutation(labels[fit_rows])  # eval rows keep their true labels
-    return LabelledTable(table.features, labels, table.source)
+    return dataclasses.replace(table, labels=labels, types=None)
 
 
 def baselines(table: LabelledTable, folds: list[FoldSplit],

@@ -18,8 +18,9 @@ from typing import Any, Callable, Iterator, Optional
 import numpy as np
 
 from netad.config import Config
-from netad.data.leakage import leakage_findings
-from netad.data.loading import LabelledTable, load_table
+from netad.data.leakage import leakage_findings, streamed_leakage_findings
+from netad.data.loading import LabelledTable
+from netad.data.streaming import StreamedTable, load_training_data
 from netad.data.splits import FoldSplit, make_folds, split_test, split_val
 from netad.errors import UserError
 from netad.io import atomic_target
@@ -81,7 +82,9 @@ def check_leakage(cfg: Config, table: LabelledTable, splits: Splits) -> Optional
     ``error`` the first one as a UserError (before anything is written); None when the check is off."""
     if cfg.data.leakage_check == "off":
         return None
-    found = leakage_findings(table.features, table.labels, splits.dev, splits.test, cfg.cross_validation.random_state)
+    seed = cfg.cross_validation.random_state
+    found = streamed_leakage_findings(table, splits.dev, splits.test, seed) if isinstance(table, StreamedTable) \
+        else leakage_findings(table.features, table.labels, splits.dev, splits.test, seed)
     if found and cfg.data.leakage_check == "error":
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
         raise UserError(f"leakage check: {found[0].message}{more}; data.leakage_check=warn trains anyway")
@@ -156,14 +159,14 @@ class Training:
             check_trainer(cfg)
             if primary and not gather:
                 where.info(f"Resuming run {run.path} (finished: {', '.join(run.finished()) or 'nothing yet'})")
-            table = load_table(cfg.data)
+            table = load_training_data(cfg.data)
             splits = load_splits(run, table)
             _check_fold(fold, splits)
         else:
             if cfg is None:
                 raise TypeError("a new run needs a config (or resume=PATH)")
             check_trainer(cfg)
-            table = load_table(cfg.data)
+            table = load_training_data(cfg.data)
             splits = Splits(*compute_splits(cfg, table)) if cross_validate else _single_split(cfg, table)
             _check_fold(fold, splits)
             leakage = None if gather else check_leakage(cfg, table, splits)

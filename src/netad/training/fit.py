@@ -23,6 +23,8 @@ from netad.io import atomic_target
 from netad.lightning_setup import quiet_lightning
 from netad.config import Config
 from netad.data.datamodule import NetworkDataModule
+from netad.data.outofcore import OutOfCoreDataModule
+from netad.data.streaming import StreamedTable
 from netad.data.loading import LabelledTable
 from netad.data.summary import SCORE_EDGES, SCORE_POINTS, numeric_summary, summarize_training_rows
 from netad.errors import UserError
@@ -212,8 +214,7 @@ def attach_summary(ckpt: dict[str, Any], dm: NetworkDataModule, predictor: Netad
     """Store the compact training-data summary drift checks compare new traffic with
     (:mod:`netad.data.summary`): the training rows' columns, the validation rows' ``scores`` (all, and the normal
     ones), and how many validation rows the model flags."""
-    features = dm.table.features
-    summary = summarize_training_rows(features.iloc[dm.train_idx][predictor.columns], predictor.preprocessor.state)
+    summary = summarize_training_rows(dm.summary_rows()[predictor.columns], predictor.preprocessor.state)
     labels = dm.table.labels[dm.val_idx]
     # the scores of the validation rows (the training traffic's mix, which new traffic is compared with), and of
     # its normal rows alone
@@ -281,8 +282,14 @@ def _fit_split(cfg: Config, table: LabelledTable, train_idx: np.ndarray, val_idx
     L.seed_everything(seed, workers=False, verbose=False)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    # the held-out rows are scored by the predictor from the raw rows: the datamodule need not encode them
-    dm = NetworkDataModule(cfg, train_idx, val_idx, table=table, seed=seed)
+    if isinstance(table, StreamedTable):  # out of core: the fold's rows, held-out ones too, go to files once
+        if cfg.model.type == "hybrid" or cfg.calibration != "none":
+            raise UserError("out of core (data.in_memory: false) the classifier trains alone: a hybrid's novelty "
+                            "part and calibration need the rows in memory (model.type: classifier, calibration: none)")
+        dm: Any = OutOfCoreDataModule(cfg, train_idx, val_idx, eval_idx, table=table, seed=seed,
+                                      folder=out_dir / "rows")
+    else:  # the held-out rows are scored by the predictor from the raw rows: the datamodule need not encode them
+        dm = NetworkDataModule(cfg, train_idx, val_idx, table=table, seed=seed)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         dm.setup("fit")
@@ -339,6 +346,7 @@ def _fit_split(cfg: Config, table: LabelledTable, train_idx: np.ndarray, val_idx
         # Lightning refusing the trainer section (more GPUs than there are, GPU indices on the CPU, DDP in a
         # notebook, ...): one line, not a traceback; only the validated trainer settings reach this call
         finish_loggers(loggers)
+        dm.remove_files()
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"trainer settings ({describe(cfg.trainer)}): {first}") from None
     try:
@@ -356,18 +364,19 @@ def _fit_split(cfg: Config, table: LabelledTable, train_idx: np.ndarray, val_idx
         # the validation and held-out rows scored as they are, by the code that serves the model
         predictor = NetadPredictor.from_checkpoint_dict(best_ckpt, source=str(best_path))
         threshold = predictor.threshold
-        val_scores = predictor.score(dm.table.features.iloc[val_idx])
+        val_scores = dm.scores(predictor, "val", val_idx)
         attach_summary(best_ckpt, dm, predictor, val_scores)
         if trainer.is_global_zero:  # under DDP only the first process writes files
             with atomic_target(best_path) as tmp:
                 torch.save(best_ckpt, tmp)
         trainer.strategy.barrier("netad.best_checkpoint")
         if eval_idx is not None:  # this split's held-out rows: test/... metrics, logged beside the epochs
-            eval_scores = predictor.score(dm.table.features.iloc[eval_idx])
+            eval_scores = dm.scores(predictor, "eval", eval_idx)
             eval_metrics = held_out_metrics(eval_scores, dm.table.labels[eval_idx], threshold)
             log_metrics(loggers, {f"test/{k}": v for k, v in eval_metrics.items()}, step=trainer.global_step)
     finally:
         finish_loggers(loggers)
+        dm.remove_files()  # out of core: the fold's encoded rows (a resume writes them again)
 
     val_metrics = compute_metrics(val_scores, dm.table.labels[val_idx], threshold)
     result = FitResult(

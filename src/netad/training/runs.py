@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ from netad.data.loading import LabelledTable
 from netad.data.sources import data_digest
 from netad.data.splits import FoldSplit
 from netad.errors import RunInterrupted, UserError
-from netad.io import write_text_atomic
+from netad.io import atomic_target, write_text_atomic
 from netad.models.checkpoint import read_checkpoint
 from netad.training.fit import FitResult
 from netad.training.hardware import launched_world_size
@@ -210,12 +211,26 @@ class Splits:
         return bool(self.folds)
 
 
+#: above this many rows a run's row lists go to ``splits.npz`` (numpy arrays) rather than into ``splits.json``
+JSON_SPLIT_ROWS = 1_000_000
+
+
 def save_splits(run: RunFolder, table: LabelledTable, splits: Splits) -> None:
-    single = {k: getattr(splits, k).tolist() for k in ("train", "val") if getattr(splits, k) is not None}
-    write_json(run.path / "splits.json", {"n_rows": len(table), "data_path": table.source,
-                                          "data_sha256": data_digest(table.source), "dev": splits.dev.tolist(),
-                                          "test": splits.test.tolist(), "folds": [f.to_json() for f in splits.folds],
-                                          **single}, compact=True)
+    head = {"n_rows": len(table), "data_path": table.source, "data_sha256": data_digest(table.source)}
+    single = {k: getattr(splits, k) for k in ("train", "val") if getattr(splits, k) is not None}
+    if len(table) <= JSON_SPLIT_ROWS:
+        write_json(run.path / "splits.json", {**head, "dev": splits.dev.tolist(), "test": splits.test.tolist(),
+                                              "folds": [f.to_json() for f in splits.folds],
+                                              **{k: v.tolist() for k, v in single.items()}}, compact=True)
+        return
+    arrays = {"dev": splits.dev, "test": splits.test, **single}
+    for f in splits.folds:
+        arrays.update({f"fold{f.fold}_{part}": getattr(f, part) for part in ("train", "val", "eval")})
+    with atomic_target(run.path / "splits.npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+    write_json(run.path / "splits.json", {**head, "rows_file": "splits.npz", "dev": [], "test": [],
+                                          "folds": [{"fold": f.fold} for f in splits.folds]})
 
 
 def load_splits(run: RunFolder, table: LabelledTable) -> Splits:
@@ -226,13 +241,19 @@ def load_splits(run: RunFolder, table: LabelledTable) -> Splits:
         raise UserError(f"{table.source} has changed since run '{run.name}' was made on it: "
                         f"its splits no longer point at the same rows; start a new run")
     try:
+        if saved.get("rows_file"):  # a large run's rows (save_splits)
+            with np.load(run.path / saved["rows_file"]) as arrays:
+                stored = {k: arrays[k] for k in arrays.files}
+            saved = dict(saved, **{k: stored[k] for k in ("dev", "test", "train", "val") if k in stored},
+                         folds=[dict(f, **{p: stored[f"fold{f['fold']}_{p}"] for p in ("train", "val", "eval")})
+                                for f in saved["folds"]])
         rows = {k: np.asarray(saved[k], dtype=np.int64) for k in ("dev", "test", "train", "val") if k in saved}
         folds = [FoldSplit(int(f["fold"]), *(np.asarray(f[p], dtype=np.int64) for p in ("train", "val", "eval")))
                  for f in saved["folds"]]
         parts = [*rows.values(), *(getattr(f, p) for f in folds for p in ("train", "val", "eval"))]
         if any(len(a) and (a.min() < 0 or a.max() >= len(table)) for a in parts):
             raise ValueError("row numbers outside the data")
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OSError, zipfile.BadZipFile) as exc:
         raise UserError(f"{path} is damaged ({exc}): the run's splits are lost; start a new run") from None
     return Splits(rows["dev"], rows["test"], folds, rows.get("train"), rows.get("val"))
 
