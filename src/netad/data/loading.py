@@ -13,7 +13,8 @@ import pandas as pd
 
 from netad.config import DataConfig
 from netad.data.compression import compression_of, decompressing
-from netad.data.sources import data_files, file_digest, is_parquet, schema_mismatch, with_text_columns  # noqa: F401 (file_digest: re-exported)
+from netad.data.sources import (check_named_columns, data_files, file_digest, is_parquet, schema_mismatch,
+                                 with_text_columns)  # noqa: F401 (file_digest: re-exported)
 from netad.errors import UserError
 
 log = logging.getLogger("netad")
@@ -78,10 +79,7 @@ def read_parquet(path: str | Path, column_names: Optional[list[str]] = None,
         table = pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as exc:
         raise UserError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
-    if column_names:
-        problem = schema_mismatch(path, table.column_names, Path("data.column_names"), column_names)
-        if problem:
-            raise UserError(problem)
+    check_named_columns(path, table.column_names, column_names)
     table = with_text_columns(table, table.column_names, text_columns)
     if table.num_rows == 0:
         raise UserError(f"data file has no rows: {path}")

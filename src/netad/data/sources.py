@@ -93,6 +93,14 @@ def schema_mismatch(path: Path, columns: Sequence[str], first: Path, expected: S
     return f"{path}: its columns differ from those of {first}: it {' and '.join(parts)}"
 
 
+def check_named_columns(path: Path, columns: Sequence[str], column_names: Optional[Sequence[str]]) -> None:
+    """``data.column_names`` (the columns of CSV files without a header), when set, must be a Parquet file's columns."""
+    if column_names:
+        problem = schema_mismatch(path, columns, Path("data.column_names"), column_names)
+        if problem:
+            raise UserError(problem)
+
+
 def source_name(spec: str | Path) -> str:
     """A short name for report folders: a file's stem, a folder's name, a glob's last folder without a wildcard."""
     text = str(spec)

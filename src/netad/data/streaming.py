@@ -18,7 +18,7 @@ import pandas as pd
 
 from netad.config import DataConfig
 from netad.data.loading import LabelledTable, check_attack_types, labelled
-from netad.data.sources import data_files, is_parquet, schema_mismatch, with_text_columns
+from netad.data.sources import check_named_columns, data_files, is_parquet, schema_mismatch, with_text_columns
 from netad.errors import UserError
 
 #: rows read at a time
@@ -73,19 +73,16 @@ class RecordBlocks:
                 import pyarrow.parquet as pq
 
                 source = pq.ParquetFile(path, pre_buffer=False)  # pre-buffered reads keep every block read
-                names = source.schema_arrow.names
-                if self.cfg.column_names:
-                    problem = schema_mismatch(path, names, Path("data.column_names"), self.cfg.column_names)
-                    if problem:
-                        raise UserError(problem)
+                check_named_columns(path, source.schema_arrow.names, self.cfg.column_names)
                 for batch in source.iter_batches(batch_size=self.block_rows):
                     table = pa.Table.from_batches([batch])
                     yield with_text_columns(table, table.column_names, ()).to_pandas()
                 return
             yield from self._csv_frames(path)
         except (pa.ArrowInvalid, OSError) as exc:
-            raise UserError(f"{path}: cannot be read block by block ({str(exc).splitlines()[0]}); out of core, a CSV "
-                            f"file's column types come from its first block: write it as Parquet") from None
+            hint = "" if is_parquet(path) else ("; out of core, a CSV file's column types come from its first block: "
+                                                "write it as Parquet")
+            raise UserError(f"{path}: cannot be read block by block ({str(exc).splitlines()[0]}){hint}") from None
 
     def _csv_frames(self, path: Path) -> Iterator[pd.DataFrame]:
         import pyarrow.csv as pacsv
