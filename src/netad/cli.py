@@ -145,6 +145,10 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-name", metavar="NAME", help="run folder name under checkpoint.save_dir")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, value parsed as YAML (repeatable)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="with --use-cv: local (default) trains the folds here; ray trains each fold as a task on "
+                        "the Ray cluster (RAY_ADDRESS, else a local one; a shared file system), then the final "
+                        "model here; needs pip install -e .[ray]")
     p.add_argument("--quiet", action="store_true", help="no progress bars or progress lines")
     return p
 
@@ -161,6 +165,21 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
     cfg = None if args.resume else load_config(args.config, args.overrides)
     if args.write_config and not args.select:
         raise UserError("--write-config needs --select (it writes the config the selection chose)")
+    if args.engine == "ray":
+        if args.select or args.fold is not None or args.gather:
+            raise UserError("--engine ray trains every fold itself: --select, --fold and --gather do not apply")
+        from netad.training.runs import find_run, is_cv_run
+
+        if not (is_cv_run(find_run(args.resume)[0]) if args.resume else args.use_cv):
+            raise UserError("--engine ray runs the folds of a cross-validation: add --use-cv")
+        from netad.training.ray_engine import run_cv_ray
+        from netad.training.report import cv_summary
+
+        result = run_cv_ray(cfg, run_name=args.run_name, resume=args.resume, quiet=args.quiet)
+        if result is not None:
+            print()
+            print(cv_summary(result))
+        return 0
     if args.select:
         if args.fold is not None or args.gather:
             raise UserError("--select runs its own cross-validation: --fold and --gather do not apply")
@@ -390,13 +409,18 @@ def predict_parser() -> argparse.ArgumentParser:
                         "Parquet input, or a folder for several input files; never the input file")
     p.add_argument("--rejects", metavar="CSV", help="rows that could not be scored (default: <output>.rejects.csv; "
                                                     "with --output - : <input stem>.rejects.csv in this folder)")
-    p.add_argument("--chunk-size", type=int, default=100_000, metavar="N", help="rows read at a time (default 100000)")
+    p.add_argument("--chunk-size", type=int, metavar="N",
+                   help="rows read at a time (default 100000; with --engine ray: a Ray Data block's)")
     p.add_argument("--explain", type=int, metavar="K",
                    help="K more column pairs per row: the input columns that pushed its score most "
                         "(why_<i>, why_<i>_contribution) and, for a hybrid, explained_by")
     p.add_argument("--explain-flagged", action="store_true", help="with --explain: explain the flagged rows only")
     p.add_argument("--explain-method", choices=["deeplift", "integrated_gradients"],
                    help="with --explain (default: deeplift for ReLU-like networks, else integrated_gradients)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local (default): this process; ray: the files scored by actors on the Ray cluster "
+                        "(RAY_ADDRESS, else a local one) into a folder of Parquet or CSV shards; needs "
+                        "pip install -e .[ray]")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -405,9 +429,25 @@ def predict_parser() -> argparse.ArgumentParser:
 def predict_main(argv: Optional[Sequence[str]] = None) -> int:
     args = predict_parser().parse_args(argv)
     _setup_logging(quiet=True)
+    if args.engine == "ray":
+        if args.rejects:
+            raise UserError("--engine ray keeps every row in the output shards (reject_reason says why a row was "
+                            "not scored): --rejects does not apply")
+        from netad.serving.ray_scoring import score_with_ray
+
+        result = score_with_ray(args.model, args.input, args.output, chunk_size=args.chunk_size,
+                                progress=not args.quiet, explain=args.explain, explain_flagged=args.explain_flagged,
+                                explain_method=args.explain_method)
+        print(f"Scored {result.n_scored} of {result.n_rows} rows of {result.files} file"
+              f"{'s' if result.files > 1 else ''} on Ray in {result.seconds:.2f} s ({result.rows_per_second:,.0f} "
+              f"rows/s): {result.n_flagged} flagged as anomalies -> {result.output}")
+        if result.n_rejected:
+            print(f"{result.n_rejected} rows could not be scored: their score is empty and reject_reason says why")
+        return 0
     from netad.serving.columnar import score_inputs
 
-    result = score_inputs(args.model, args.input, args.output, rejects_path=args.rejects, chunk_size=args.chunk_size,
+    result = score_inputs(args.model, args.input, args.output, rejects_path=args.rejects,
+                          chunk_size=100_000 if args.chunk_size is None else args.chunk_size,
                           progress=not args.quiet, explain=args.explain, explain_flagged=args.explain_flagged,
                           explain_method=args.explain_method)
     report = sys.stderr if result.direct else sys.stdout  # scores on stdout: the summary must not join them

@@ -1,6 +1,7 @@
 """The plain-block route of the batch scorer writes the very bytes the streaming reader's route writes:
 scored rows, rejects and their row numbers, for files that stay plain, turn non-plain part way, hold
-values the typed parse refuses, or are compressed; in 1 KB blocks and pieces of 7 rows."""
+values the typed parse refuses, or are compressed; in 1 KB blocks and pieces of 7 rows. (Where the routes
+batch rows differently, a score may differ in its last float32 bit.)"""
 
 from __future__ import annotations
 
@@ -54,6 +55,29 @@ def score(model, path, tmp_path, name: str) -> tuple[bytes, bytes, tuple]:
     return out.read_bytes(), rejects, (result.n_rows, result.n_rejected, result.n_flagged)
 
 
+def assert_same_output(plain: tuple, streaming: tuple, model: str) -> None:
+    """The same bytes, but for the scores' last digits where the two routes batch rows differently (after the
+    line where the plain route hands over to the reader, whose pieces then start elsewhere): a row's float32
+    score can differ in its last bit with its batch (a machine's matrix kernels decide)."""
+    assert plain[1:] == streaming[1:]  # rejects and counts
+    if plain[0] == streaming[0]:
+        return
+    from netad.inference import load_predictor
+
+    threshold = load_predictor(model).threshold
+    a, b = plain[0].split(b"\n"), streaming[0].split(b"\n")
+    assert len(a) == len(b) and a[0] == b[0]
+    score_at = a[0].split(b",").index(b"score")
+    for x, y in zip(a[1:], b[1:]):
+        if x == y:
+            continue
+        fx, fy = x.split(b","), y.split(b",")
+        assert fx[:score_at] == fy[:score_at] and fx[score_at + 2:] == fy[score_at + 2:]
+        sx, sy = float(fx[score_at]), float(fy[score_at])
+        assert abs(sx - sy) < 1e-6
+        assert fx[score_at + 1] == fy[score_at + 1] or abs(sx - threshold) < 1e-6
+
+
 @pytest.mark.parametrize("kind", ["lf", "crlf", "no_final_newline", "quote_late", "blank_late", "lone_cr_late",
                                   "bad_values", "latin1", "gzip"])
 def test_plain_blocks_write_what_the_streaming_reader_writes(model, tmp_path, monkeypatch, kind):
@@ -72,7 +96,7 @@ def test_plain_blocks_write_what_the_streaming_reader_writes(model, tmp_path, mo
     with monkeypatch.context() as m:  # every record through the streaming reader
         m.setattr(batch.BlockSplitter, "next_block", lambda self: None)
         streaming = score(model, path, tmp_path, "streaming")
-    assert plain == streaming
+    assert_same_output(plain, streaming, model)
     n_rows, n_rejected, _ = plain[2]
     assert n_rows == 400  # (the lone CR is a line break, as it is to pyarrow's reader)
     if kind in ("quote_late", "blank_late", "lone_cr_late"):  # plain blocks up to the odd line, then the reader

@@ -11,7 +11,7 @@ ROOT = Path(netad.__file__).parent
 
 #: bottom first; a module may import from its own layer or any layer below it
 LAYERS = [
-    {"errors", "threads", "io", "lightning_setup"},
+    {"errors", "threads", "io", "lightning_setup", "ray_cluster"},
     {"config"},
     {"metrics"},
     {"data"},

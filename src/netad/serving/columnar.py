@@ -79,6 +79,13 @@ class TableScorer:
             table = table.append_column(name, column)
         return table
 
+    def empty(self, schema: pa.Schema) -> pa.Table:
+        """No rows, the columns a scored table of ``schema`` has."""
+        names = self.explanations.names if self.explanations is not None else []
+        return self.joined(pa.Table.from_batches([], schema=schema), np.zeros(0), np.zeros(0, dtype=bool),
+                           np.zeros(0) if self.predictor.novelty is not None else None,
+                           [pa.array([], pa.string()) for _ in names])
+
     def checked(self, table: pa.Table, view: pa.Table, first_row: int) -> Done:
         """The rows through pandas: each scored, or rejected with the reason."""
         rows = self.scorer.checked_rows(view)
@@ -183,11 +190,7 @@ def score_parquet(predictor: Any, input_path: Path, output_path: Path, *, reject
             while in_flight:
                 finish_oldest()
             if out.writer is None:  # every row rejected: the output holds the header (CSV) or schema only
-                empty = pa.Table.from_batches([], schema=source.schema_arrow)
-                out.write(scorer.joined(empty, np.zeros(0), np.zeros(0, dtype=bool),
-                                        np.zeros(0) if predictor.novelty is not None else None,
-                                        [pa.array([], pa.string()) for _ in (explanations.names if explanations
-                                                                             else [])]))
+                out.write(scorer.empty(source.schema_arrow))
         if rej.writer is None and rejects_path.is_file():
             rejects_path.unlink()  # an earlier run's rejects would read as this run's
     except OSError as exc:
@@ -212,6 +215,17 @@ def output_name(path: Path) -> str:
     return name
 
 
+def check_options(chunk_size: int, explain: Optional[int], explain_flagged: bool,
+                  explain_method: Optional[str]) -> None:
+    """predict.py's --chunk-size and --explain options, checked before a model loads."""
+    if chunk_size < 1:
+        raise UserError("--chunk-size must be at least 1")
+    if explain is not None and explain < 1:
+        raise UserError(f"--explain {explain}: must be 1 or more (the number of columns to name per row)")
+    if explain is None and (explain_flagged or explain_method):
+        raise UserError("--explain-flagged and --explain-method need --explain K")
+
+
 def score_inputs(model: str | Path | Any, input_spec: str | Path, output_path: str | Path, *,
                  rejects_path: Optional[str | Path] = None, chunk_size: int = 100_000, progress: bool = True,
                  explain: Optional[int] = None, explain_flagged: bool = False,
@@ -219,12 +233,7 @@ def score_inputs(model: str | Path | Any, input_spec: str | Path, output_path: s
     """predict.py: score one CSV or Parquet file into ``output_path``, or every file of a folder or glob into the
     folder ``output_path``, each under its own name (see :func:`output_name`), its rejects beside it."""
     files = data_files(input_spec, "input")
-    if chunk_size < 1:
-        raise UserError("--chunk-size must be at least 1")
-    if explain is not None and explain < 1:
-        raise UserError(f"--explain {explain}: must be 1 or more (the number of columns to name per row)")
-    if explain is None and (explain_flagged or explain_method):
-        raise UserError("--explain-flagged and --explain-method need --explain K")
+    check_options(chunk_size, explain, explain_flagged, explain_method)
     predictor = load_predictor(model) if isinstance(model, (str, Path)) else model
     explanations = Explanations(predictor, explain, flagged_only=explain_flagged, method=explain_method) \
         if explain is not None else None

@@ -270,9 +270,19 @@ def run_cv(cfg: Optional[Config], *, run_name: Optional[str] = None, resume: Opt
     check_flags(cross_validate=True, fold=only_fold, gather=gather, named=bool(run_name or resume))
     t = Training.open(cfg, cross_validate=True, run_name=run_name, resume=resume, gather=gather, fold=only_fold,
                       quiet=quiet, extra_callbacks=extra_callbacks)
+    return cross_validate_run(t, only_fold=only_fold, gather=gather)
+
+
+def unfinished_folds(t: Training) -> list[int]:
+    """The folds of ``t`` whose model (or permutation baseline, when configured) has not finished."""
+    return [f.fold for f in t.splits.folds if any(t.run.load_result(n) is None for n in _job_fits(t.cfg, f.fold))]
+
+
+def cross_validate_run(t: Training, *, only_fold: Optional[int] = None, gather: bool = False) -> Optional[CVResult]:
+    """:func:`run_cv` on a run already opened."""
     folds = t.splits.folds
     if gather:
-        missing = [f.fold for f in folds if any(t.run.load_result(n) is None for n in _job_fits(t.cfg, f.fold))]
+        missing = unfinished_folds(t)
         if missing:
             many = len(missing) > 1
             raise UserError(f"--gather: run '{t.run.name}' has not finished fold{'s' if many else ''} "
