@@ -3,7 +3,7 @@ uses for CV folds (:mod:`netad.training.ray_engine`) and batch scoring (:mod:`ne
 
 The cluster is the one ``ray.init()`` finds: ``RAY_ADDRESS`` (``host:port`` of a head started with
 ``ray start --head``), else a cluster already started on this machine, else a new local one with a core per
-CPU. An address that answers nothing is said in one line within seconds (``ray.init`` would keep retrying
+CPU. An address where nothing listens is said in one line within seconds (``ray.init`` would keep retrying
 for minutes). Every node needs this project installed and sees the data and run folders at the same paths.
 """
 
@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import signal
 import socket
+import threading
 from typing import Any
 
 from netad.errors import UserError
@@ -19,6 +22,7 @@ from netad.errors import UserError
 INSTALL_HINT = "pip install -e .[ray]"
 #: seconds the head's address gets to accept a connection before the command gives up on it
 CONNECT_SECONDS = 5.0
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def require_ray() -> Any:
@@ -64,13 +68,46 @@ def connect() -> Any:
         return ray
     address = os.environ.get("RAY_ADDRESS", "")
     check_reachable(address)
+    sigterm = signal.getsignal(signal.SIGTERM)  # ray.init installs its own, which exits without a word
     try:
         ray.init(address=address or None, include_dashboard=False, logging_level=logging.WARNING,
                  configure_logging=True)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"RAY_ADDRESS={address}" if address else "this machine"
         raise UserError(f"cannot start or reach a Ray cluster at {where}: {str(exc).splitlines()[0]}") from None
+    finally:
+        if threading.current_thread() is threading.main_thread() and sigterm is not None:
+            signal.signal(signal.SIGTERM, sigterm)
     return ray
+
+
+def task_error_line(exc: BaseException) -> str:
+    """The one line that says why a Ray task failed: its own exception's first line (and that of the error
+    behind it, such as pyarrow's parse error behind Ray Data's "Failed to read"), not Ray's wrapper's."""
+    chain: list[BaseException] = []
+    current: Any = exc
+    while isinstance(current, BaseException) and current not in chain and len(chain) < 8:
+        chain.append(current)
+        current = getattr(current, "cause", None) or current.__cause__
+    own = [e for e in chain if not type(e).__module__.startswith("ray.")]
+
+    def first(e: BaseException) -> str:
+        lines = [ANSI.sub("", line).strip() for line in str(e).splitlines()]
+        line = next((x for x in lines if x and not x.startswith(("Traceback", "File ", "ray::"))), "")
+        name = type(e).__name__
+        return line if name == "UserError" else f"{name}: {line}" if line else name
+
+    if not own:
+        return first(exc)
+    text = first(own[0]) + (f" ({first(own[-1])})" if len(own) > 1 else "")
+    return text if len(text) <= 400 else text[:397] + "..."
+
+
+def largest_node(ray: Any) -> dict[str, float]:
+    """The resources of the cluster's largest alive node (its CPUs, GPUs)."""
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    return {"CPU": max((n.get("CPU", 0) for n in nodes), default=0),
+            "GPU": max((n.get("GPU", 0) for n in nodes), default=0)}
 
 
 def cluster_cpus(ray: Any) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import builtins
 import json
 import socket
+import sys
 
 import numpy as np
 import pandas as pd
@@ -107,8 +108,30 @@ def test_ray_scoring_gives_predict_pys_scores(cluster, trained, tmp_path, capsys
     assert out["is_tcp"].tolist() == clean["is_tcp"].tolist()  # the input text as it was
 
 
-def test_ray_cv_gives_the_local_runs_results_and_continues_a_run(cluster, tmp_path, capsys):
+def _dies_first(original, marker):
+    """A fold task whose first try kills its worker process (as a machine that goes away would)."""
+
+    def task(cwd, run_path, fold):
+        import os
+        from pathlib import Path
+
+        if not Path(marker).exists():
+            Path(marker).write_text(str(os.getpid()))
+            os._exit(1)
+        return original(cwd, run_path, fold)
+
+    return task
+
+
+def test_ray_cv_gives_the_local_runs_results_and_continues_a_run(cluster, tmp_path, capsys, monkeypatch):
+    from ray import cloudpickle
+
+    from netad.training import ray_engine
     from netad.training.cv import run_cv
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
+    marker = tmp_path / "died_once"
+    monkeypatch.setattr(ray_engine, "fold_job", _dies_first(ray_engine.fold_job, str(marker)))
 
     make_frame(n=240, seed=23).to_csv(tmp_path / "t.csv", index=False)
     overrides = dict(training__num_epochs="1", cross_validation__n_splits="2",
@@ -121,6 +144,7 @@ def test_ray_cv_gives_the_local_runs_results_and_continues_a_run(cluster, tmp_pa
                              "--config", tmp_path / "cfg.yaml")
     assert code == 0, err
     assert "1 fold as Ray tasks" in printed and "fold_1 done: ROC AUC" in printed
+    assert marker.is_file()  # its first try died, and Ray ran it again
     on_ray = json.loads((tmp_path / "checkpoints" / "on_ray" / "cv_results.json").read_text())
     for key in ("folds", "summary", "baselines", "verdict", "n_rows", "n_test_rows"):
         assert on_ray[key] == local[key], key
@@ -194,3 +218,72 @@ def test_a_fold_task_that_cannot_see_the_run_says_so(tmp_path, monkeypatch):
     assert said.startswith(_UNSEEN) and f"the working folder {tmp_path / 'not_here'} does not exist" in said
     said = fold_job(str(tmp_path), "checkpoints/run", 0)
     assert said.startswith(_UNSEEN) and f"the run folder {tmp_path / 'checkpoints/run'} is not visible" in said
+
+
+def test_a_failed_task_is_said_by_its_own_error(cluster):
+    from netad.errors import UserError
+    from netad.ray_cluster import task_error_line
+
+    @ray.remote(max_retries=0)
+    def fails(kind):
+        if kind == "user":
+            raise UserError("fold 3 is being trained by another process")
+        try:
+            int("x")
+        except ValueError as exc:
+            raise RuntimeError("could not read the block\nmore lines") from exc
+
+    with pytest.raises(ray.exceptions.RayTaskError) as caught:
+        ray.get(fails.remote("user"))
+    assert task_error_line(caught.value) == "fold 3 is being trained by another process"
+    with pytest.raises(ray.exceptions.RayTaskError) as caught:
+        ray.get(fails.remote("other"))
+    assert task_error_line(caught.value).startswith("RuntimeError: could not read the block")
+
+
+def test_input_without_rows_is_one_line(cluster, trained, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "a.csv").write_text(",".join(make_frame(n=4).columns) + "\n")
+    code, _, err = run(capsys, predict_main, "--engine", "ray", "--model", trained, "--input", tmp_path / "empty",
+                       "--output", tmp_path / "out", "--quiet")
+    assert code == 2 and f"no shards in {tmp_path / 'out'}: the input held no rows" in err, err
+
+
+def test_a_fold_task_asks_for_what_a_node_has(tmp_path):
+    from netad.errors import UserError
+    from netad.training.ray_engine import check_engine_config, task_options
+
+    cfg = fast_config(tmp_path, tmp_path / "t.csv", trainer__accelerator="auto", trainer__num_threads="2")
+    assert task_options(cfg, {"CPU": 8, "GPU": 0})["num_gpus"] == 0
+    assert task_options(cfg, {"CPU": 8, "GPU": 4})["num_gpus"] == 1  # auto on a cluster with GPUs: one each
+    assert task_options(cfg, {"CPU": 8, "GPU": 0})["num_cpus"] == 2
+    with pytest.raises(UserError, match="no node of the Ray cluster has 2 CPUs"):
+        task_options(cfg, {"CPU": 1, "GPU": 0})  # Ray would wait for such a node forever
+    with pytest.raises(UserError, match="the Ray cluster has no GPU"):
+        task_options(fast_config(tmp_path, tmp_path / "t.csv", trainer__accelerator="gpu"), {"CPU": 8, "GPU": 0})
+    with pytest.raises(UserError, match="gives each fold task one device"):
+        check_engine_config(fast_config(tmp_path, tmp_path / "t.csv", trainer__devices="2"))
+    with pytest.raises(UserError, match="trainer.strategy ddp"):
+        check_engine_config(fast_config(tmp_path, tmp_path / "t.csv", trainer__strategy="ddp"))
+
+
+def test_connecting_keeps_the_sigterm_handler(monkeypatch):
+    import signal
+
+    from netad import ray_cluster
+
+    def handler(signum, frame):
+        pass
+
+    def init(**kwargs):  # as ray.init does: a SIGTERM handler of its own
+        signal.signal(signal.SIGTERM, lambda *a: None)
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    before = signal.signal(signal.SIGTERM, handler)
+    try:
+        ray_cluster.connect()
+        assert signal.getsignal(signal.SIGTERM) is handler
+    finally:
+        signal.signal(signal.SIGTERM, before)

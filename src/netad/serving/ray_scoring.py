@@ -1,7 +1,6 @@
 """``predict.py --engine ray``: the files of ``--input`` scored on a Ray cluster into a folder of shards.
 
-Ray Data reads the files (Parquet with their types; CSV with the model's columns as text, as predict.py reads
-them), ``map_batches`` scores each batch with the same :class:`~netad.serving.columnar.TableScorer` as
+Ray Data reads the files (Parquet with their types; CSV with every column as text, as predict.py reads them), ``map_batches`` scores each batch with the same :class:`~netad.serving.columnar.TableScorer` as
 predict.py's Parquet route, and Ray Data writes the shards: Parquet for Parquet input, CSV for CSV. Every input
 row is in the output: scored rows with ``score`` and ``is_anomaly``, rows that cannot be scored with those empty
 and the reason in ``reject_reason`` (empty for scored rows). The shards' names and the order of rows are Ray
@@ -18,13 +17,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any, Optional
 
 from netad.data.sources import data_files, is_parquet, schema_mismatch
 from netad.errors import UserError
-from netad.ray_cluster import connect
+from netad.ray_cluster import connect, task_error_line
 from netad.serving.batch import BatchResult
 
 REASON = "reject_reason"
@@ -68,16 +68,25 @@ class BatchScorer:
 
 
 @functools.lru_cache(maxsize=4)
-def batch_scorer(model: str, explain: Optional[int], explain_flagged: bool,
+def batch_scorer(model: str, version: tuple, explain: Optional[int], explain_flagged: bool,
                  explain_method: Optional[str]) -> BatchScorer:
-    """This worker process's scorer for ``model``: loaded by its first batch, kept for the next ones."""
+    """This worker process's scorer for ``model`` (``version``: its file's size and time, so a model saved
+    again under the same name is loaded again): loaded by its first batch, kept for the next ones."""
     return BatchScorer(model, explain, explain_flagged, explain_method)
+
+
+def _version(model: str) -> tuple:
+    try:
+        st = os.stat(model)
+    except OSError:  # a Hub repo id
+        return ()
+    return st.st_size, st.st_mtime_ns
 
 
 def score_batch(batch: Any, *, model: str, explain: Optional[int] = None, explain_flagged: bool = False,
                 explain_method: Optional[str] = None) -> Any:
     """What ``map_batches`` runs on each batch."""
-    return batch_scorer(model, explain, explain_flagged, explain_method)(batch)
+    return batch_scorer(model, _version(model), explain, explain_flagged, explain_method)(batch)
 
 
 def _model_reference(model: str | Path) -> str:
@@ -143,7 +152,11 @@ def _tally(output: Path, parquet: bool) -> tuple[int, int, int]:
     else:
         fmt = pads.CsvFileFormat(convert_options=pacsv.ConvertOptions(column_types={"is_anomaly": pa.string()},
                                                                       strings_can_be_null=False))
-    table = pads.dataset(str(output), format=fmt).to_table(columns=["is_anomaly"])
+    shards = [str(p) for p in sorted(output.iterdir()) if p.is_file() and not p.name.startswith((".", "_"))]
+    if not shards:
+        raise UserError(f"no shards in {output}: the input held no rows, or the Ray workers wrote where this "
+                        f"machine does not see (--engine ray needs a file system shared at the same paths)")
+    table = pads.dataset(shards, format=fmt).to_table(columns=["is_anomaly"])
     flags = table.column("is_anomaly")
     if not parquet:
         flags = pc.if_else(pc.equal(flags, ""), pa.scalar(None, pa.string()), flags).cast(pa.int8())
@@ -162,7 +175,7 @@ def score_with_ray(model: str | Path, input_spec: str | Path, output_path: str |
     from netad.serving.columnar import check_options
 
     files = [f.resolve() for f in data_files(input_spec, "input")]
-    check_options(chunk_size or 1, explain, explain_flagged, explain_method)
+    check_options(1 if chunk_size is None else chunk_size, explain, explain_flagged, explain_method)
     output = Path(output_path)
     _check_output(output)
     parquet = _input_kind(files)
@@ -180,18 +193,23 @@ def score_with_ray(model: str | Path, input_spec: str | Path, output_path: str |
     paths = [str(f) for f in files]
     if parquet:
         ds = ray.data.read_parquet(paths)
-    else:
-        ds = ray.data.read_csv(paths, convert_options=pacsv.ConvertOptions(
-            column_types={c: pa.string() for c in predictor.columns}, strings_can_be_null=False))
+    else:  # every column as text, as predict.py reads a CSV: the columns it does not read come back as they were
+        ds = ray.data.read_csv(paths, parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                               convert_options=pacsv.ConvertOptions(
+                                   column_types={c: pa.string() for c in _columns(files[0], False)},
+                                   strings_can_be_null=False, quoted_strings_can_be_null=False))
     scored = ds.map_batches(score_batch, batch_format="pyarrow", batch_size=chunk_size,
                             fn_kwargs=dict(model=_model_reference(model), explain=explain,
                                            explain_flagged=explain_flagged, explain_method=explain_method))
     output.mkdir(parents=True, exist_ok=True)
     target = str(output.resolve())
-    if parquet:
-        scored.write_parquet(target)
-    else:
-        scored.write_csv(target)
+    try:
+        if parquet:
+            scored.write_parquet(target)
+        else:
+            scored.write_csv(target)
+    except (ray.exceptions.RayError, ray.exceptions.UserCodeException, pa.ArrowException) as exc:
+        raise UserError(f"scoring on Ray failed: {task_error_line(exc)}") from None  # a task's error: its line
     seconds = time.perf_counter() - start
     n_rows, n_flagged, n_rejected = _tally(output, parquet)
     return BatchResult(output, output if n_rejected else None, n_rows, n_rows - n_rejected, n_rejected, n_flagged,

@@ -22,7 +22,7 @@ from typing import Any, Optional
 from netad.config import Config
 from netad.data.sources import data_files
 from netad.errors import UserError
-from netad.ray_cluster import cluster_cpus, connect
+from netad.ray_cluster import cluster_cpus, connect, largest_node, task_error_line
 from netad.threads import resolve_threads
 from netad.training.cv import Training, cross_validate_run, run_cv, unfinished_folds
 from netad.training.report import CVResult
@@ -48,10 +48,30 @@ def fold_job(cwd: str, run_path: str, fold: int) -> Optional[str]:
     return None
 
 
-def _task_options(cfg: Config) -> dict[str, Any]:
-    gpu = cfg.trainer.accelerator in ("gpu", "cuda")
-    return dict(num_cpus=resolve_threads(cfg.trainer.num_threads), num_gpus=1 if gpu else 0,
-                max_retries=RETRIES, retry_exceptions=True)
+def check_engine_config(cfg: Config) -> None:
+    """What a fold task cannot train: one model over several processes or devices."""
+    if cfg.trainer.strategy == "ddp":
+        raise UserError("--engine ray trains each fold as one task: trainer.strategy ddp (one model over several "
+                        "processes) does not apply; pick one of them")
+    if cfg.trainer.devices not in (1, "auto") and cfg.trainer.devices != [0]:
+        raise UserError(f"--engine ray gives each fold task one device: trainer.devices {cfg.trainer.devices} "
+                        f"does not apply (set it to 1; Ray spreads the folds over the GPUs)")
+
+
+def task_options(cfg: Config, node: dict[str, float]) -> dict[str, Any]:
+    """A fold task's resources: ``trainer.num_threads`` CPUs, and a GPU when the trainer would use one (``auto``:
+    when the cluster has GPUs; Ray hides the other GPUs from the task). ``node``: the largest node's resources;
+    a task no node can hold is refused here (Ray would wait for one forever)."""
+    cpus = resolve_threads(cfg.trainer.num_threads)
+    accelerator = cfg.trainer.accelerator
+    gpus = 1 if accelerator in ("gpu", "cuda") or (accelerator == "auto" and node["GPU"] >= 1) else 0
+    if cpus > node["CPU"]:
+        raise UserError(f"trainer.num_threads {cpus}: no node of the Ray cluster has {cpus} CPUs (the largest has "
+                        f"{node['CPU']:g}); lower it")
+    if gpus > node["GPU"]:
+        raise UserError(f"trainer.accelerator {accelerator}: the Ray cluster has no GPU; use trainer.accelerator "
+                        f"auto or cpu")
+    return dict(num_cpus=cpus, num_gpus=gpus, max_retries=RETRIES, retry_exceptions=True)
 
 
 def run_cv_ray(cfg: Optional[Config], *, run_name: Optional[str] = None, resume: Optional[str | Path] = None,
@@ -59,14 +79,16 @@ def run_cv_ray(cfg: Optional[Config], *, run_name: Optional[str] = None, resume:
     """Cross-validate ``cfg`` (or continue the run ``resume`` points into) with its folds as Ray tasks; returns
     what :func:`~netad.training.cv.run_cv` returns."""
     if cfg is not None:  # before a cluster starts: the config's own errors
-        if cfg.trainer.strategy == "ddp":
-            raise UserError("--engine ray trains each fold as one task: trainer.strategy ddp (one model over "
-                            "several processes) does not apply; pick one of them")
+        check_engine_config(cfg)
         data_files(cfg.data.data_path)
     ray = connect()  # no Ray, or no cluster: said before the data is read
+    options = task_options(cfg, largest_node(ray)) if cfg is not None else None
     t = Training.open(cfg, cross_validate=True, run_name=run_name, resume=resume, quiet=quiet)
+    if options is None:  # a resume: the run's own config
+        check_engine_config(t.cfg)
+        options = task_options(t.cfg, largest_node(ray))
     pending = unfinished_folds(t)
-    job = ray.remote(max_calls=1)(fold_job).options(**_task_options(t.cfg))
+    job = ray.remote(max_calls=1)(fold_job).options(**options)
     cwd = os.getcwd()
     with t.active():
         refs = {job.remote(cwd, str(t.run.path), k): k for k in pending}
@@ -89,9 +111,8 @@ def _finished(ray: Any, t: Training, fold: int, ref: Any) -> None:
     try:
         problem = ray.get(ref)
     except ray.exceptions.RayError as exc:
-        line = next((x for x in str(exc).splitlines() if x.strip()), type(exc).__name__)
-        raise UserError(f"fold {fold} failed on Ray after {RETRIES + 1} tries ({line.strip()}); resume with "
-                        f"--resume {t.run.path}") from None
+        raise UserError(f"fold {fold} failed on Ray after {RETRIES + 1} tries ({task_error_line(exc)}); resume "
+                        f"with --resume {t.run.path}") from None
     if problem is not None and problem.startswith(_UNSEEN):
         raise UserError(f"fold {fold}: {problem[len(_UNSEEN):]}: --engine ray needs the run folder and the data "
                         f"on a shared file system at the same paths on every node")
