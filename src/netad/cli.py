@@ -418,7 +418,7 @@ def predict_parser() -> argparse.ArgumentParser:
     p.add_argument("--explain-method", choices=["deeplift", "integrated_gradients"],
                    help="with --explain (default: deeplift for ReLU-like networks, else integrated_gradients)")
     p.add_argument("--engine", choices=["local", "ray"], default="local",
-                   help="local (default): this process; ray: the files scored by actors on the Ray cluster "
+                   help="local (default): this process; ray: the files scored by tasks on the Ray cluster "
                         "(RAY_ADDRESS, else a local one) into a folder of Parquet or CSV shards; needs "
                         "pip install -e .[ray]")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -210,14 +210,13 @@ def test_what_the_ray_engine_cannot_do_is_one_line(trained, tmp_path, capsys, ca
 
 
 def test_a_fold_task_that_cannot_see_the_run_says_so(tmp_path, monkeypatch):
-    from netad.training.ray_engine import _UNSEEN, fold_job
+    from netad.training.ray_engine import fold_job
 
     monkeypatch.chdir(tmp_path)  # the task moves into the folder it is given: this test's goes back after it
-
     said = fold_job(str(tmp_path / "not_here"), "checkpoints/run", 0)
-    assert said.startswith(_UNSEEN) and f"the working folder {tmp_path / 'not_here'} does not exist" in said
+    assert f"the working folder {tmp_path / 'not_here'} does not exist" in said and "shared file system" in said
     said = fold_job(str(tmp_path), "checkpoints/run", 0)
-    assert said.startswith(_UNSEEN) and f"the run folder {tmp_path / 'checkpoints/run'} is not visible" in said
+    assert f"the run folder {tmp_path / 'checkpoints/run'} is not visible" in said and "shared file system" in said
 
 
 def test_a_failed_task_is_said_by_its_own_error(cluster):
@@ -287,3 +286,24 @@ def test_connecting_keeps_the_sigterm_handler(monkeypatch):
         assert signal.getsignal(signal.SIGTERM) is handler
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def test_csv_files_without_a_header_are_read_with_the_models_column_names(cluster, tmp_path, capsys):
+    from netad.training.cv import run_single
+
+    frame = make_frame(n=200, seed=24)
+    frame.to_csv(tmp_path / "t.csv", index=False, header=False)
+    cfg = fast_config(tmp_path, tmp_path / "t.csv", data__column_names=json.dumps(list(frame.columns)))
+    model = run_single(cfg, run_name="headerless", quiet=True).checkpoint
+    (tmp_path / "in").mkdir()
+    frame.to_csv(tmp_path / "in" / "a.csv", index=False, header=False)
+    code, printed, err = run(capsys, predict_main, "--engine", "ray", "--model", model, "--input", tmp_path / "in",
+                             "--output", tmp_path / "out", "--quiet", "--chunk-size", "1000")
+    assert code == 0, err
+    out = pd.concat([pd.read_csv(p) for p in sorted((tmp_path / "out").glob("*.csv"))])
+    assert list(out.columns[:len(frame.columns)]) == list(frame.columns) and len(out) == 200
+    from netad.inference import load_predictor
+
+    expected = load_predictor(model).score(frame.drop(columns=["label"]))
+    order, got = np.argsort(frame["packet_size"].to_numpy()), out.sort_values("packet_size")
+    assert np.allclose(got["score"].to_numpy(np.float32), expected[order], rtol=0, atol=1e-6)  # Ray may split blocks

@@ -120,3 +120,26 @@ def test_reading_blocks_of_parquet_holds_less_than_pre_buffered_reads(tmp_path):
         del batch
     assert len(ours) == len(default) == 5
     assert max(ours) < 0.6 * max(default)
+
+
+def test_scores_from_the_files_follow_the_rows_asked_for(tmp_path):
+    from netad.data.outofcore import OutOfCoreDataModule
+
+    class Scores:  # a predictor whose score of a row is its first encoded value
+        def score_encoded(self, enc):
+            return enc.dense[:, 0].copy(), None
+
+    frame = make_frame(n=300, seed=6)
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    cfg = load_config(None, [f"data.data_path={tmp_path / 't.csv'}"])
+    rows = np.arange(300)
+    dm = OutOfCoreDataModule(cfg, rows[::2], rows[1::2], table=load_streamed(cfg.data), folder=tmp_path / "rows")
+    dm.setup("fit")
+    try:
+        in_order = dm.scores(Scores(), "val")
+        asked = np.array([299, 1, 151, 3])
+        assert np.array_equal(dm.scores(Scores(), "val", asked), in_order[(asked - 1) // 2])
+        with pytest.raises(ValueError, match="not among this module's val rows"):
+            dm.scores(Scores(), "val", np.array([2]))
+    finally:
+        dm.remove_files()

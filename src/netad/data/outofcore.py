@@ -278,14 +278,18 @@ class OutOfCoreDataModule(L.LightningDataModule):
 
     # ------------------------------------------------------------ what training needs afterwards
     def scores(self, predictor: Any, part: str, rows: Optional[np.ndarray] = None) -> np.ndarray:
-        """The predictor's scores of a part's rows (``rows``, when given, must be them), from the encoded files:
-        what the predictor's preprocessing makes of the raw rows."""
-        if rows is not None and not np.array_equal(np.sort(rows), self._indices(part)):
-            raise ValueError(f"the {part} rows of this module are other rows")
-        rows = self.files[part]
+        """The predictor's scores of a part's rows (``rows``, when given: some of them, in that order), from the
+        encoded files: what the predictor's preprocessing makes of the raw rows."""
+        stored, files = self._indices(part), self.files[part]
         step = 262_144
-        out = [predictor.score_encoded(rows.read(s, min(s + step, len(rows))))[0] for s in range(0, len(rows), step)]
-        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+        out = [predictor.score_encoded(files.read(s, min(s + step, len(files))))[0] for s in range(0, len(files), step)]
+        scores = np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+        if rows is None:
+            return scores
+        at = np.minimum(np.searchsorted(stored, rows), max(len(stored) - 1, 0))
+        if len(rows) and (not len(stored) or not np.array_equal(stored[at], rows)):
+            raise ValueError(f"rows that are not among this module's {part} rows")
+        return scores[at]
 
     def summary_rows(self) -> pd.DataFrame:
         """The training rows a drift summary describes: the sample."""

@@ -11,7 +11,7 @@ import glob
 import hashlib
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import TYPE_CHECKING, BinaryIO, Callable, Optional, Sequence, TypeVar
 
 from netad.errors import UserError
 
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 PARQUET_MAGIC = b"PAR1"
+T = TypeVar("T")
 _GLOB_CHARS = frozenset("*?[")
 
 
@@ -91,6 +92,46 @@ def schema_mismatch(path: Path, columns: Sequence[str], first: Path, expected: S
     parts = ([f"lacks {', '.join(missing[:8])}{', ...' if len(missing) > 8 else ''}"] if missing else []) + \
             ([f"has {', '.join(extra[:8])}{', ...' if len(extra) > 8 else ''} besides"] if extra else [])
     return f"{path}: its columns differ from those of {first}: it {' and '.join(parts)}"
+
+
+def file_columns(path: Path, column_names: Optional[Sequence[str]] = None) -> list[str]:
+    """One file's columns, without reading its records: a Parquet file's schema, a CSV file's header (a compressed
+    one too), or ``column_names`` (``data.column_names``) for CSV files without a header."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise UserError(f"input file is empty: {path}")
+    if is_parquet(path):
+        try:
+            return list(pq.read_schema(path).names)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise UserError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
+    if column_names:
+        return list(column_names)
+    small = pacsv.ReadOptions(block_size=1 << 20)  # the header: one small block
+    return read_csv_with(path, lambda reader: list(pacsv.open_csv(reader, read_options=small).schema.names))
+
+
+def read_csv_with(path: Path, how: Callable[[BinaryIO], T]) -> T:
+    """``how(reader)`` on a CSV file's bytes (decompressed); a file pyarrow cannot parse, or a damaged compressed
+    one, is one line."""
+    import pyarrow as pa
+
+    from netad.data.compression import decompressing, open_binary
+
+    reader, raw, kind = open_binary(path)
+    try:
+        with decompressing(path, kind):
+            return how(reader)
+    except (pa.ArrowInvalid, StopIteration) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "no records"
+        raise UserError(f"{path}: not a readable CSV file ({first})") from None
+    finally:
+        reader.close()
+        raw.close()
 
 
 def check_named_columns(path: Path, columns: Sequence[str], column_names: Optional[Sequence[str]]) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from netad.data.preprocessing import parse_boolean
-from netad.data.sources import data_files, is_parquet, with_text_columns
+from netad.data.sources import data_files, file_columns, is_parquet, read_csv_with, with_text_columns
 from netad.data.summary import GAP, OTHER, counts_of, psi
 from netad.errors import UserError
 
@@ -99,8 +99,6 @@ def _read_file(predictor: Any, path: Path, text: list[str]) -> Any:
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    from netad.data.compression import decompressing, open_binary
-
     if path.stat().st_size == 0:
         raise UserError(f"input file is empty: {path}")
 
@@ -120,23 +118,10 @@ def _read_file(predictor: Any, path: Path, text: list[str]) -> Any:
     names = (predictor.config.get("data") or {}).get("column_names")
     read = pacsv.ReadOptions(column_names=names, block_size=8 << 20) if names else pacsv.ReadOptions(block_size=8 << 20)
 
-    def opened(how: Any) -> Any:
-        reader, raw, kind = open_binary(path)
-        try:
-            with decompressing(path, kind):
-                return how(reader)
-        except (pa.ArrowInvalid, StopIteration) as exc:
-            first = str(exc).splitlines()[0] if str(exc) else "no records"
-            raise UserError(f"{path}: not a readable CSV file ({first})") from None
-        finally:
-            reader.close()
-            raw.close()
-
-    small = pacsv.ReadOptions(column_names=names, block_size=1 << 20) if names else pacsv.ReadOptions(block_size=1 << 20)
-    lacks(opened(lambda r: pacsv.open_csv(r, read_options=small).schema.names))  # the header: one small block
+    lacks(file_columns(path, names))
     convert = pacsv.ConvertOptions(column_types={c: pa.string() for c in text}, include_columns=predictor.columns,
                                    strings_can_be_null=True)
-    return opened(lambda r: pacsv.read_csv(r, read_options=read, convert_options=convert))
+    return read_csv_with(path, lambda r: pacsv.read_csv(r, read_options=read, convert_options=convert))
 
 
 def _numbers(column: Any) -> np.ndarray:

@@ -1,7 +1,8 @@
 """``predict.py --engine ray``: the files of ``--input`` scored on a Ray cluster into a folder of shards.
 
-Ray Data reads the files (Parquet with their types; CSV with every column as text, as predict.py reads them), ``map_batches`` scores each batch with the same :class:`~netad.serving.columnar.TableScorer` as
-predict.py's Parquet route, and Ray Data writes the shards: Parquet for Parquet input, CSV for CSV. Every input
+Ray Data reads the files (Parquet with their types; CSV with every column as text, as predict.py reads them),
+``map_batches`` scores each batch with the same :class:`~netad.serving.columnar.TableScorer` as predict.py's
+Parquet route, and Ray Data writes the shards: Parquet for Parquet input, CSV for CSV. Every input
 row is in the output: scored rows with ``score`` and ``is_anomaly``, rows that cannot be scored with those empty
 and the reason in ``reject_reason`` (empty for scored rows). The shards' names and the order of rows are Ray
 Data's; no row numbers are kept.
@@ -22,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from netad.data.sources import data_files, is_parquet, schema_mismatch
+from netad.data.sources import data_files, file_columns, is_parquet, schema_mismatch
 from netad.errors import UserError
 from netad.ray_cluster import connect, task_error_line
 from netad.serving.batch import BatchResult
@@ -42,7 +43,7 @@ class BatchScorer:
         from netad.serving.batch import Explanations
         from netad.serving.columnar import TableScorer
 
-        torch.set_num_threads(1)  # one core per actor
+        torch.set_num_threads(1)  # one core per task
         predictor = load_predictor(model)
         explanations = Explanations(predictor, explain, flagged_only=explain_flagged, method=explain_method) \
             if explain is not None else None
@@ -51,20 +52,18 @@ class BatchScorer:
     def __call__(self, batch: Any) -> Any:
         pa = self.pa
         done = self.scorer.score(batch)
-        template = self.scorer.empty(batch.schema)
-        parts = []
-        if done.out is not None:
-            parts.append(done.out.append_column(REASON, pa.nulls(done.out.num_rows, pa.string())))
-        if done.rejects is not None:
+        if done.out is not None and done.rejects is None:  # the common case: every row scored
+            return done.out.append_column(REASON, pa.nulls(done.out.num_rows, pa.string()))
+        scored = self.scorer.empty(batch.schema) if done.out is None else done.out
+        parts = [scored.append_column(REASON, pa.nulls(scored.num_rows, pa.string()))]
+        if done.rejects is not None:  # the input columns, the scored columns empty, the reason
             rejects = done.rejects
-            n = rejects.num_rows
             table = rejects.drop_columns(["row", "reason"])
             for name in self.scorer.extra:
-                table = table.append_column(template.schema.field(name), pa.nulls(n, template.schema.field(name).type))
+                field = scored.schema.field(name)
+                table = table.append_column(field, pa.nulls(rejects.num_rows, field.type))
             parts.append(table.append_column(REASON, rejects.column("reason")))
-        if not parts:
-            return template.append_column(REASON, pa.array([], pa.string()))
-        return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+        return pa.concat_tables(parts)
 
 
 @functools.lru_cache(maxsize=4)
@@ -90,7 +89,7 @@ def score_batch(batch: Any, *, model: str, explain: Optional[int] = None, explai
 
 
 def _model_reference(model: str | Path) -> str:
-    """A local model as an absolute path (actors may run elsewhere); a Hub repo id as it is."""
+    """A local model as an absolute path (tasks may run elsewhere); a Hub repo id as it is."""
     path = Path(model)
     return str(path.resolve()) if path.exists() else str(model)
 
@@ -106,28 +105,17 @@ def _input_kind(files: list[Path]) -> bool:
     return kinds.pop()
 
 
-def _columns(path: Path, parquet: bool) -> list[str]:
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
-    try:
-        if parquet:
-            return list(pq.read_schema(path).names)
-        with pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 20)) as reader:
-            return list(reader.schema.names)
-    except Exception as exc:  # pyarrow's errors for a file it cannot read: one line
-        raise UserError(f"{path}: cannot read its columns ({str(exc).splitlines()[0]})") from None
-
-
-def _check_columns(files: list[Path], parquet: bool, needed: list[str]) -> None:
-    first = _columns(files[0], parquet)
+def _check_columns(files: list[Path], needed: list[str], column_names: Optional[list[str]]) -> list[str]:
+    """The files' columns (they must share them, and hold those the model reads)."""
+    first = file_columns(files[0], column_names)
     missing = [c for c in needed if c not in first]
     if missing:
         raise UserError(f"{files[0]}: lacks columns the model reads: {', '.join(missing)}")
     for f in files[1:]:
-        problem = schema_mismatch(f, _columns(f, parquet), files[0], first)
+        problem = schema_mismatch(f, file_columns(f, column_names), files[0], first)
         if problem:
             raise UserError(problem)
+    return first
 
 
 def _check_output(output: Path) -> None:
@@ -180,7 +168,8 @@ def score_with_ray(model: str | Path, input_spec: str | Path, output_path: str |
     _check_output(output)
     parquet = _input_kind(files)
     predictor = load_predictor(model)  # here first: a bad model or missing columns are said before the cluster works
-    _check_columns(files, parquet, list(predictor.columns))
+    names = (predictor.config.get("data") or {}).get("column_names")  # CSV files without a header
+    columns = _check_columns(files, list(predictor.columns), names)
     ray = connect()
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -194,9 +183,10 @@ def score_with_ray(model: str | Path, input_spec: str | Path, output_path: str |
     if parquet:
         ds = ray.data.read_parquet(paths)
     else:  # every column as text, as predict.py reads a CSV: the columns it does not read come back as they were
-        ds = ray.data.read_csv(paths, parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        headerless = {"read_options": pacsv.ReadOptions(column_names=names, use_threads=False)} if names else {}
+        ds = ray.data.read_csv(paths, parse_options=pacsv.ParseOptions(newlines_in_values=True), **headerless,
                                convert_options=pacsv.ConvertOptions(
-                                   column_types={c: pa.string() for c in _columns(files[0], False)},
+                                   column_types={c: pa.string() for c in columns},
                                    strings_can_be_null=False, quoted_strings_can_be_null=False))
     scored = ds.map_batches(score_batch, batch_format="pyarrow", batch_size=chunk_size,
                             fn_kwargs=dict(model=_model_reference(model), explain=explain,

@@ -26,21 +26,22 @@ from netad.ray_cluster import cluster_cpus, connect, largest_node, task_error_li
 from netad.threads import resolve_threads
 from netad.training.cv import Training, cross_validate_run, run_cv, unfinished_folds
 from netad.training.report import CVResult
+from netad.training.runs import find_run
 
 #: times a failed fold task is tried again
 RETRIES = 2
-_UNSEEN = "unseen: "
 
 
 def fold_job(cwd: str, run_path: str, fold: int) -> Optional[str]:
     """One fold and its permutation baseline, in a Ray worker; None when done, else a bad-input error's line
     (not retried: another try would fail alike). Other errors raise, and Ray tries the task again."""
     host = socket.gethostname()
+    shared = "--engine ray needs the run folder and the data on a shared file system at the same paths on every node"
     if not os.path.isdir(cwd):
-        return f"{_UNSEEN}the working folder {cwd} does not exist on node {host}"
+        return f"the working folder {cwd} does not exist on node {host}: {shared}"
     os.chdir(cwd)
     if not (Path(run_path) / "splits.json").is_file():
-        return f"{_UNSEEN}the run folder {Path(cwd) / run_path} is not visible on node {host}"
+        return f"the run folder {Path(cwd) / run_path} is not visible on node {host}: {shared}"
     try:
         run_cv(None, resume=run_path, only_fold=fold, quiet=True)
     except UserError as exc:
@@ -78,15 +79,12 @@ def run_cv_ray(cfg: Optional[Config], *, run_name: Optional[str] = None, resume:
                quiet: bool = False) -> Optional[CVResult]:
     """Cross-validate ``cfg`` (or continue the run ``resume`` points into) with its folds as Ray tasks; returns
     what :func:`~netad.training.cv.run_cv` returns."""
-    if cfg is not None:  # before a cluster starts: the config's own errors
-        check_engine_config(cfg)
-        data_files(cfg.data.data_path)
+    run_cfg = cfg if cfg is not None else find_run(resume)[1]  # a resume: the run's own config
+    check_engine_config(run_cfg)  # before a cluster starts: the config's own errors
+    data_files(run_cfg.data.data_path)
     ray = connect()  # no Ray, or no cluster: said before the data is read
-    options = task_options(cfg, largest_node(ray)) if cfg is not None else None
+    options = task_options(run_cfg, largest_node(ray))
     t = Training.open(cfg, cross_validate=True, run_name=run_name, resume=resume, quiet=quiet)
-    if options is None:  # a resume: the run's own config
-        check_engine_config(t.cfg)
-        options = task_options(t.cfg, largest_node(ray))
     pending = unfinished_folds(t)
     job = ray.remote(max_calls=1)(fold_job).options(**options)
     cwd = os.getcwd()
@@ -113,9 +111,6 @@ def _finished(ray: Any, t: Training, fold: int, ref: Any) -> None:
     except ray.exceptions.RayError as exc:
         raise UserError(f"fold {fold} failed on Ray after {RETRIES + 1} tries ({task_error_line(exc)}); resume "
                         f"with --resume {t.run.path}") from None
-    if problem is not None and problem.startswith(_UNSEEN):
-        raise UserError(f"fold {fold}: {problem[len(_UNSEEN):]}: --engine ray needs the run folder and the data "
-                        f"on a shared file system at the same paths on every node")
     if problem is not None:
         raise UserError(f"fold {fold}: {problem}")
     result = t.run.load_result(f"fold_{fold}")
